@@ -1,0 +1,1 @@
+"""SQL records, the job state machine, leases and the object store."""
