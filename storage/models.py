@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -65,7 +66,7 @@ class StoredObject(Base):
     __tablename__ = "stored_objects"
 
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float, default=_now)
 
@@ -79,7 +80,7 @@ class Dataset(Base):
     task: Mapped[str] = mapped_column(String(32))
     format: Mapped[str] = mapped_column(String(16))
     object_key: Mapped[str] = mapped_column(String(512))
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float, default=_now)

@@ -1,0 +1,189 @@
+"""Exactly one runner per job (DESIGN §3): claim, renew, end, and reap leases.
+
+Celery over Redis delivers at least once; the claim is what makes a job run at
+most once at a time. A worker claims with a conditional UPDATE (queued -> running
+on this worker), renews the lease from the training loop, and a reaper returns
+jobs whose lease ran out to ``pending`` so that they resume from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from storage.models import Job, JobRun
+from storage.states import LEASED, JobState, transition
+
+S = JobState
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    owner: str
+    attempt: int
+    lease_until: float
+
+
+def claim(
+    session: Session, job_id: str, worker_name: str, owner: str, ttl_s: float
+) -> Claim | None:
+    """Take the job if it is queued for this worker; None if someone else has it or it moved on."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or job.state != S.QUEUED.value or job.worker_name != worker_name:
+        return None
+    now = time.time()
+    attempt = job.attempt + 1
+    moved = transition(
+        session,
+        job_id,
+        S.RUNNING,
+        reason=f"claimed by {owner} (attempt {attempt})",
+        expect={S.QUEUED},
+        values={
+            "lease_owner": owner,
+            "lease_until": now + ttl_s,
+            "attempt": attempt,
+            "started_at": job.started_at or now,
+            "reason_code": None,
+            "reason": None,
+            "queue_position": None,
+            "estimated_start": None,
+        },
+        data={"owner": owner, "attempt": attempt, "worker": worker_name},
+    )
+    if not moved:
+        return None
+    session.add(
+        JobRun(
+            job_id=job_id,
+            attempt=attempt,
+            worker_name=worker_name,
+            lease_owner=owner,
+            started_at=now,
+            lease_until=now + ttl_s,
+        )
+    )
+    return Claim(job_id=job_id, owner=owner, attempt=attempt, lease_until=now + ttl_s)
+
+
+def renew_lease(session: Session, job_id: str, owner: str, ttl_s: float) -> bool:
+    """Extend the lease; False means it was lost (reaped, or another runner holds it)."""
+    until = time.time() + ttl_s
+    leased = [s.value for s in LEASED]
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.state.in_(leased))
+        .values(lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.execute(
+        update(JobRun)
+        .where(JobRun.job_id == job_id, JobRun.lease_owner == owner)
+        .values(lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return True
+
+
+def end_run(
+    session: Session, job_id: str, owner: str, outcome: str, ended_at: float | None = None
+) -> None:
+    session.execute(
+        update(JobRun)
+        .where(JobRun.job_id == job_id, JobRun.lease_owner == owner, JobRun.ended_at.is_(None))
+        .values(ended_at=ended_at or time.time(), outcome=outcome)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def set_start_step(session: Session, job_id: str, owner: str, step: int) -> None:
+    session.execute(
+        update(JobRun)
+        .where(JobRun.job_id == job_id, JobRun.lease_owner == owner)
+        .values(start_step=step)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def return_to_pending(session: Session, job: Job, *, reason: str, reason_code: str) -> bool:
+    """Give a leased job back to admission, or fail it once its attempts are spent.
+
+    A job being cancelled simply becomes cancelled: its runner is gone.
+    """
+    state = JobState(job.state)
+    cleared = {"lease_owner": None, "lease_until": None, "worker_name": None}
+    if state == S.CANCELLING:
+        return transition(
+            session,
+            job.id,
+            S.CANCELLED,
+            reason=f"{reason}; cancel completed",
+            expect={S.CANCELLING},
+            values=cleared,
+        )
+    if job.attempt >= job.max_attempts:
+        return transition(
+            session,
+            job.id,
+            S.FAILED,
+            reason=f"{reason}; gave up after {job.attempt} attempts (max_attempts={job.max_attempts})",
+            expect={state},
+            values={**cleared, "error": reason},
+        )
+    return transition(
+        session,
+        job.id,
+        S.PENDING,
+        reason=f"{reason}; will resume from its newest checkpoint",
+        expect={state},
+        values={**cleared, "reason_code": reason_code, "reason": reason},
+    )
+
+
+def reap_expired(session: Session, now: float | None = None) -> list[str]:
+    """Return every job whose lease ran out to pending (or failed/cancelled); the reaper tick."""
+    now = now or time.time()
+    leased = [s.value for s in LEASED]
+    expired = session.scalars(
+        select(Job).where(Job.state.in_(leased), Job.lease_until < now).order_by(Job.id)
+    ).all()
+    reaped: list[str] = []
+    for job in expired:
+        owner, until = job.lease_owner, job.lease_until
+        if return_to_pending(
+            session, job, reason=f"lease of {owner} expired", reason_code="lease_expired"
+        ):
+            if owner is not None:
+                end_run(session, job.id, owner, "lease_expired", ended_at=until)
+            reaped.append(job.id)
+    return reaped
+
+
+def requeue_unclaimed(session: Session, timeout_s: float, now: float | None = None) -> list[str]:
+    """Queued jobs nobody claimed in time go back to pending so admission can re-place them."""
+    now = now or time.time()
+    stale = session.scalars(
+        select(Job).where(Job.state == S.QUEUED.value, Job.queued_at < now - timeout_s)
+    ).all()
+    moved: list[str] = []
+    for job in stale:
+        if transition(
+            session,
+            job.id,
+            S.PENDING,
+            reason=f"not claimed by {job.worker_name} within {timeout_s:.0f}s",
+            expect={S.QUEUED},
+            values={
+                "worker_name": None,
+                "reason_code": "worker_lost",
+                "reason": "placed worker did not claim it",
+            },
+        ):
+            moved.append(job.id)
+    return moved

@@ -1,0 +1,78 @@
+"""Teams and their API keys. A key is shown once; only its SHA-256 is stored.
+
+Keys carry 256 bits of randomness, so a plain SHA-256 (not a slow password hash)
+is enough, and lookups stay cheap on every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import ApiKey, Team
+
+ROLES = ("admin", "member", "viewer")
+TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class TeamError(ValueError):
+    pass
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_key(session: Session, team: Team, role: str = "member") -> str:
+    """Create a key for the team and return its plaintext (the only time it exists)."""
+    if role not in ROLES:
+        raise TeamError(f"role must be one of {', '.join(ROLES)}")
+    prefix = secrets.token_hex(4)
+    secret = f"tp_{prefix}_{secrets.token_urlsafe(32)}"
+    session.add(ApiKey(team_id=team.id, prefix=prefix, key_hash=_digest(secret), role=role))
+    return secret
+
+
+def create_team(
+    session: Session,
+    name: str,
+    *,
+    weight: float = 1.0,
+    max_gpus: int | None = None,
+    role: str = "admin",
+) -> tuple[Team, str]:
+    if not TEAM_NAME.match(name):
+        raise TeamError("team name: lowercase letters, digits and '-', at most 63 characters")
+    if session.scalar(select(Team).where(Team.name == name)) is not None:
+        raise TeamError(f"team {name!r} already exists")
+    team = Team(name=name, weight=weight, max_gpus=max_gpus)
+    session.add(team)
+    session.flush()
+    return team, issue_key(session, team, role)
+
+
+def authenticate(session: Session, presented: str) -> ApiKey | None:
+    """The live key matching the presented secret, compared in constant time."""
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != "tp":
+        return None
+    candidates = session.scalars(
+        select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
+    ).all()
+    digest = _digest(presented)
+    for key in candidates:
+        if hmac.compare_digest(key.key_hash, digest):
+            return key
+    return None
+
+
+def revoke(session: Session, key_id: str) -> None:
+    key = session.get(ApiKey, key_id)
+    if key is not None and key.revoked_at is None:
+        key.revoked_at = time.time()
