@@ -1,0 +1,23 @@
+"""The system schedule, as data: what beat fires and how often."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunepool.settings import Settings
+from worker.celery_app import CONTROL_QUEUE
+
+
+def system_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {
+        "admission": {
+            "task": "tunepool.admit",
+            "schedule": settings.admission_interval_s,
+            "options": {"queue": CONTROL_QUEUE, "expires": settings.admission_interval_s},
+        },
+        "reaper": {
+            "task": "tunepool.reap",
+            "schedule": settings.reaper_interval_s,
+            "options": {"queue": CONTROL_QUEUE, "expires": settings.reaper_interval_s},
+        },
+    }

@@ -1,0 +1,23 @@
+"""Publishing admitted jobs to their worker's queue, by task name (no torch here)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from scheduler.admission import Publish
+from worker.celery_app import TRAIN_TASK
+
+log = logging.getLogger(__name__)
+
+
+def celery_publisher(celery: Celery) -> Publish:
+    def publish(job_id: str, queue: str) -> None:
+        try:
+            celery.send_task(TRAIN_TASK, args=[job_id], queue=queue)
+        except Exception as exc:  # broker down: the job stays queued in SQL
+            # The reaper's requeue of unclaimed jobs re-places it once the broker is back.
+            log.warning("could not publish %s to %s: %s", job_id, queue, exc)
+
+    return publish

@@ -1,0 +1,18 @@
+"""Thin Celery entry points for the scheduler's ticks (run on the control queue)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from scheduler.ticks import run_admission, run_reaper
+from tunepool.platform import current_platform
+
+
+@shared_task(name="tunepool.admit", ignore_result=True)
+def admit_task() -> int:
+    return len(run_admission(current_platform()))
+
+
+@shared_task(name="tunepool.reap", ignore_result=True)
+def reap_task() -> dict[str, list[str]]:
+    return run_reaper(current_platform())

@@ -1,0 +1,35 @@
+"""The periodic work of the scheduler, as plain functions over a Platform."""
+
+from __future__ import annotations
+
+import logging
+
+from scheduler.admission import Placement, admit
+from scheduler.dispatch import celery_publisher
+from scheduler.pool import mark_lost
+from storage.db import transaction
+from storage.lease import reap_expired, requeue_unclaimed
+from tunepool.platform import Platform
+
+log = logging.getLogger(__name__)
+
+
+def run_admission(platform: Platform) -> list[Placement]:
+    session = platform.sessions()
+    try:
+        return admit(session, celery_publisher(platform.celery))
+    finally:
+        session.close()
+
+
+def run_reaper(platform: Platform) -> dict[str, list[str]]:
+    """Expired leases, lost workers and unclaimed jobs go back to pending; then admit."""
+    settings = platform.settings
+    with transaction(platform.sessions) as session:
+        reaped = reap_expired(session)
+        lost = mark_lost(session, settings.worker_lost_after_s)
+        unclaimed = requeue_unclaimed(session, settings.claim_timeout_s)
+    if reaped or lost or unclaimed:
+        log.info("reaper: expired=%s lost_workers=%s unclaimed=%s", reaped, lost, unclaimed)
+    run_admission(platform)
+    return {"reaped": reaped, "lost_workers": lost, "unclaimed": unclaimed}

@@ -1,0 +1,121 @@
+"""The training engine's callbacks for a job: progress, lease renewal, checkpoints, stop requests.
+
+The engine knows nothing of SQL or the object store; this is where its reports
+become job events, uploaded checkpoints and a renewed lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.blobs import delete_prefix, store_dir
+from storage.db import transaction
+from storage.lease import renew_lease
+from storage.models import Checkpoint, Job
+from storage.states import JobState, record_event
+from tunepool.platform import Platform
+
+log = logging.getLogger(__name__)
+
+# How often the loop looks at the job row for a cancel or preempt request.
+STATE_CHECK_S = 1.0
+
+
+def checkpoint_prefix(team_id: str, job_id: str, step: int) -> str:
+    return f"teams/{team_id}/jobs/{job_id}/checkpoints/step-{step:08d}/"
+
+
+class JobCallbacks:
+    def __init__(self, platform: Platform, job_id: str, team_id: str, owner: str, attempt: int) -> None:
+        self.platform, self.job_id, self.team_id = platform, job_id, team_id
+        self.owner, self.attempt = owner, attempt
+        self.settings = platform.settings
+        self.lease_lost = False
+        self._last_renew = time.monotonic()
+        self._last_check = 0.0
+        self._stop: str | None = None
+
+    # -- lease ---------------------------------------------------------------
+    def _renew(self) -> bool:
+        with transaction(self.platform.sessions) as session:
+            ok = renew_lease(session, self.job_id, self.owner, self.settings.lease_ttl_s)
+        self._last_renew = time.monotonic()
+        if not ok and not self.lease_lost:
+            log.warning("job %s: lease of %s lost; stopping", self.job_id, self.owner)
+            self.lease_lost = True
+        return ok
+
+    def should_stop(self) -> str | None:
+        now = time.monotonic()
+        if now - self._last_renew >= self.settings.lease_renew_s and not self._renew():
+            return "lease_lost"
+        if self.lease_lost:
+            return "lease_lost"
+        if self._stop is None and now - self._last_check >= STATE_CHECK_S:
+            self._last_check = now
+            with self.platform.sessions() as session:
+                state = session.scalar(select(Job.state).where(Job.id == self.job_id))
+            if state == JobState.CANCELLING.value:
+                self._stop = "cancel"
+            elif state == JobState.PREEMPTING.value:
+                self._stop = "preempt"
+        return self._stop
+
+    # -- reports -------------------------------------------------------------
+    def on_progress(self, event: dict[str, Any]) -> None:
+        with transaction(self.platform.sessions) as session:
+            job = session.get(Job, self.job_id)
+            if job is not None:
+                job.progress = {**event, "attempt": self.attempt, "at": time.time()}
+            record_event(session, self.job_id, "progress", data=event)
+
+    def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
+        with transaction(self.platform.sessions) as session:
+            job = session.get(Job, self.job_id)
+            if job is not None:
+                history = list(job.metrics.get("epochs", []))
+                history.append({"epoch": epoch, **_summary(metrics)})
+                job.metrics = {**job.metrics, "epochs": history}
+            record_event(session, self.job_id, "evaluation", data={"epoch": epoch, **_summary(metrics)})
+
+    def on_checkpoint(self, step: int, epoch: float, path: Path, metrics: dict[str, Any]) -> None:
+        """Upload the checkpoint; record it only while this runner still holds the lease."""
+        if not self._renew():
+            return
+        prefix = checkpoint_prefix(self.team_id, self.job_id, step)
+        with transaction(self.platform.sessions) as session:
+            store_dir(session, self.platform.store, prefix, path)
+        with transaction(self.platform.sessions) as session:
+            if not renew_lease(session, self.job_id, self.owner, self.settings.lease_ttl_s):
+                self.lease_lost = True
+                return
+            existing = session.scalar(
+                select(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step)
+            )
+            if existing is None:
+                session.add(Checkpoint(job_id=self.job_id, attempt=self.attempt, step=step,
+                                       epoch=epoch, prefix=prefix, metrics=_summary(metrics)))
+            record_event(session, self.job_id, "checkpoint", data={"step": step, "epoch": epoch})
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keep the newest K checkpoints of the job; older ones only cost storage."""
+        keep = max(1, self.settings.keep_checkpoints)
+        with transaction(self.platform.sessions) as session:
+            old = session.scalars(
+                select(Checkpoint).where(Checkpoint.job_id == self.job_id)
+                .order_by(Checkpoint.step.desc()).offset(keep)
+            ).all()
+            for checkpoint in old:
+                delete_prefix(session, self.platform.store, checkpoint.prefix)
+                session.delete(checkpoint)
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scalar metrics of an evaluation (reports stay in the model's report file)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | bool)}

@@ -1,0 +1,193 @@
+"""Run one training job: claim -> fetch inputs -> engine -> record the outcome.
+
+The Celery task is a thin wrapper around :func:`run_training_job`, which a test
+or a benchmark can call directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from storage.blobs import fetch_dir, fetch_file, store_dir
+from storage.db import transaction
+from storage.lease import Claim, claim, end_run, set_start_step
+from storage.models import Checkpoint, Dataset, Job, ModelVersion
+from storage.states import JobState, transition
+from tunepool.platform import Platform
+from worker.job_callbacks import JobCallbacks
+
+log = logging.getLogger(__name__)
+S = JobState
+
+
+def model_prefix(team_id: str, name: str, version: int) -> str:
+    return f"teams/{team_id}/models/{name}/{version}/"
+
+
+def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
+    """Returns what happened: not_claimed, succeeded, failed, cancelled, preempted, lease_lost."""
+    owner = f"{worker_name}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    with transaction(platform.sessions) as session:
+        claimed = claim(session, job_id, worker_name, owner, platform.settings.lease_ttl_s)
+    if claimed is None:
+        # A duplicate delivery, or the job moved on (cancelled, re-placed): nothing to run.
+        log.info("job %s: nothing to claim for %s", job_id, worker_name)
+        return "not_claimed"
+    workdir = platform.settings.scratch_dir / job_id / f"attempt-{claimed.attempt}"
+    try:
+        return _run_claimed(platform, claimed, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
+    from tunepool.data.errors import DataError
+
+    job_id, owner = claimed.job_id, claimed.owner
+    with platform.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        team_id, spec, task = job.team_id, dict(job.spec), job.task
+    callbacks = JobCallbacks(platform, job_id, team_id, owner, claimed.attempt)
+    try:
+        train_spec = _prepare(platform, claimed, spec, task, workdir)
+        from worker.training.engine import finetune
+
+        result = finetune(train_spec, callbacks)
+    except DataError as exc:
+        # Bad data fails the same way on every attempt: no retry.
+        return _fail(platform, claimed, f"invalid data: {exc}")
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        return _fail(platform, claimed, f"{type(exc).__name__}: {exc}", trace=traceback.format_exc())
+
+    if callbacks.lease_lost or result.stopped == "lease_lost":
+        # The reaper or another runner owns the job now; record nothing more.
+        return "lease_lost"
+    with transaction(platform.sessions) as session:
+        if result.stopped == "cancel":
+            transition(session, job_id, S.CANCELLED, reason="cancelled by request; checkpoint saved",
+                       expect={S.CANCELLING}, lease_owner=owner,
+                       values={"worker_name": None})
+            end_run(session, job_id, owner, "cancelled")
+            return "cancelled"
+        if result.stopped == "preempt":
+            transition(session, job_id, S.PENDING, reason="preempted; resumes from its checkpoint",
+                       expect={S.PREEMPTING}, lease_owner=owner,
+                       values={"worker_name": None, "lease_owner": None, "lease_until": None,
+                               "reason_code": "priority", "reason": "preempted by a higher-priority job"})
+            end_run(session, job_id, owner, "preempted")
+            return "preempted"
+    metrics = {**result.metrics, "report": result.report, "global_step": result.global_step}
+    return _succeed(platform, claimed, team_id, spec, task, result.model_dir, metrics)
+
+
+def _prepare(platform: Platform, claimed: Claim, spec: dict[str, Any], task: str, workdir: Path) -> Any:
+    from worker.training.models import resolve_base_model
+    from worker.training.spec import Hyperparameters, TrainSpec
+
+    hyper = dict(spec.get("hyperparameters") or {})
+    if platform.settings.checkpoint_every_steps and "checkpoint_every_steps" not in hyper:
+        hyper["checkpoint_every_steps"] = platform.settings.checkpoint_every_steps
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with platform.sessions() as session:
+        train = session.get(Dataset, spec["train_dataset"])
+        assert train is not None
+        train_path = data_dir / f"train.{train.format}"
+        fetch_file(session, platform.store, train.object_key, train_path)
+        validation_path, validation_format = None, None
+        if spec.get("validation_dataset"):
+            validation = session.get(Dataset, spec["validation_dataset"])
+            assert validation is not None
+            validation_path = data_dir / f"validation.{validation.format}"
+            validation_format = validation.format
+            fetch_file(session, platform.store, validation.object_key, validation_path)
+        newest = session.scalar(
+            select(Checkpoint).where(Checkpoint.job_id == claimed.job_id)
+            .order_by(Checkpoint.step.desc()).limit(1)
+        )
+        resume_from = None
+        if newest is not None:
+            resume_from = workdir / "resume"
+            fetch_dir(session, platform.store, newest.prefix, resume_from)
+    if newest is not None:
+        with transaction(platform.sessions) as session:
+            set_start_step(session, claimed.job_id, claimed.owner, newest.step)
+    return TrainSpec(
+        task=task,
+        base_model=resolve_base_model(spec.get("base_model") or "all-MiniLM-L6-v2"),
+        train_file=train_path,
+        train_format=train.format,
+        validation_file=validation_path,
+        validation_format=validation_format,
+        output_dir=workdir / "model",
+        hyperparameters=Hyperparameters.from_dict(hyper),
+        resume_from=resume_from,
+    )
+
+
+def _succeed(
+    platform: Platform, claimed: Claim, team_id: str, spec: dict[str, Any], task: str,
+    model_dir: Path, metrics: dict[str, Any],
+) -> str:
+    job_id, owner = claimed.job_id, claimed.owner
+    with platform.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        name = job.model_name or f"{task}-{job_id[-8:]}"
+        version = (session.scalar(
+            select(func.max(ModelVersion.version)).where(ModelVersion.team_id == team_id,
+                                                         ModelVersion.name == name)
+        ) or 0) + 1
+    prefix = model_prefix(team_id, name, version)
+    with transaction(platform.sessions) as session:
+        store_dir(session, platform.store, prefix, model_dir)
+    with transaction(platform.sessions) as session:
+        model = ModelVersion(
+            team_id=team_id, name=name, version=version, job_id=job_id, task=task, prefix=prefix,
+            base_model=str(spec.get("base_model") or "all-MiniLM-L6-v2"), metrics=_scalars(metrics),
+            lineage={"train_dataset": spec.get("train_dataset"),
+                     "validation_dataset": spec.get("validation_dataset"),
+                     "hyperparameters": spec.get("hyperparameters") or {}},
+        )
+        session.add(model)
+        session.flush()
+        job = session.get(Job, job_id)
+        assert job is not None
+        moved = transition(
+            session, job_id, S.SUCCEEDED, reason=f"model {name} version {version} stored",
+            expect={S.RUNNING, S.CANCELLING, S.PREEMPTING}, lease_owner=owner,
+            values={"metrics": {**job.metrics, **metrics}, "model_version_id": model.id},
+        )
+        if not moved:
+            # Lost the lease while uploading: another runner will produce the model.
+            session.rollback()
+            return "lease_lost"
+        end_run(session, job_id, owner, "succeeded")
+    return "succeeded"
+
+
+def _fail(platform: Platform, claimed: Claim, error: str, *, trace: str = "") -> str:
+    """Failures inside the run are final; only a vanished process (lease expiry) is retried."""
+    with transaction(platform.sessions) as session:
+        moved = transition(
+            session, claimed.job_id, S.FAILED, reason=error[:500],
+            expect={S.RUNNING, S.CANCELLING, S.PREEMPTING}, lease_owner=claimed.owner,
+            values={"error": error, "worker_name": None}, data={"traceback": trace[-4000:]} if trace else None,
+        )
+        if moved:
+            end_run(session, claimed.job_id, claimed.owner, "failed")
+    return "failed" if moved else "lease_lost"
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | bool)}

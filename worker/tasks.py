@@ -1,0 +1,70 @@
+"""Thin Celery tasks and the worker's lifecycle hooks (register, heartbeat, retire).
+
+Tasks take ids, never rows: load, call a plain function, record the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from scheduler.pool import heartbeat, register, retire
+from scheduler.ticks import run_admission
+from storage.db import transaction
+from tunepool.platform import current_platform
+from worker.identity import describe, worker_name
+
+log = logging.getLogger(__name__)
+_stop_heartbeat = threading.Event()
+
+
+@shared_task(name="tunepool.train", ignore_result=True)
+def train(job_id: str) -> str:
+    from worker.runner import run_training_job
+
+    platform = current_platform()
+    outcome = run_training_job(platform, job_id, worker_name(platform.settings))
+    if outcome != "not_claimed":
+        # Slots just freed: let the next job in without waiting for the beat tick.
+        try:
+            run_admission(platform)
+        except Exception:
+            log.exception("admission after job %s failed; the beat tick will retry", job_id)
+    return outcome
+
+
+@worker_ready.connect
+def _on_ready(**_: Any) -> None:
+    platform = current_platform()
+    info = describe(platform.settings)
+    with transaction(platform.sessions) as session:
+        register(session, info)
+    log.info("worker %s registered with %d slot(s) on queue %s", info.name, info.slots, info.queue)
+    threading.Thread(target=_beat_heart, args=(info.name,), name="heartbeat", daemon=True).start()
+    run_admission(platform)
+
+
+def _beat_heart(name: str) -> None:
+    platform = current_platform()
+    while not _stop_heartbeat.wait(platform.settings.worker_heartbeat_s):
+        try:
+            with transaction(platform.sessions) as session:
+                if not heartbeat(session, name):
+                    register(session, describe(platform.settings))
+        except Exception:
+            log.exception("heartbeat of %s failed; will retry", name)
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    _stop_heartbeat.set()
+    platform = current_platform()
+    try:
+        with transaction(platform.sessions) as session:
+            retire(session, worker_name(platform.settings))
+    except Exception:
+        log.exception("could not retire worker")
