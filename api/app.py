@@ -1,0 +1,50 @@
+"""The Flask application factory. Nothing connects at import time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+
+from api import errors
+from api.auth import load_caller
+from api.datasets import bp as datasets_bp
+from api.jobs import bp as jobs_bp
+from tunepool.platform import Platform
+from tunepool.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
+    platform = platform or Platform(settings or load_settings())
+    app = Flask("tunepool")
+    app.extensions["tunepool"] = platform
+    app.config["MAX_CONTENT_LENGTH"] = platform.settings.max_upload_bytes
+    errors.install(app)
+
+    @app.before_request
+    def _authenticate() -> None:
+        if request.path.startswith("/v1/"):
+            load_caller()
+
+    @app.teardown_request
+    def _close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        from sqlalchemy import text
+
+        status: dict[str, Any] = {"status": "ok"}
+        try:
+            with platform.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            status["database"] = "ok"
+        except Exception as exc:
+            return jsonify({"status": "degraded", "database": type(exc).__name__}), 503
+        return jsonify(status), 200
+
+    app.register_blueprint(datasets_bp)
+    app.register_blueprint(jobs_bp)
+    return app

@@ -1,0 +1,103 @@
+"""/v1/datasets: upload (validated before anything is stored), list, show."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
+
+from api.auth import requires
+from api.context import db, platform, team_id
+from api.errors import ApiError, invalid, not_found
+from api.paging import page_params, paged
+from storage.blobs import store_file
+from storage.ids import new_id
+from storage.models import Dataset
+
+bp = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+FORMATS = {"token-classification": ("conll", "jsonl")}
+
+
+def dataset_json(ds: Dataset) -> dict[str, Any]:
+    return {
+        "id": ds.id, "name": ds.name, "task": ds.task, "format": ds.format, "size": ds.size,
+        "sha256": ds.sha256, "stats": ds.stats, "created_at": ds.created_at,
+    }
+
+
+def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
+    """Parse and describe the file; DataError (naming the line) if it is malformed."""
+    from tunepool.data.stats import token_dataset_stats
+    from tunepool.data.token_files import read_token_examples
+
+    examples = read_token_examples(path, fmt)
+    return token_dataset_stats(examples)
+
+
+@bp.post("")
+@requires("member")
+def upload() -> tuple[Response, int]:
+    from tunepool.data.errors import DataError
+
+    task = (request.form.get("task") or "").strip()
+    fmt = (request.form.get("format") or "").strip()
+    if task not in FORMATS:
+        raise invalid("task", f"must be one of {', '.join(FORMATS)}")
+    if fmt not in FORMATS[task]:
+        raise invalid("format", f"for {task} must be one of {', '.join(FORMATS[task])}")
+    upload = request.files.get("file")
+    if upload is None:
+        raise invalid("file", "attach the data as a multipart field named 'file'")
+    name = (request.form.get("name") or Path(upload.filename or "data").stem).strip()
+    if not NAME.match(name):
+        raise invalid("name", "letters, digits, '.', '_' and '-', starting with a letter or digit")
+    with tempfile.TemporaryDirectory(prefix="tunepool-upload-") as tmp:
+        path = Path(tmp) / f"data.{fmt}"
+        with path.open("wb") as out:
+            shutil.copyfileobj(upload.stream, out, 1024 * 1024)
+        if path.stat().st_size == 0:
+            raise invalid("file", "the file is empty")
+        try:
+            stats = inspect(path, task, fmt)
+        except DataError as exc:
+            raise ApiError(422, "invalid_data", f"file: {exc}", "file", line=exc.line) from None
+        dataset_id = new_id("ds")
+        key = f"teams/{team_id()}/datasets/{dataset_id}/data.{fmt}"
+        session = db()
+        stored = store_file(session, platform().store, key, path)
+        dataset = Dataset(id=dataset_id, team_id=team_id(), name=name, task=task, format=fmt,
+                          object_key=key, size=stored.size, sha256=stored.sha256, stats=stats)
+        session.add(dataset)
+        session.commit()
+    return jsonify(dataset_json(dataset)), 201
+
+
+@bp.get("")
+def list_datasets() -> Response:
+    limit, cursor = page_params()
+    query = select(Dataset).where(Dataset.team_id == team_id())
+    if cursor:
+        query = query.where(Dataset.id < cursor)
+    rows = db().scalars(query.order_by(Dataset.id.desc()).limit(limit + 1)).all()
+    return jsonify(paged([dataset_json(d) for d in rows], limit))
+
+
+@bp.get("/<dataset_id>")
+def show(dataset_id: str) -> Response:
+    return jsonify(dataset_json(owned_dataset(dataset_id)))
+
+
+def owned_dataset(dataset_id: str, field: str | None = None) -> Dataset:
+    ds = db().get(Dataset, dataset_id)
+    if ds is None or ds.team_id != team_id():
+        if field:
+            raise invalid(field, f"dataset {dataset_id} not found")
+        raise not_found("dataset", dataset_id)
+    return ds

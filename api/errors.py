@@ -1,0 +1,61 @@
+"""Errors are values with a code, a message a user can act on, and the field at fault.
+
+Every 4xx leaves the API as ``{"error": {"code", "message", "field"}}`` from here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field, self.extra = status, code, message, field, extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field, **self.extra}}
+
+
+def not_found(kind: str, ident: str) -> ApiError:
+    # Another team's resource answers exactly like a missing one: no existence leak.
+    return ApiError(404, "not_found", f"{kind} {ident} not found")
+
+
+def invalid(field: str, message: str, **extra: Any) -> ApiError:
+    return ApiError(422, "invalid", f"{field}: {message}", field, **extra)
+
+
+def from_validation(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    message = first["msg"]
+    return ApiError(422, "invalid", f"{field}: {message}" if field else message, field)
+
+
+def install(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> tuple[Response, int]:
+        return jsonify(exc.body()), exc.status
+
+    @app.errorhandler(ValidationError)
+    def _validation(exc: ValidationError) -> tuple[Response, int]:
+        err = from_validation(exc)
+        return jsonify(err.body()), err.status
+
+    @app.errorhandler(OperationalError)
+    def _db_down(exc: OperationalError) -> tuple[Response, int, dict[str, str]]:
+        body = ApiError(503, "unavailable", "the database is unavailable; retry shortly").body()
+        return jsonify(body), 503, {"Retry-After": "5"}
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return jsonify({"error": {"code": code, "message": exc.description, "field": None}}), status

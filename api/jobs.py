@@ -1,0 +1,174 @@
+"""/v1/jobs: submit (validated, then admitted), list, show, events, cancel."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
+
+from api.auth import requires
+from api.context import db, platform, team_id
+from api.datasets import owned_dataset
+from api.errors import ApiError, invalid, not_found
+from api.paging import page_params, paged
+from api.schemas import JobCreate
+from scheduler.admission import PRIORITIES
+from scheduler.pool import largest_worker
+from scheduler.ticks import run_admission
+from storage.ids import new_id
+from storage.models import Job, JobEvent
+from storage.states import JobState, record_event, transition
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+S = JobState
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    waiting = job.state == S.PENDING.value
+    return {
+        "id": job.id, "type": job.type, "task": job.task, "state": job.state,
+        "reason_code": job.reason_code, "reason": job.reason,
+        "queue_position": job.queue_position if waiting else None,
+        "estimated_start": _iso(job.estimated_start) if waiting else None,
+        "priority": next((k for k, v in PRIORITIES.items() if v == job.priority), "normal"),
+        "resources": {"gpus": job.slots}, "worker": job.worker_name,
+        "attempt": job.attempt, "max_attempts": job.max_attempts,
+        "model_name": job.model_name, "model_version_id": job.model_version_id,
+        "progress": job.progress, "metrics": job.metrics, "error": job.error, "spec": job.spec,
+        "created_at": _iso(job.created_at), "queued_at": _iso(job.queued_at),
+        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+    }
+
+
+def event_json(e: JobEvent) -> dict[str, Any]:
+    return {"id": e.id, "at": _iso(e.at), "kind": e.kind, "old_state": e.old_state,
+            "new_state": e.new_state, "reason": e.reason, "data": e.data}
+
+
+def owned_job(job_id: str) -> Job:
+    job = db().get(Job, job_id)
+    if job is None or job.team_id != team_id():
+        raise not_found("job", job_id)
+    return job
+
+
+def _check_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:
+    from worker.training.spec import Hyperparameters
+
+    try:
+        Hyperparameters.from_dict(values)
+    except (TypeError, ValueError) as exc:
+        raise invalid("hyperparameters", str(exc)) from None
+    return values
+
+
+@bp.post("")
+@requires("member")
+def submit() -> tuple[Response, int]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "send a JSON object with Content-Type: application/json")
+    spec = JobCreate.model_validate(body)
+    train = owned_dataset(spec.train_dataset, "train_dataset")
+    if train.task != spec.task:
+        raise invalid("train_dataset", f"is a {train.task} dataset; the job's task is {spec.task}")
+    if spec.validation_dataset:
+        validation = owned_dataset(spec.validation_dataset, "validation_dataset")
+        if validation.task != spec.task:
+            raise invalid("validation_dataset", f"is a {validation.task} dataset, not {spec.task}")
+    _check_hyperparameters(spec.hyperparameters)
+    _check_base_model(spec.base_model)
+    session = db()
+    largest = largest_worker(session)
+    if largest is not None and spec.resources.gpus > largest:
+        raise invalid("resources.gpus", f"{spec.resources.gpus} exceeds the largest worker "
+                      f"({largest} slots); the job could never run", limit=largest)
+    if spec.validate_only:
+        return jsonify({"valid": True, "train_dataset": train.stats}), 200
+    now = time.time()
+    job = Job(
+        id=new_id("job"), team_id=team_id(), type=spec.type, task=spec.task,
+        spec=spec.model_dump(exclude={"validate_only", "max_attempts", "priority", "resources"}),
+        model_name=spec.model_name, priority=PRIORITIES[spec.priority], slots=spec.resources.gpus,
+        state=S.PENDING.value, reason_code="admission", reason="waiting for the first admission pass",
+        max_attempts=spec.max_attempts or platform().settings.max_attempts, created_at=now,
+    )
+    session.add(job)
+    record_event(session, job.id, "state", new=S.PENDING.value, reason="accepted")
+    session.commit()
+    run_admission(platform())
+    session.refresh(job)
+    return jsonify(job_json(job)), 201
+
+
+def _check_base_model(name: str) -> None:
+    """Refuse names that could walk a file path or reach a shell; resolution is the worker's."""
+    if ".." in Path(name).parts or any(c in name for c in "\\\n\r\0`$;|&<>"):
+        raise invalid("base_model", "must be a model name, a hub id or an absolute directory")
+
+
+@bp.get("")
+def list_jobs() -> Response:
+    limit, cursor = page_params()
+    query = select(Job).where(Job.team_id == team_id())
+    state = request.args.get("state")
+    if state:
+        if state not in {s.value for s in S}:
+            raise invalid("state", f"one of {', '.join(s.value for s in S)}")
+        query = query.where(Job.state == state)
+    if cursor:
+        query = query.where(Job.id < cursor)
+    rows = db().scalars(query.order_by(Job.id.desc()).limit(limit + 1)).all()
+    return jsonify(paged([job_json(j) for j in rows], limit))
+
+
+@bp.get("/<job_id>")
+def show(job_id: str) -> Response:
+    return jsonify(job_json(owned_job(job_id)))
+
+
+@bp.get("/<job_id>/events")
+def events(job_id: str) -> Response:
+    owned_job(job_id)
+    after = request.args.get("after", "0")
+    if not after.isdigit():
+        raise invalid("after", "an event id (whole number)")
+    limit, _ = page_params(default=200, maximum=1000)
+    rows = db().scalars(
+        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > int(after))
+        .order_by(JobEvent.id).limit(limit)
+    ).all()
+    items = [event_json(e) for e in rows]
+    return jsonify({"data": items, "next_after": items[-1]["id"] if items else int(after)})
+
+
+@bp.post("/<job_id>/cancel")
+@requires("member")
+def cancel(job_id: str) -> Response:
+    job = owned_job(job_id)
+    session = db()
+    state = S(job.state)
+    if state in (S.PENDING, S.QUEUED, S.VALIDATING):
+        # Never started: cancelled at once; a queued message finds nothing to claim.
+        moved = transition(session, job.id, S.CANCELLED, reason="cancelled by request",
+                           expect={state}, values={"worker_name": None})
+    elif state in (S.RUNNING, S.PREEMPTING):
+        moved = transition(session, job.id, S.CANCELLING,
+                           reason="cancel requested; the runner checkpoints and stops", expect={state})
+    elif state == S.CANCELLING:
+        moved = True
+    else:
+        raise ApiError(409, "conflict", f"job {job.id} already {job.state}", "state")
+    if not moved:
+        raise ApiError(409, "conflict", f"job {job.id} changed state meanwhile; retry", "state")
+    session.commit()
+    session.refresh(job)
+    return jsonify(job_json(job))

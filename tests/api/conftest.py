@@ -1,0 +1,71 @@
+"""API fixtures: a real app on real SQL (SQLite and PostgreSQL), a file object store, real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api.app import create_app
+from storage.db import transaction
+from storage.schema import upgrade
+from storage.teams import create_team, issue_key
+from tunepool.platform import Platform
+from tunepool.redis_server import RedisServer
+from tunepool.settings import Settings
+from tunepool.synthetic import conll_text
+
+
+@pytest.fixture
+def platform(database_url: str, tmp_path: Path, redis_server: RedisServer) -> Iterator[Platform]:
+    settings = Settings(
+        home=tmp_path / "home", database_url=database_url,
+        object_store_url=(tmp_path / "objects").as_uri(), redis_url=redis_server.url,
+    )
+    platform = Platform(settings)
+    upgrade(platform.engine)
+    yield platform
+    platform.close()
+
+
+@pytest.fixture
+def app(platform: Platform) -> Flask:
+    return create_app(platform=platform)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+KeyFactory = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def make_key(platform: Platform) -> KeyFactory:
+    """Create (or reuse) a team and return Authorization headers for a key with the role."""
+
+    def make(team: str = "alpha", role: str = "member") -> dict[str, str]:
+        from sqlalchemy import select
+
+        from storage.models import Team
+
+        with transaction(platform.sessions) as session:
+            existing = session.scalar(select(Team).where(Team.name == team))
+            key = issue_key(session, existing, role) if existing else create_team(session, team, role=role)[1]
+        return {"Authorization": f"Bearer {key}"}
+
+    return make
+
+
+def upload_ner(client: FlaskClient, headers: dict[str, str], text: str | None = None,
+               name: str = "ner", fmt: str = "conll") -> dict:
+    body = text if text is not None else conll_text(20, seed=3)
+    resp = client.post("/v1/datasets", headers=headers, content_type="multipart/form-data", data={
+        "task": "token-classification", "format": fmt, "name": name,
+        "file": (__import__("io").BytesIO(body.encode()), f"{name}.{fmt}"),
+    })
+    return {"status": resp.status_code, **resp.get_json()}

@@ -1,0 +1,90 @@
+"""End-to-end fixtures: real Celery worker subprocesses on real Redis and real SQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from storage.schema import upgrade
+from tunepool.embedded import child_env
+from tunepool.platform import Platform
+from tunepool.redis_server import RedisServer
+from tunepool.settings import Settings
+
+
+@dataclass
+class WorkerProcs:
+    platform: Platform
+    env: dict[str, str]
+    logs: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, slots: int = 1) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunepool", "worker", "--name", name, "--slots", str(slots),
+             "--loglevel", "info"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal the worker's whole process tree, as when its machine dies."""
+        proc = self.procs[name]
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.wait(30)
+
+    def stop_all(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is None:
+                self.kill(name, signal.SIGKILL)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def live(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterator[WorkerProcs]:
+    settings = Settings(
+        home=tmp_path / "home", database_url=database_url,
+        object_store_url=(tmp_path / "objects").as_uri(), redis_url=redis_server.url,
+        # Short leases so that a killed worker's job is reaped within seconds.
+        lease_ttl_s=4.0, lease_renew_s=0.5, worker_heartbeat_s=1.0, worker_lost_after_s=6.0,
+    )
+    platform = Platform(settings)
+    upgrade(platform.engine)
+    env = child_env(settings, TUNEPOOL_LEASE_TTL_S="4", TUNEPOOL_LEASE_RENEW_S="0.5",
+                    TUNEPOOL_WORKER_HEARTBEAT_S="1", TUNEPOOL_WORKER_LOST_AFTER_S="6")
+    # Each test gets its own queues: flush what an earlier test left in the shared Redis.
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushall()
+    procs = WorkerProcs(platform, env, tmp_path)
+    yield procs
+    procs.stop_all()
+    platform.close()
+
+
+def wait_until(check: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.2,
+               on_tick: Callable[[], object] | None = None) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if on_tick is not None:
+            on_tick()
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")

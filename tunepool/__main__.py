@@ -1,0 +1,3 @@
+from tunepool.cli import main
+
+main()

@@ -1,0 +1,193 @@
+"""The ``tunepool`` command line: run the services, administer teams, run the demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import click
+
+from tunepool.settings import load_settings
+
+CELERY_APP = "worker.app:app"
+
+
+@click.group()
+def main() -> None:
+    """tunepool: several teams share one GPU pool to fine-tune and serve transformer models."""
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="API port (default: a free one).")
+@click.option("--flower-port", type=int, default=None, help="Flower port (default: a free one).")
+@click.option("--slots", type=int, default=1, show_default=True, help="Slots of the local worker.")
+def up(port: int | None, flower_port: int | None, slots: int) -> None:
+    """Start the whole platform on this machine; Ctrl-C stops it."""
+    from tunepool.embedded import start_platform
+
+    settings = load_settings()
+    platform = start_platform(settings, api_port=port, flower_port=flower_port, worker_slots=slots)
+    creds = ensure_default_team(platform.settings, platform.api_url, platform.flower_url,
+                                platform.env["TUNEPOOL_FLOWER_PASSWORD"])
+    click.echo(f"API     {platform.api_url}")
+    click.echo(f"Flower  {platform.flower_url}  (user {creds['flower_user']}, "
+               f"password {creds['flower_password']})")
+    for team, key in creds["teams"].items():
+        click.echo(f"team {team}: API key {key}")
+    click.echo(f"credentials in {platform.settings.credentials_path}; logs in {settings.home / 'logs'}")
+    stopping = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            dead = platform.dead()
+            if dead:
+                click.echo(f"stopped unexpectedly: {', '.join(dead)} (see the logs)", err=True)
+                break
+            time.sleep(0.5)
+    finally:
+        click.echo("stopping ...")
+        platform.stop()
+
+
+def ensure_default_team(settings: Any, api_url: str, flower_url: str, flower_password: str
+                        ) -> dict[str, Any]:
+    """First start: a 'default' team with an admin key; later starts reuse what was written."""
+    from storage.db import make_engine, make_session_factory, transaction
+    from storage.teams import create_team
+    from tunepool.embedded import read_credentials, write_credentials
+
+    creds = read_credentials(settings)
+    teams: dict[str, str] = dict(creds.get("teams") or {})
+    if not teams:
+        engine = make_engine(settings.resolved_database_url)
+        with transaction(make_session_factory(engine)) as session:
+            _, key = create_team(session, "default", role="admin")
+        engine.dispose()
+        teams["default"] = key
+    creds.update({"api_url": api_url, "flower_url": flower_url, "flower_user": settings.flower_user,
+                  "flower_password": flower_password, "teams": teams})
+    write_credentials(settings, creds)
+    return creds
+
+
+@main.command()
+@click.option("--slots", type=int, default=None, help="Slots offered (default: GPU count, or 1).")
+@click.option("--name", default=None, help="Worker name (default: <host>-<pid>).")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(slots: int | None, name: str | None, loglevel: str) -> None:
+    """Run a training worker: one job per slot, each in a fresh process."""
+    settings = load_settings()
+    name = name or settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
+    # Children (the tasks) read the same name and slots from the environment.
+    os.environ["TUNEPOOL_WORKER_NAME"] = name
+    if slots:
+        os.environ["TUNEPOOL_WORKER_SLOTS"] = str(slots)
+    from worker.celery_app import worker_queue
+    from worker.identity import describe
+
+    info = describe(load_settings())
+    _exec_celery("worker", "-Q", worker_queue(name), "-c", str(info.slots), "-n", f"{name}@%h",
+                 "--prefetch-multiplier", "1", "--disable-prefetch", "--max-tasks-per-child", "1",
+                 "-E", "-l", loglevel)
+
+
+@main.command()
+@click.option("--loglevel", default="info", show_default=True)
+def control(loglevel: str) -> None:
+    """Run the control worker that executes the scheduler's ticks (admission, reaper)."""
+    from worker.celery_app import CONTROL_QUEUE
+
+    _exec_celery("worker", "-Q", CONTROL_QUEUE, "--pool", "solo", "-n", "control@%h", "-E",
+                 "-l", loglevel)
+
+
+@main.command()
+@click.option("--loglevel", default="info", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run Celery beat with the system schedule."""
+    settings = load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    _exec_celery("beat", "-s", str(settings.home / "beat-schedule"), "-l", loglevel)
+
+
+@main.command()
+@click.option("--address", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=5555, show_default=True)
+def flower(address: str, port: int) -> None:
+    """Run Flower behind basic auth (TUNEPOOL_FLOWER_USER / TUNEPOOL_FLOWER_PASSWORD)."""
+    settings = load_settings()
+    if not settings.flower_password:
+        raise click.ClickException("set TUNEPOOL_FLOWER_PASSWORD: Flower never runs without auth")
+    _exec_celery("flower", f"--address={address}", f"--port={port}",
+                 f"--basic-auth={settings.flower_user}:{settings.flower_password}")
+
+
+def _exec_celery(*args: str) -> None:
+    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", CELERY_APP, *args])
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (safe to repeat)."""
+    from storage.db import make_engine
+    from storage.schema import upgrade
+
+    engine = make_engine(load_settings().resolved_database_url)
+    upgrade(engine)
+    engine.dispose()
+    click.echo("database is at the newest schema")
+
+
+@main.group()
+def admin() -> None:
+    """Teams and keys."""
+
+
+@admin.command("create-team")
+@click.argument("name")
+@click.option("--weight", type=float, default=1.0, show_default=True)
+@click.option("--max-gpus", type=int, default=None)
+@click.option("--role", type=click.Choice(["admin", "member", "viewer"]), default="admin",
+              show_default=True, help="Role of the first key.")
+def create_team_cmd(name: str, weight: float, max_gpus: int | None, role: str) -> None:
+    """Create a team and print its first API key (shown only this once)."""
+    from storage.db import make_engine, make_session_factory, transaction
+    from storage.schema import upgrade
+    from storage.teams import TeamError, create_team
+
+    engine = make_engine(load_settings().resolved_database_url)
+    upgrade(engine)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            team, key = create_team(session, name, weight=weight, max_gpus=max_gpus, role=role)
+    except TeamError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"team {team.name} ({team.id})")
+    click.echo(key)
+
+
+@main.command()
+@click.option("--sentences", type=int, default=480, show_default=True)
+@click.option("--epochs", type=int, default=3, show_default=True)
+def demo(sentences: int, epochs: int) -> None:
+    """Start the platform, fine-tune the packaged MiniLM on generated NER data, print the reports."""
+    from tunepool.demo import run_demo
+
+    sys.exit(run_demo(sentences=sentences, epochs=epochs))

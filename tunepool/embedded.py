@@ -1,0 +1,145 @@
+"""``tunepool up``: the whole platform on one machine, as one process group, no Docker.
+
+SQLite and the local object store under TUNEPOOL_HOME, a private Redis, the API
+(gunicorn), one worker, the control worker that runs the scheduler's ticks, beat
+and Flower. Every child gets the same TUNEPOOL_* environment and its own log file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunepool.netutil import free_port, wait_for_port
+from tunepool.redis_server import RedisServer, start_redis
+from tunepool.settings import Settings
+
+CELERY = [sys.executable, "-m", "celery", "-A", "worker.app:app"]
+
+
+@dataclass
+class Embedded:
+    settings: Settings
+    env: dict[str, str]
+    api_url: str
+    flower_url: str
+    redis: RedisServer | None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        logs = self.settings.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"{name}.log").open("ab") as log:
+            # Own session per child, so a whole prefork tree is stopped with one killpg.
+            proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        self.processes[name] = proc
+        return proc
+
+    def dead(self) -> list[str]:
+        return [n for n, p in self.processes.items() if p.poll() is not None]
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        for proc in self.processes.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for proc in self.processes.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "TUNEPOOL_HOME": str(settings.home),
+        "TUNEPOOL_DATABASE_URL": settings.resolved_database_url,
+        "TUNEPOOL_OBJECT_STORE_URL": settings.resolved_object_store_url,
+        "TUNEPOOL_REDIS_URL": settings.redis_url,
+        "PYTHONUNBUFFERED": "1",
+        # The packaged model loads from disk; never reach for a hub from the embedded mode.
+        "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
+        "TOKENIZERS_PARALLELISM": "false",
+    })
+    env.update(extra)
+    return env
+
+
+def start_platform(settings: Settings, api_port: int | None = None, flower_port: int | None = None,
+                   worker_slots: int = 1, own_redis: bool = True) -> Embedded:
+    """Start every service and return once the API answers."""
+    from storage.db import make_engine
+    from storage.schema import upgrade
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    engine.dispose()
+    redis = start_redis(settings.home / "redis") if own_redis else None
+    if redis is not None:
+        settings = settings.model_copy(update={"redis_url": redis.url})
+    flower_password = settings.flower_password or _stored_flower_password(settings)
+    api_port, flower_port = api_port or free_port(), flower_port or free_port()
+    env = child_env(settings, TUNEPOOL_FLOWER_PASSWORD=flower_password)
+    platform = Embedded(settings, env, f"http://127.0.0.1:{api_port}",
+                        f"http://127.0.0.1:{flower_port}", redis)
+    platform.start("api", [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{api_port}",
+                           "-w", "2", "--threads", "4", "--timeout", "120", "api.wsgi:app"])
+    # A stable name, so a restarted `up` comes back as the same worker instead of a new one.
+    platform.start("worker", [sys.executable, "-m", "tunepool", "worker", "--slots", str(worker_slots),
+                              "--name", f"{socket.gethostname()}-local"])
+    platform.start("control", [sys.executable, "-m", "tunepool", "control"])
+    platform.start("beat", [sys.executable, "-m", "tunepool", "beat"])
+    platform.start("flower", [*CELERY, "flower", "--address=127.0.0.1", f"--port={flower_port}",
+                              f"--basic-auth={settings.flower_user}:{flower_password}"])
+    try:
+        wait_for_port(api_port, 60)
+    except TimeoutError:
+        platform.stop()
+        raise
+    return platform
+
+
+def _stored_flower_password(settings: Settings) -> str:
+    creds = read_credentials(settings)
+    return str(creds.get("flower_password") or secrets.token_urlsafe(12))
+
+
+def read_credentials(settings: Settings) -> dict[str, Any]:
+    path = settings.credentials_path
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def write_credentials(settings: Settings, data: dict[str, Any]) -> Path:
+    path = settings.credentials_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    # Keys in plain text: readable by this user only.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2)
+    os.replace(tmp, path)
+    return path
