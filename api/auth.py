@@ -33,7 +33,9 @@ def requires(role: str) -> Callable[[F], F]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if RANK[caller().role] < RANK[role]:
-                raise ApiError(403, "forbidden", f"this needs the {role} role; the key has {caller().role}")
+                raise ApiError(
+                    403, "forbidden", f"this needs the {role} role; the key has {caller().role}"
+                )
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

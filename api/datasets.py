@@ -27,8 +27,14 @@ FORMATS = {"token-classification": ("conll", "jsonl")}
 
 def dataset_json(ds: Dataset) -> dict[str, Any]:
     return {
-        "id": ds.id, "name": ds.name, "task": ds.task, "format": ds.format, "size": ds.size,
-        "sha256": ds.sha256, "stats": ds.stats, "created_at": ds.created_at,
+        "id": ds.id,
+        "name": ds.name,
+        "task": ds.task,
+        "format": ds.format,
+        "size": ds.size,
+        "sha256": ds.sha256,
+        "stats": ds.stats,
+        "created_at": ds.created_at,
     }
 
 
@@ -72,8 +78,17 @@ def upload() -> tuple[Response, int]:
         key = f"teams/{team_id()}/datasets/{dataset_id}/data.{fmt}"
         session = db()
         stored = store_file(session, platform().store, key, path)
-        dataset = Dataset(id=dataset_id, team_id=team_id(), name=name, task=task, format=fmt,
-                          object_key=key, size=stored.size, sha256=stored.sha256, stats=stats)
+        dataset = Dataset(
+            id=dataset_id,
+            team_id=team_id(),
+            name=name,
+            task=task,
+            format=fmt,
+            object_key=key,
+            size=stored.size,
+            sha256=stored.sha256,
+            stats=stats,
+        )
         session.add(dataset)
         session.commit()
     return jsonify(dataset_json(dataset)), 201

@@ -14,13 +14,22 @@ from werkzeug.exceptions import HTTPException
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.field, self.extra = status, code, message, field, extra
+        self.status, self.code, self.message, self.field, self.extra = (
+            status,
+            code,
+            message,
+            field,
+            extra,
+        )
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field, **self.extra}}
+        return {
+            "error": {"code": self.code, "message": self.message, "field": self.field, **self.extra}
+        }
 
 
 def not_found(kind: str, ident: str) -> ApiError:

@@ -34,23 +34,42 @@ def _iso(ts: float | None) -> str | None:
 def job_json(job: Job) -> dict[str, Any]:
     waiting = job.state == S.PENDING.value
     return {
-        "id": job.id, "type": job.type, "task": job.task, "state": job.state,
-        "reason_code": job.reason_code, "reason": job.reason,
+        "id": job.id,
+        "type": job.type,
+        "task": job.task,
+        "state": job.state,
+        "reason_code": job.reason_code,
+        "reason": job.reason,
         "queue_position": job.queue_position if waiting else None,
         "estimated_start": _iso(job.estimated_start) if waiting else None,
         "priority": next((k for k, v in PRIORITIES.items() if v == job.priority), "normal"),
-        "resources": {"gpus": job.slots}, "worker": job.worker_name,
-        "attempt": job.attempt, "max_attempts": job.max_attempts,
-        "model_name": job.model_name, "model_version_id": job.model_version_id,
-        "progress": job.progress, "metrics": job.metrics, "error": job.error, "spec": job.spec,
-        "created_at": _iso(job.created_at), "queued_at": _iso(job.queued_at),
-        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "resources": {"gpus": job.slots},
+        "worker": job.worker_name,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "model_name": job.model_name,
+        "model_version_id": job.model_version_id,
+        "progress": job.progress,
+        "metrics": job.metrics,
+        "error": job.error,
+        "spec": job.spec,
+        "created_at": _iso(job.created_at),
+        "queued_at": _iso(job.queued_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
     }
 
 
 def event_json(e: JobEvent) -> dict[str, Any]:
-    return {"id": e.id, "at": _iso(e.at), "kind": e.kind, "old_state": e.old_state,
-            "new_state": e.new_state, "reason": e.reason, "data": e.data}
+    return {
+        "id": e.id,
+        "at": _iso(e.at),
+        "kind": e.kind,
+        "old_state": e.old_state,
+        "new_state": e.new_state,
+        "reason": e.reason,
+        "data": e.data,
+    }
 
 
 def owned_job(job_id: str) -> Job:
@@ -89,17 +108,29 @@ def submit() -> tuple[Response, int]:
     session = db()
     largest = largest_worker(session)
     if largest is not None and spec.resources.gpus > largest:
-        raise invalid("resources.gpus", f"{spec.resources.gpus} exceeds the largest worker "
-                      f"({largest} slots); the job could never run", limit=largest)
+        raise invalid(
+            "resources.gpus",
+            f"{spec.resources.gpus} exceeds the largest worker "
+            f"({largest} slots); the job could never run",
+            limit=largest,
+        )
     if spec.validate_only:
         return jsonify({"valid": True, "train_dataset": train.stats}), 200
     now = time.time()
     job = Job(
-        id=new_id("job"), team_id=team_id(), type=spec.type, task=spec.task,
+        id=new_id("job"),
+        team_id=team_id(),
+        type=spec.type,
+        task=spec.task,
         spec=spec.model_dump(exclude={"validate_only", "max_attempts", "priority", "resources"}),
-        model_name=spec.model_name, priority=PRIORITIES[spec.priority], slots=spec.resources.gpus,
-        state=S.PENDING.value, reason_code="admission", reason="waiting for the first admission pass",
-        max_attempts=spec.max_attempts or platform().settings.max_attempts, created_at=now,
+        model_name=spec.model_name,
+        priority=PRIORITIES[spec.priority],
+        slots=spec.resources.gpus,
+        state=S.PENDING.value,
+        reason_code="admission",
+        reason="waiting for the first admission pass",
+        max_attempts=spec.max_attempts or platform().settings.max_attempts,
+        created_at=now,
     )
     session.add(job)
     record_event(session, job.id, "state", new=S.PENDING.value, reason="accepted")
@@ -142,10 +173,16 @@ def events(job_id: str) -> Response:
     if not after.isdigit():
         raise invalid("after", "an event id (whole number)")
     limit, _ = page_params(default=200, maximum=1000)
-    rows = db().scalars(
-        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > int(after))
-        .order_by(JobEvent.id).limit(limit)
-    ).all()
+    rows = (
+        db()
+        .scalars(
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.id > int(after))
+            .order_by(JobEvent.id)
+            .limit(limit)
+        )
+        .all()
+    )
     items = [event_json(e) for e in rows]
     return jsonify({"data": items, "next_after": items[-1]["id"] if items else int(after)})
 
@@ -158,11 +195,22 @@ def cancel(job_id: str) -> Response:
     state = S(job.state)
     if state in (S.PENDING, S.QUEUED, S.VALIDATING):
         # Never started: cancelled at once; a queued message finds nothing to claim.
-        moved = transition(session, job.id, S.CANCELLED, reason="cancelled by request",
-                           expect={state}, values={"worker_name": None})
+        moved = transition(
+            session,
+            job.id,
+            S.CANCELLED,
+            reason="cancelled by request",
+            expect={state},
+            values={"worker_name": None},
+        )
     elif state in (S.RUNNING, S.PREEMPTING):
-        moved = transition(session, job.id, S.CANCELLING,
-                           reason="cancel requested; the runner checkpoints and stops", expect={state})
+        moved = transition(
+            session,
+            job.id,
+            S.CANCELLING,
+            reason="cancel requested; the runner checkpoints and stops",
+            expect={state},
+        )
     elif state == S.CANCELLING:
         moved = True
     else:

@@ -20,7 +20,7 @@ class JobCreate(BaseModel):
     train_dataset: str = Field(min_length=1, max_length=40)
     validation_dataset: str | None = Field(None, max_length=40)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = Field(default_factory=lambda: Resources(gpus=1))
     priority: Literal["high", "normal", "low"] = "normal"
     model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     max_attempts: int | None = Field(None, ge=1, le=20)

@@ -71,7 +71,9 @@ def order(jobs: Sequence[PendingJob]) -> list[PendingJob]:
     return sorted(jobs, key=lambda j: (-j.priority, j.created_at, j.id))
 
 
-def plan(jobs: Sequence[PendingJob], workers: Sequence[WorkerCapacity], now: float) -> AdmissionPlan:
+def plan(
+    jobs: Sequence[PendingJob], workers: Sequence[WorkerCapacity], now: float
+) -> AdmissionPlan:
     """Place what fits now (best fit: the worker with the fewest free slots that suffice);
     for the rest, say why and estimate when, by list-scheduling on expected finish times."""
     result = AdmissionPlan()
@@ -92,13 +94,19 @@ def plan(jobs: Sequence[PendingJob], workers: Sequence[WorkerCapacity], now: flo
             continue
         position += 1
         if job.slots > largest:
-            reason = (f"needs {job.slots} slots on one worker; the largest live worker has {largest}"
-                      if workers else "no worker has registered yet")
+            reason = (
+                f"needs {job.slots} slots on one worker; the largest live worker has {largest}"
+                if workers
+                else "no worker has registered yet"
+            )
             result.waits[job.id] = Wait("no_free_gpu", reason, position, None)
             continue
         start = _earliest_start(job.slots, workers, timeline, now)
         result.waits[job.id] = Wait(
-            "no_free_gpu", f"waiting for {job.slots} free slot(s) on one worker", position, start,
+            "no_free_gpu",
+            f"waiting for {job.slots} free slot(s) on one worker",
+            position,
+            start,
         )
     return result
 
@@ -127,11 +135,17 @@ def _earliest_start(
 
 def _load(session: Session, now: float) -> tuple[list[PendingJob], list[WorkerCapacity]]:
     pending = session.scalars(select(Job).where(Job.state == JobState.PENDING.value)).all()
-    jobs = [PendingJob(j.id, j.priority, j.slots, j.created_at, _runtime_estimate(j)) for j in pending]
-    alive = session.scalars(select(Worker).where(Worker.state == "alive").order_by(Worker.name)).all()
+    jobs = [
+        PendingJob(j.id, j.priority, j.slots, j.created_at, _runtime_estimate(j)) for j in pending
+    ]
+    alive = session.scalars(
+        select(Worker).where(Worker.state == "alive").order_by(Worker.name)
+    ).all()
     capacity = {w.name: WorkerCapacity(w.name, w.queue, w.slots) for w in alive}
     holding = session.scalars(
-        select(Job).where(Job.state.in_([s.value for s in HOLDING_SLOTS]), Job.worker_name.is_not(None))
+        select(Job).where(
+            Job.state.in_([s.value for s in HOLDING_SLOTS]), Job.worker_name.is_not(None)
+        )
     ).all()
     for j in holding:
         if j.worker_name in capacity:
@@ -156,10 +170,19 @@ def admit(session: Session, publish: Publish, now: float | None = None) -> list[
     placed: list[Placement] = []
     for p in decided.placements:
         if transition(
-            session, p.job_id, JobState.QUEUED, reason=f"admitted to worker {p.worker}",
+            session,
+            p.job_id,
+            JobState.QUEUED,
+            reason=f"admitted to worker {p.worker}",
             expect={JobState.PENDING},
-            values={"worker_name": p.worker, "queued_at": now, "reason_code": None, "reason": None,
-                    "queue_position": None, "estimated_start": None},
+            values={
+                "worker_name": p.worker,
+                "queued_at": now,
+                "reason_code": None,
+                "reason": None,
+                "queue_position": None,
+                "estimated_start": None,
+            },
             data={"worker": p.worker},
         ):
             placed.append(p)

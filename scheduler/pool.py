@@ -29,11 +29,24 @@ def register(session: Session, info: WorkerInfo) -> None:
     worker = session.get(Worker, info.name)
     if worker is None:
         session.add(
-            Worker(name=info.name, hostname=info.hostname, queue=info.queue, slots=info.slots,
-                   gpus=info.gpus, state="alive", registered_at=now, heartbeat_at=now)
+            Worker(
+                name=info.name,
+                hostname=info.hostname,
+                queue=info.queue,
+                slots=info.slots,
+                gpus=info.gpus,
+                state="alive",
+                registered_at=now,
+                heartbeat_at=now,
+            )
         )
         return
-    worker.hostname, worker.queue, worker.slots, worker.gpus = info.hostname, info.queue, info.slots, info.gpus
+    worker.hostname, worker.queue, worker.slots, worker.gpus = (
+        info.hostname,
+        info.queue,
+        info.slots,
+        info.gpus,
+    )
     worker.state, worker.heartbeat_at = "alive", now
 
 
@@ -64,18 +77,28 @@ def mark_lost(session: Session, lost_after_s: float, now: float | None = None) -
         worker.state = "lost"
         lost.append(worker.name)
         jobs = session.scalars(
-            select(Job).where(Job.worker_name == worker.name,
-                              Job.state.in_([s.value for s in HOLDING_SLOTS]))
+            select(Job).where(
+                Job.worker_name == worker.name, Job.state.in_([s.value for s in HOLDING_SLOTS])
+            )
         ).all()
         for job in jobs:
             owner = job.lease_owner
             reason = f"worker {worker.name} lost (no heartbeat for {lost_after_s:.0f}s)"
             if JobState(job.state) in LEASED:
-                if return_to_pending(session, job, reason=reason, reason_code="worker_lost") and owner:
+                if (
+                    return_to_pending(session, job, reason=reason, reason_code="worker_lost")
+                    and owner
+                ):
                     end_run(session, job.id, owner, "worker_lost", ended_at=job.lease_until)
             else:
-                transition(session, job.id, JobState.PENDING, reason=reason, expect={JobState.QUEUED},
-                           values={"worker_name": None, "reason_code": "worker_lost", "reason": reason})
+                transition(
+                    session,
+                    job.id,
+                    JobState.PENDING,
+                    reason=reason,
+                    expect={JobState.QUEUED},
+                    values={"worker_name": None, "reason_code": "worker_lost", "reason": reason},
+                )
     return lost
 
 
@@ -85,7 +108,7 @@ def used_slots(session: Session) -> dict[str, int]:
         .where(Job.state.in_([s.value for s in HOLDING_SLOTS]), Job.worker_name.is_not(None))
         .group_by(Job.worker_name)
     ).all()
-    return {name: int(total or 0) for name, total in rows}
+    return {str(name): int(total or 0) for name, total in rows}
 
 
 def largest_worker(session: Session) -> int | None:

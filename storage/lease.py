@@ -132,7 +132,8 @@ def return_to_pending(session: Session, job: Job, *, reason: str, reason_code: s
             session,
             job.id,
             S.FAILED,
-            reason=f"{reason}; gave up after {job.attempt} attempts (max_attempts={job.max_attempts})",
+            reason=f"{reason}; gave up after {job.attempt} attempts "
+            f"(max_attempts={job.max_attempts})",
             expect={state},
             values={**cleared, "error": reason},
         )

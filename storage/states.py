@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from storage.models import Job, JobEvent
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     VALIDATING = "validating"  # spec accepted for checking, not yet admissible
     PENDING = "pending"  # waiting for admission; carries a reason, position and estimate
     QUEUED = "queued"  # admitted, placed on a worker, message published
@@ -28,9 +28,6 @@ class JobState(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 S = JobState

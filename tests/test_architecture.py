@@ -21,8 +21,12 @@ def test_the_api_and_scheduler_never_import_torch() -> None:
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules];"
         "print(','.join(bad)); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={"TUNEPOOL_HOME": "/tmp/tunepool-arch-test", "PATH": ""})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"TUNEPOOL_HOME": "/tmp/tunepool-arch-test", "PATH": ""},
+    )
     assert result.returncode == 0, f"imported {result.stdout.strip()} {result.stderr[-2000:]}"
 
 

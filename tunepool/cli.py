@@ -31,14 +31,22 @@ def up(port: int | None, flower_port: int | None, slots: int) -> None:
 
     settings = load_settings()
     platform = start_platform(settings, api_port=port, flower_port=flower_port, worker_slots=slots)
-    creds = ensure_default_team(platform.settings, platform.api_url, platform.flower_url,
-                                platform.env["TUNEPOOL_FLOWER_PASSWORD"])
+    creds = ensure_default_team(
+        platform.settings,
+        platform.api_url,
+        platform.flower_url,
+        platform.env["TUNEPOOL_FLOWER_PASSWORD"],
+    )
     click.echo(f"API     {platform.api_url}")
-    click.echo(f"Flower  {platform.flower_url}  (user {creds['flower_user']}, "
-               f"password {creds['flower_password']})")
+    click.echo(
+        f"Flower  {platform.flower_url}  (user {creds['flower_user']}, "
+        f"password {creds['flower_password']})"
+    )
     for team, key in creds["teams"].items():
         click.echo(f"team {team}: API key {key}")
-    click.echo(f"credentials in {platform.settings.credentials_path}; logs in {settings.home / 'logs'}")
+    click.echo(
+        f"credentials in {platform.settings.credentials_path}; logs in {settings.home / 'logs'}"
+    )
     stopping = False
 
     def _stop(*_: Any) -> None:
@@ -59,8 +67,9 @@ def up(port: int | None, flower_port: int | None, slots: int) -> None:
         platform.stop()
 
 
-def ensure_default_team(settings: Any, api_url: str, flower_url: str, flower_password: str
-                        ) -> dict[str, Any]:
+def ensure_default_team(
+    settings: Any, api_url: str, flower_url: str, flower_password: str
+) -> dict[str, Any]:
     """First start: a 'default' team with an admin key; later starts reuse what was written."""
     from storage.db import make_engine, make_session_factory, transaction
     from storage.teams import create_team
@@ -74,8 +83,15 @@ def ensure_default_team(settings: Any, api_url: str, flower_url: str, flower_pas
             _, key = create_team(session, "default", role="admin")
         engine.dispose()
         teams["default"] = key
-    creds.update({"api_url": api_url, "flower_url": flower_url, "flower_user": settings.flower_user,
-                  "flower_password": flower_password, "teams": teams})
+    creds.update(
+        {
+            "api_url": api_url,
+            "flower_url": flower_url,
+            "flower_user": settings.flower_user,
+            "flower_password": flower_password,
+            "teams": teams,
+        }
+    )
     write_credentials(settings, creds)
     return creds
 
@@ -96,9 +112,23 @@ def worker(slots: int | None, name: str | None, loglevel: str) -> None:
     from worker.identity import describe
 
     info = describe(load_settings())
-    _exec_celery("worker", "-Q", worker_queue(name), "-c", str(info.slots), "-n", f"{name}@%h",
-                 "--prefetch-multiplier", "1", "--disable-prefetch", "--max-tasks-per-child", "1",
-                 "-E", "-l", loglevel)
+    _exec_celery(
+        "worker",
+        "-Q",
+        worker_queue(name),
+        "-c",
+        str(info.slots),
+        "-n",
+        f"{name}@%h",
+        "--prefetch-multiplier",
+        "1",
+        "--disable-prefetch",
+        "--max-tasks-per-child",
+        "1",
+        "-E",
+        "-l",
+        loglevel,
+    )
 
 
 @main.command()
@@ -107,8 +137,9 @@ def control(loglevel: str) -> None:
     """Run the control worker that executes the scheduler's ticks (admission, reaper)."""
     from worker.celery_app import CONTROL_QUEUE
 
-    _exec_celery("worker", "-Q", CONTROL_QUEUE, "--pool", "solo", "-n", "control@%h", "-E",
-                 "-l", loglevel)
+    _exec_celery(
+        "worker", "-Q", CONTROL_QUEUE, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel
+    )
 
 
 @main.command()
@@ -128,8 +159,12 @@ def flower(address: str, port: int) -> None:
     settings = load_settings()
     if not settings.flower_password:
         raise click.ClickException("set TUNEPOOL_FLOWER_PASSWORD: Flower never runs without auth")
-    _exec_celery("flower", f"--address={address}", f"--port={port}",
-                 f"--basic-auth={settings.flower_user}:{settings.flower_password}")
+    _exec_celery(
+        "flower",
+        f"--address={address}",
+        f"--port={port}",
+        f"--basic-auth={settings.flower_user}:{settings.flower_password}",
+    )
 
 
 def _exec_celery(*args: str) -> None:
@@ -162,8 +197,13 @@ def admin() -> None:
 @click.argument("name")
 @click.option("--weight", type=float, default=1.0, show_default=True)
 @click.option("--max-gpus", type=int, default=None)
-@click.option("--role", type=click.Choice(["admin", "member", "viewer"]), default="admin",
-              show_default=True, help="Role of the first key.")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "member", "viewer"]),
+    default="admin",
+    show_default=True,
+    help="Role of the first key.",
+)
 def create_team_cmd(name: str, weight: float, max_gpus: int | None, role: str) -> None:
     """Create a team and print its first API key (shown only this once)."""
     from storage.db import make_engine, make_session_factory, transaction
@@ -187,7 +227,7 @@ def create_team_cmd(name: str, weight: float, max_gpus: int | None, role: str) -
 @click.option("--sentences", type=int, default=480, show_default=True)
 @click.option("--epochs", type=int, default=3, show_default=True)
 def demo(sentences: int, epochs: int) -> None:
-    """Start the platform, fine-tune the packaged MiniLM on generated NER data, print the reports."""
+    """Start the platform, fine-tune the packaged MiniLM on generated NER data, print reports."""
     from tunepool.demo import run_demo
 
     sys.exit(run_demo(sentences=sentences, epochs=epochs))

@@ -38,23 +38,33 @@ def run_demo(sentences: int = 480, epochs: int = 3) -> int:
     settings = load_settings()
     platform: Embedded | None = None
     try:
-        with phases.phase("start the platform (SQLite, local objects, Redis, API, worker, beat, Flower)"):
+        with phases.phase(
+            "start the platform (SQLite, local objects, Redis, API, worker, beat, Flower)"
+        ):
             platform = start_platform(settings)
             click.echo(f"   API {platform.api_url}   Flower {platform.flower_url}")
         with phases.phase("create a demo team and its API key"):
             key = _demo_key(platform)
             api = _Client(platform.api_url, key)
-        with phases.phase(f"upload a generated NER data set ({sentences} + {sentences // 4} sentences)"):
+        with phases.phase(
+            f"upload a generated NER data set ({sentences} + {sentences // 4} sentences)"
+        ):
             train = api.upload("demo-ner-train", conll_text(sentences, seed=1))
             validation = api.upload("demo-ner-validation", conll_text(sentences // 4, seed=2))
             click.echo(f"   train {train['id']}: {_describe(train['stats'])}")
         with phases.phase("fine-tune all-MiniLM-L6-v2 (token classification)"):
-            job = api.post("/v1/jobs", {
-                "type": "finetune", "task": "token-classification", "base_model": "all-MiniLM-L6-v2",
-                "train_dataset": train["id"], "validation_dataset": validation["id"],
-                "hyperparameters": {"epochs": epochs, "learning_rate": 1e-4, "batch_size": 16},
-                "model_name": "demo-ner",
-            })
+            job = api.post(
+                "/v1/jobs",
+                {
+                    "type": "finetune",
+                    "task": "token-classification",
+                    "base_model": "all-MiniLM-L6-v2",
+                    "train_dataset": train["id"],
+                    "validation_dataset": validation["id"],
+                    "hyperparameters": {"epochs": epochs, "learning_rate": 1e-4, "batch_size": 16},
+                    "model_name": "demo-ner",
+                },
+            )
             click.echo(f"   job {job['id']} {job['state']}")
             job = _follow(api, job["id"])
         if job["state"] != "succeeded":
@@ -81,7 +91,11 @@ def _demo_key(platform: Embedded) -> str:
     engine = make_engine(platform.settings.resolved_database_url)
     with transaction(make_session_factory(engine)) as session:
         team = session.scalar(select(Team).where(Team.name == "demo"))
-        key = issue_key(session, team, "member") if team else create_team(session, "demo", role="member")[1]
+        key = (
+            issue_key(session, team, "member")
+            if team
+            else create_team(session, "demo", role="member")[1]
+        )
     engine.dispose()
     return key
 
@@ -94,7 +108,9 @@ class _Client:
 
     def _check(self, resp: requests.Response) -> Any:
         if resp.status_code >= 400:
-            raise click.ClickException(f"{resp.request.method} {resp.url}: {resp.status_code} {resp.text}")
+            raise click.ClickException(
+                f"{resp.request.method} {resp.url}: {resp.status_code} {resp.text}"
+            )
         return resp.json()
 
     def get(self, path: str, **params: Any) -> Any:
@@ -106,7 +122,9 @@ class _Client:
     def upload(self, name: str, text: str) -> Any:
         files = {"file": (f"{name}.conll", text.encode(), "text/plain")}
         data = {"task": "token-classification", "format": "conll", "name": name}
-        return self._check(self.http.post(self.base + "/v1/datasets", files=files, data=data, timeout=60))
+        return self._check(
+            self.http.post(self.base + "/v1/datasets", files=files, data=data, timeout=60)
+        )
 
 
 def _describe(stats: dict[str, Any]) -> str:
@@ -135,11 +153,13 @@ def _event_line(event: dict[str, Any]) -> str:
         return f"[state] {event['old_state'] or '-'} -> {event['new_state']}: {event['reason']}"
     if event["kind"] == "progress":
         eta = data.get("eta_s")
-        return (f"[train] step {data.get('step')} epoch {float(data.get('epoch', 0)):.2f} "
-                f"loss {float(data.get('loss', 0)):.4f} lr {float(data.get('learning_rate', 0)):.2e} "
-                f"{float(data.get('samples_per_s', 0)):.1f} samples/s "
-                f"{float(data.get('tokens_per_s', 0)):.0f} tokens/s"
-                + (f" eta {float(eta):.0f}s" if eta is not None else ""))
+        return (
+            f"[train] step {data.get('step')} epoch {float(data.get('epoch', 0)):.2f} "
+            f"loss {float(data.get('loss', 0)):.4f} lr {float(data.get('learning_rate', 0)):.2e} "
+            f"{float(data.get('samples_per_s', 0)):.1f} samples/s "
+            f"{float(data.get('tokens_per_s', 0)):.0f} tokens/s"
+            + (f" eta {float(eta):.0f}s" if eta is not None else "")
+        )
     if event["kind"] == "evaluation":
         scores = " ".join(f"{k} {v:.4f}" for k, v in data.items() if isinstance(v, float))
         return f"[eval] epoch {data.get('epoch')}: {scores}"

@@ -40,8 +40,9 @@ class Embedded:
         logs.mkdir(parents=True, exist_ok=True)
         with (logs / f"{name}.log").open("ab") as log:
             # Own session per child, so a whole prefork tree is stopped with one killpg.
-            proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.processes[name] = proc
         return proc
 
@@ -71,22 +72,29 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "TUNEPOOL_HOME": str(settings.home),
-        "TUNEPOOL_DATABASE_URL": settings.resolved_database_url,
-        "TUNEPOOL_OBJECT_STORE_URL": settings.resolved_object_store_url,
-        "TUNEPOOL_REDIS_URL": settings.redis_url,
-        "PYTHONUNBUFFERED": "1",
-        # The packaged model loads from disk; never reach for a hub from the embedded mode.
-        "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
-        "TOKENIZERS_PARALLELISM": "false",
-    })
+    env.update(
+        {
+            "TUNEPOOL_HOME": str(settings.home),
+            "TUNEPOOL_DATABASE_URL": settings.resolved_database_url,
+            "TUNEPOOL_OBJECT_STORE_URL": settings.resolved_object_store_url,
+            "TUNEPOOL_REDIS_URL": settings.redis_url,
+            "PYTHONUNBUFFERED": "1",
+            # The packaged model loads from disk; never reach for a hub from the embedded mode.
+            "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
     env.update(extra)
     return env
 
 
-def start_platform(settings: Settings, api_port: int | None = None, flower_port: int | None = None,
-                   worker_slots: int = 1, own_redis: bool = True) -> Embedded:
+def start_platform(
+    settings: Settings,
+    api_port: int | None = None,
+    flower_port: int | None = None,
+    worker_slots: int = 1,
+    own_redis: bool = True,
+) -> Embedded:
     """Start every service and return once the API answers."""
     from storage.db import make_engine
     from storage.schema import upgrade
@@ -101,17 +109,52 @@ def start_platform(settings: Settings, api_port: int | None = None, flower_port:
     flower_password = settings.flower_password or _stored_flower_password(settings)
     api_port, flower_port = api_port or free_port(), flower_port or free_port()
     env = child_env(settings, TUNEPOOL_FLOWER_PASSWORD=flower_password)
-    platform = Embedded(settings, env, f"http://127.0.0.1:{api_port}",
-                        f"http://127.0.0.1:{flower_port}", redis)
-    platform.start("api", [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{api_port}",
-                           "-w", "2", "--threads", "4", "--timeout", "120", "api.wsgi:app"])
+    platform = Embedded(
+        settings, env, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{flower_port}", redis
+    )
+    platform.start(
+        "api",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-b",
+            f"127.0.0.1:{api_port}",
+            "-w",
+            "2",
+            "--threads",
+            "4",
+            "--timeout",
+            "120",
+            "api.wsgi:app",
+        ],
+    )
     # A stable name, so a restarted `up` comes back as the same worker instead of a new one.
-    platform.start("worker", [sys.executable, "-m", "tunepool", "worker", "--slots", str(worker_slots),
-                              "--name", f"{socket.gethostname()}-local"])
+    platform.start(
+        "worker",
+        [
+            sys.executable,
+            "-m",
+            "tunepool",
+            "worker",
+            "--slots",
+            str(worker_slots),
+            "--name",
+            f"{socket.gethostname()}-local",
+        ],
+    )
     platform.start("control", [sys.executable, "-m", "tunepool", "control"])
     platform.start("beat", [sys.executable, "-m", "tunepool", "beat"])
-    platform.start("flower", [*CELERY, "flower", "--address=127.0.0.1", f"--port={flower_port}",
-                              f"--basic-auth={settings.flower_user}:{flower_password}"])
+    platform.start(
+        "flower",
+        [
+            *CELERY,
+            "flower",
+            "--address=127.0.0.1",
+            f"--port={flower_port}",
+            f"--basic-auth={settings.flower_user}:{flower_password}",
+        ],
+    )
     try:
         wait_for_port(api_port, 60)
     except TimeoutError:

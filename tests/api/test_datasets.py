@@ -47,8 +47,9 @@ def test_bad_fields_name_the_field(client: FlaskClient, make_key: KeyFactory) ->
     headers = make_key()
     resp = client.post("/v1/datasets", headers=headers, data={"task": "nope", "format": "conll"})
     assert resp.status_code == 422 and resp.get_json()["error"]["field"] == "task"
-    resp = client.post("/v1/datasets", headers=headers,
-                       data={"task": "token-classification", "format": "csv"})
+    resp = client.post(
+        "/v1/datasets", headers=headers, data={"task": "token-classification", "format": "csv"}
+    )
     assert resp.status_code == 422 and resp.get_json()["error"]["field"] == "format"
     resp = upload_ner(client, headers, name="../../etc/passwd")
     assert resp["status"] == 422 and resp["error"]["field"] == "name"

@@ -83,8 +83,12 @@ def test_listing_pages_with_a_cursor_and_filters_by_state(
     client.post(f"/v1/jobs/{ids[0]}/cancel", headers=headers)
     first = client.get("/v1/jobs?limit=2", headers=headers).get_json()
     assert [j["id"] for j in first["data"]] == ids[::-1][:2]
-    second = client.get(f"/v1/jobs?limit=2&cursor={first['next_cursor']}", headers=headers).get_json()
-    third = client.get(f"/v1/jobs?limit=2&cursor={second['next_cursor']}", headers=headers).get_json()
+    second = client.get(
+        f"/v1/jobs?limit=2&cursor={first['next_cursor']}", headers=headers
+    ).get_json()
+    third = client.get(
+        f"/v1/jobs?limit=2&cursor={second['next_cursor']}", headers=headers
+    ).get_json()
     assert [j["id"] for j in second["data"] + third["data"]] == ids[::-1][2:]
     assert third["next_cursor"] is None
     cancelled = client.get("/v1/jobs?state=cancelled", headers=headers).get_json()["data"]
@@ -101,6 +105,9 @@ def test_events_and_cancel(client: FlaskClient, make_key: KeyFactory) -> None:
     again = client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
     assert again.status_code == 409
     events = client.get(f"/v1/jobs/{job['id']}/events", headers=headers).get_json()["data"]
-    assert [(e["old_state"], e["new_state"]) for e in events] == [(None, "pending"), ("pending", "cancelled")]
+    assert [(e["old_state"], e["new_state"]) for e in events] == [
+        (None, "pending"),
+        ("pending", "cancelled"),
+    ]
     viewer = make_key(role="viewer")
     assert client.post(f"/v1/jobs/{job['id']}/cancel", headers=viewer).status_code == 403

@@ -30,9 +30,22 @@ class WorkerProcs:
     def start(self, name: str, slots: int = 1) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tunepool", "worker", "--name", name, "--slots", str(slots),
-             "--loglevel", "info"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "tunepool",
+                "worker",
+                "--name",
+                name,
+                "--slots",
+                str(slots),
+                "--loglevel",
+                "info",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs[name] = proc
         return proc
@@ -58,15 +71,25 @@ class WorkerProcs:
 @pytest.fixture
 def live(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterator[WorkerProcs]:
     settings = Settings(
-        home=tmp_path / "home", database_url=database_url,
-        object_store_url=(tmp_path / "objects").as_uri(), redis_url=redis_server.url,
+        home=tmp_path / "home",
+        database_url=database_url,
+        object_store_url=(tmp_path / "objects").as_uri(),
+        redis_url=redis_server.url,
         # Short leases so that a killed worker's job is reaped within seconds.
-        lease_ttl_s=4.0, lease_renew_s=0.5, worker_heartbeat_s=1.0, worker_lost_after_s=6.0,
+        lease_ttl_s=4.0,
+        lease_renew_s=0.5,
+        worker_heartbeat_s=1.0,
+        worker_lost_after_s=6.0,
     )
     platform = Platform(settings)
     upgrade(platform.engine)
-    env = child_env(settings, TUNEPOOL_LEASE_TTL_S="4", TUNEPOOL_LEASE_RENEW_S="0.5",
-                    TUNEPOOL_WORKER_HEARTBEAT_S="1", TUNEPOOL_WORKER_LOST_AFTER_S="6")
+    env = child_env(
+        settings,
+        TUNEPOOL_LEASE_TTL_S="4",
+        TUNEPOOL_LEASE_RENEW_S="0.5",
+        TUNEPOOL_WORKER_HEARTBEAT_S="1",
+        TUNEPOOL_WORKER_LOST_AFTER_S="6",
+    )
     # Each test gets its own queues: flush what an earlier test left in the shared Redis.
     import redis
 
@@ -77,8 +100,13 @@ def live(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterat
     platform.close()
 
 
-def wait_until(check: Callable[[], object], timeout_s: float, what: str, every_s: float = 0.2,
-               on_tick: Callable[[], object] | None = None) -> object:
+def wait_until(
+    check: Callable[[], object],
+    timeout_s: float,
+    what: str,
+    every_s: float = 0.2,
+    on_tick: Callable[[], object] | None = None,
+) -> object:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = check()

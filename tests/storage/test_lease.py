@@ -19,9 +19,16 @@ def queued_job(sessions: sessionmaker[Session], worker: str = "w1", max_attempts
         team = Team(name="lease-team")
         session.add(team)
         session.flush()
-        job = Job(team_id=team.id, type="finetune", task="token-classification", spec={},
-                  state=S.QUEUED.value, worker_name=worker, queued_at=time.time(),
-                  max_attempts=max_attempts)
+        job = Job(
+            team_id=team.id,
+            type="finetune",
+            task="token-classification",
+            spec={},
+            state=S.QUEUED.value,
+            worker_name=worker,
+            queued_at=time.time(),
+            max_attempts=max_attempts,
+        )
         session.add(job)
         session.commit()
         return job.id

@@ -16,20 +16,25 @@ def make_job(session: Session, state: JobState = S.PENDING) -> str:
     team = Team(name=f"t-{len(session.scalars(select(Team)).all())}")
     session.add(team)
     session.flush()
-    job = Job(team_id=team.id, type="finetune", task="token-classification", spec={},
-              state=state.value)
+    job = Job(
+        team_id=team.id, type="finetune", task="token-classification", spec={}, state=state.value
+    )
     session.add(job)
     session.commit()
     return job.id
 
 
-def test_transition_records_an_event_with_old_new_and_reason(sessions: sessionmaker[Session]) -> None:
+def test_transition_records_an_event_with_old_new_and_reason(
+    sessions: sessionmaker[Session],
+) -> None:
     with sessions() as session:
         job_id = make_job(session)
         assert transition(session, job_id, S.QUEUED, reason="admitted to w1")
         session.commit()
         events = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)).all()
-        assert [(e.old_state, e.new_state, e.reason) for e in events] == [("pending", "queued", "admitted to w1")]
+        assert [(e.old_state, e.new_state, e.reason) for e in events] == [
+            ("pending", "queued", "admitted to w1")
+        ]
         assert session.get(Job, job_id).state == "queued"  # type: ignore[union-attr]
 
 
