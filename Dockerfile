@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1
+# One image for every tunepool service (api, workers, control, beat, flower, migrate):
+# the services differ only in their command, so they always run the same code.
+FROM python:3.11-slim
+
+# torch is pinned in pyproject.toml; TORCH_VERSION must stay equal to that pin
+# (tests/test_compose.py checks it). It is installed first, from TORCH_INDEX_URL, because
+# the plain Linux wheel on PyPI is the multi-GB CUDA build. The default is the CPU wheel.
+# For the GPU worker build a CUDA image instead, e.g.
+#   docker compose build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# (or set TORCH_INDEX_URL in .env): `pip install .` then finds torch==TORCH_VERSION already
+# satisfied and keeps the CUDA wheel. The host needs the NVIDIA Container Toolkit.
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+# HF_HUB_OFFLINE: models come from the object store or the packaged MiniLM; never a hub.
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TUNEPOOL_HOME=/var/lib/tunepool \
+    HF_HUB_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false
+
+# A fixed uid, so a bind-mounted TUNEPOOL_HOME can be chowned to it on the host.
+# The home directory is created here, owned by that user: a named volume mounted on it
+# starts with this ownership, so beat and the workers can write their state.
+RUN groupadd --system --gid 10001 tunepool \
+ && useradd --system --uid 10001 --gid tunepool --home-dir /home/tunepool --create-home \
+      --shell /usr/sbin/nologin tunepool \
+ && mkdir -p /var/lib/tunepool \
+ && chown tunepool:tunepool /var/lib/tunepool
+
+# Its own layer: torch is by far the largest dependency and changes least often.
+RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
+
+WORKDIR /src
+# Only what the distribution is built from (see [tool.setuptools.packages.find]); tests,
+# benchmarks and local state stay out of the image (.dockerignore keeps the context small).
+COPY pyproject.toml ./
+COPY tunepool ./tunepool
+COPY api ./api
+COPY worker ./worker
+COPY scheduler ./scheduler
+COPY storage ./storage
+# A regular (non-editable) install: the services import from site-packages, and the
+# source tree is removed so nothing can shadow the installed code.
+RUN pip install . \
+ && rm -rf /src
+
+WORKDIR /var/lib/tunepool
+USER tunepool
+
+# No HEALTHCHECK here: the image runs every service, and only the API has /healthz;
+# docker-compose.yml declares a health check per service instead.
+CMD ["tunepool", "--help"]
