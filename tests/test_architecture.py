@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from storage.db import make_engine
-from storage.models import Base
+from storage.tables import metadata
 from storage.schema import upgrade
 
 
@@ -44,6 +44,6 @@ def test_migrations_match_the_models(tmp_path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     upgrade(engine)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
     engine.dispose()
     assert diff == [], f"models changed without a migration: {diff}"

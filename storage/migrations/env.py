@@ -5,14 +5,14 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from storage.models import Base
+from storage.tables import metadata as target_metadata
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or ""
 
 
 def run_offline() -> None:
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True)
+    context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -22,7 +22,7 @@ def run_online() -> None:
     if connection is not None:
         context.configure(
             connection=connection,
-            target_metadata=Base.metadata,
+            target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
@@ -32,7 +32,7 @@ def run_online() -> None:
     with engine.connect() as conn:
         context.configure(
             connection=conn,
-            target_metadata=Base.metadata,
+            target_metadata=target_metadata,
             render_as_batch=conn.dialect.name == "sqlite",
         )
         with context.begin_transaction():
