@@ -30,6 +30,7 @@ class PendingJob:
     slots: int
     created_at: float
     estimated_runtime_s: float = DEFAULT_RUNTIME_S
+    kind: str = "finetune"
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Placement:
     job_id: str
     worker: str
     queue: str
+    kind: str = "finetune"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def plan(
             timeline[chosen.name] = sorted(
                 timeline[chosen.name] + [now + job.estimated_runtime_s] * job.slots
             )
-            result.placements.append(Placement(job.id, chosen.name, chosen.queue))
+            result.placements.append(Placement(job.id, chosen.name, chosen.queue, job.kind))
             continue
         position += 1
         if job.slots > largest:
@@ -136,7 +138,8 @@ def _earliest_start(
 def _load(session: Session, now: float) -> tuple[list[PendingJob], list[WorkerCapacity]]:
     pending = session.scalars(select(Job).where(Job.state == JobState.PENDING.value)).all()
     jobs = [
-        PendingJob(j.id, j.priority, j.slots, j.created_at, _runtime_estimate(j)) for j in pending
+        PendingJob(j.id, j.priority, j.slots, j.created_at, _runtime_estimate(j), j.type)
+        for j in pending
     ]
     alive = session.scalars(
         select(Worker).where(Worker.state == "alive").order_by(Worker.name)
@@ -158,7 +161,8 @@ def _runtime_estimate(job: Job) -> float:
     return float(job.spec.get("estimated_runtime_s") or DEFAULT_RUNTIME_S)
 
 
-Publish = Callable[[str, str], None]
+# publish(job_id, queue, job_type): the job type picks the Celery task.
+Publish = Callable[[str, str, str], None]
 
 
 def admit(session: Session, publish: Publish, now: float | None = None) -> list[Placement]:
@@ -194,5 +198,5 @@ def admit(session: Session, publish: Publish, now: float | None = None) -> list[
         job.queue_position, job.estimated_start = wait.position, wait.estimated_start
     session.commit()
     for p in placed:
-        publish(p.job_id, p.queue)
+        publish(p.job_id, p.queue, p.kind)
     return placed

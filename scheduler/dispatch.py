@@ -7,15 +7,19 @@ import logging
 from celery import Celery
 
 from scheduler.admission import Publish
-from worker.celery_app import TRAIN_TASK
+from worker.celery_app import INFER_TASK, TRAIN_TASK
 
 log = logging.getLogger(__name__)
 
 
+# Which Celery task runs each job type. A type not listed here cannot be admitted.
+TASK_FOR_TYPE = {"finetune": TRAIN_TASK, "inference": INFER_TASK}
+
+
 def celery_publisher(celery: Celery) -> Publish:
-    def publish(job_id: str, queue: str) -> None:
+    def publish(job_id: str, queue: str, job_type: str) -> None:
         try:
-            celery.send_task(TRAIN_TASK, args=[job_id], queue=queue)
+            celery.send_task(TASK_FOR_TYPE[job_type], args=[job_id], queue=queue)
         except Exception as exc:  # broker down: the job stays queued in SQL
             # The reaper's requeue of unclaimed jobs re-places it once the broker is back.
             log.warning("could not publish %s to %s: %s", job_id, queue, exc)
