@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 23:08:03.635487
+Create Date: 2026-11-28 23:10:06.547059
 """
 
 from alembic import op
@@ -121,6 +121,41 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_jobs_worker_name"), ["worker_name"], unique=False)
 
     op.create_table(
+        "model_alias_events",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("team_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("alias", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("old_version", sa.Integer(), nullable=True),
+        sa.Column("new_version", sa.Integer(), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("actor", sa.String(length=160), nullable=False),
+        sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("model_alias_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_model_alias_events_team_id"), ["team_id"], unique=False
+        )
+
+    op.create_table(
+        "model_aliases",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("team_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("alias", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("team_id", "name", "alias"),
+    )
+    with op.batch_alter_table("model_aliases", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_model_aliases_team_id"), ["team_id"], unique=False)
+
+    op.create_table(
         "model_versions",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("team_id", sa.String(length=40), nullable=False),
@@ -213,6 +248,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_model_versions_team_id"))
 
     op.drop_table("model_versions")
+    with op.batch_alter_table("model_aliases", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_model_aliases_team_id"))
+
+    op.drop_table("model_aliases")
+    with op.batch_alter_table("model_alias_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_model_alias_events_team_id"))
+
+    op.drop_table("model_alias_events")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_jobs_worker_name"))
         batch_op.drop_index(batch_op.f("ix_jobs_team_id"))
