@@ -1,0 +1,183 @@
+"""The training loop: steps, progress, stop requests, epoch-end evaluation, checkpoints.
+
+Losses stay on the device between logging intervals: reading a loss with
+`.item()` every step would make the host wait for the accelerator each time.
+The only syncs are at logging, epoch ends and checkpoints.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_model
+
+from worker.training.batching import epoch_seed, length_grouped_batches
+from worker.training.callbacks import TrainCallbacks
+from worker.training.checkpoint import TrainerState, save_checkpoint
+from worker.training.collate import pad_batch
+from worker.training.evaluation import autocast
+from worker.training.spec import Hyperparameters
+from worker.training.token_classification import EncodedSentence
+
+Evaluator = Callable[[], tuple[dict[str, float], dict[str, Any]]]
+
+
+class TrainingLoop:
+    """Runs epochs from `state` onwards; `run()` returns a stop reason or None."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        hp: Hyperparameters,
+        state: TrainerState,
+        sentences: Sequence[EncodedSentence],
+        pad_token_id: int,
+        evaluate: Evaluator,
+        callbacks: TrainCallbacks,
+        device: torch.device,
+        output_dir: Path,
+        total_steps: int,
+    ) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.hp, self.state, self.sentences = hp, state, sentences
+        self.pad_token_id, self.evaluate, self.callbacks = pad_token_id, evaluate, callbacks
+        self.device, self.total_steps = device, total_steps
+        self.checkpoint_dir = output_dir / "checkpoints"
+        self.best_path = output_dir / ".best" / "model.safetensors"
+        self.last_checkpoint: Path | None = None
+        self._lengths = [len(sentence.input_ids) for sentence in sentences]
+        self._pending: list[torch.Tensor] = []  # per-step losses not yet read back
+        self._interval_losses: list[float] = []
+        self._interval_samples = self._interval_tokens = 0
+        self._interval_start = self._run_start = time.perf_counter()
+        self._steps_this_run = 0
+
+    def run(self) -> str | None:
+        hp, state = self.hp, self.state
+        self.model.train()
+        while state.epoch < hp.epochs:
+            state.epoch_seed = epoch_seed(hp.seed, state.epoch)
+            order = length_grouped_batches(self._lengths, hp.batch_size, state.epoch_seed)
+            state.batches_in_epoch = len(order)
+            # A resumed run skips the batches its checkpoint had already trained on.
+            while state.batches_done < len(order):
+                window = order[state.batches_done : state.batches_done + hp.gradient_accumulation]
+                self._step(window)
+                state.batches_done += len(window)
+                if state.global_step % hp.log_every_steps == 0:
+                    self._report_progress()
+                reason = self.callbacks.should_stop()
+                if reason is not None:
+                    self._checkpoint()
+                    return reason
+                every = hp.checkpoint_every_steps
+                # The epoch-end checkpoint follows anyway when the epoch is over.
+                if every and state.global_step % every == 0 and state.batches_done < len(order):
+                    self._checkpoint()
+            self._end_epoch()
+        self._flush_losses()
+        return None
+
+    def _step(self, window: Sequence[Sequence[int]]) -> None:
+        """One optimizer step over `window` micro-batches (gradient accumulation)."""
+        step_loss = torch.zeros((), device=self.device)
+        for indices in window:
+            batch = pad_batch([self.sentences[i] for i in indices], self.pad_token_id)
+            self._interval_samples += len(indices)
+            self._interval_tokens += int(batch["attention_mask"].sum())  # CPU tensor: no sync
+            inputs = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+            with autocast(self.device):
+                loss = self.model(**inputs).loss / len(window)
+            loss.backward()
+            step_loss += loss.detach().float()
+        if self.hp.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hp.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.global_step += 1
+        self._steps_this_run += 1
+        self._pending.append(step_loss)
+
+    def _flush_losses(self) -> None:
+        """Read the pending per-step losses back in one transfer."""
+        if not self._pending:
+            return
+        values = torch.stack(self._pending).tolist()
+        first = self.state.global_step - len(values) + 1
+        self.state.loss_history.extend(
+            {"step": first + offset, "loss": value} for offset, value in enumerate(values)
+        )
+        self._interval_losses.extend(values)
+        self._pending.clear()
+
+    def _report_progress(self) -> None:
+        self._flush_losses()
+        now = time.perf_counter()
+        elapsed = max(now - self._interval_start, 1e-9)
+        per_step = (now - self._run_start) / max(self._steps_this_run, 1)
+        losses = self._interval_losses
+        self.callbacks.on_progress(
+            {
+                "step": self.state.global_step,
+                "epoch": round(self.state.fractional_epoch, 4),
+                "loss": sum(losses) / len(losses) if losses else float("nan"),
+                "learning_rate": self.scheduler.get_last_lr()[0],
+                "samples_per_s": self._interval_samples / elapsed,
+                "tokens_per_s": self._interval_tokens / elapsed,
+                "eta_s": max(self.total_steps - self.state.global_step, 0) * per_step,
+            }
+        )
+        self._interval_losses = []
+        self._interval_samples = self._interval_tokens = 0
+        self._interval_start = now
+
+    def _end_epoch(self) -> None:
+        self._flush_losses()
+        hp, state = self.hp, self.state
+        epoch = state.epoch
+        last = epoch == hp.epochs - 1
+        if hp.eval_every_epoch or last:
+            metrics, report = self.evaluate()
+            self.callbacks.on_evaluate(epoch, metrics)
+            state.eval_history.append({"epoch": epoch, "step": state.global_step, **metrics})
+            if self._improves(metrics[hp.metric_for_best]):
+                state.best_metric = metrics[hp.metric_for_best]
+                state.best_step, state.best_epoch = state.global_step, epoch
+                state.best_metrics, state.best_report = metrics, report
+                self.best_path.parent.mkdir(parents=True, exist_ok=True)
+                save_model(self.model, str(self.best_path))
+        state.epoch, state.batches_done = epoch + 1, 0
+        state.epochs_completed = state.epoch
+        # After the last epoch the final model is written instead of a checkpoint.
+        if not last:
+            self._checkpoint()
+
+    def _improves(self, value: float) -> bool:
+        best = self.state.best_metric
+        if best is None:
+            return True
+        # Losses improve downwards, every other metric (f1, accuracy...) upwards.
+        return value < best if self.hp.metric_for_best == "loss" else value > best
+
+    def _checkpoint(self) -> None:
+        self._flush_losses()
+        state = self.state
+        path = self.checkpoint_dir / f"step-{state.global_step:08d}"
+        best = self.best_path if self.best_path.exists() else None
+        save_checkpoint(path, self.model, self.optimizer, self.scheduler, state, best)
+        self.callbacks.on_checkpoint(
+            state.global_step, state.fractional_epoch, path, dict(state.best_metrics)
+        )
+        self.last_checkpoint = path
+        # Older local checkpoints are superseded (and already handed to the caller).
+        for older in self.checkpoint_dir.iterdir():
+            if older != path and older.is_dir():
+                shutil.rmtree(older, ignore_errors=True)
