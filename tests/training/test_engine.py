@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -194,3 +196,14 @@ def test_unknown_task_and_metric_are_rejected(tiny_model, train_file, tmp_path):
         finetune(
             tiny_spec(tiny_model, train_file, tmp_path / "o", metric_for_best="bleu"), Recorder()
         )
+
+
+def test_package_and_spec_import_without_torch():
+    # The API validates hyperparameters with worker.training.spec on torch-free hosts.
+    code = (
+        "import sys, worker.training, worker.training.spec; "
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+        "sys.exit(', '.join(bad) or None)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
