@@ -45,7 +45,19 @@ class Settings(BaseSettings):
     worker_lost_after_s: float = 60.0
 
     admission_interval_s: float = 5.0
+    # Fair share: past usage decays with this half-life; budgets run over fixed periods.
+    fair_share_half_life_s: float = 24 * 3600.0
+    budget_period_days: float = 30.0
+    # A job pending this long moves up one priority class, so nothing starves.
+    starvation_s: float = 3600.0
+    preemption: bool = True
+    # Cancel: cooperative first; SIGTERM after the grace, SIGKILL after twice the grace.
+    cancel_grace_s: float = 30.0
     reaper_interval_s: float = 10.0
+    # One active beat (DESIGN §8): a stand-by takes over once the active beat's Redis
+    # lock has not been renewed for beat_lock_timeout_s; beat wakes at least this often.
+    beat_lock_timeout_s: float = 30.0
+    beat_max_loop_interval_s: float = 5.0
 
     max_upload_bytes: int = 512 * 1024 * 1024
     checkpoint_every_steps: int = 0  # 0: each epoch only (plus on stop requests)

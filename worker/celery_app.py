@@ -55,6 +55,14 @@ def make_celery(settings: Settings | None = None) -> Celery:
     from scheduler.beat import system_schedule
 
     app.conf.beat_schedule = system_schedule(settings)
+    # One active beat: redbeat's Redis lock, entries' last run times kept in Redis.
+    app.conf.beat_scheduler = "scheduler.single_beat:SingleBeatScheduler"
+    app.conf.beat_max_loop_interval = settings.beat_max_loop_interval_s
+    app.conf.redbeat_redis_url = settings.redis_url
+    app.conf.redbeat_key_prefix = "tunepool:beat:"
+    app.conf.redbeat_lock_timeout = settings.beat_lock_timeout_s
+    # No result backend, so nothing for beat's default celery.backend_cleanup to clean.
+    app.conf.result_expires = None
     app.conf.tunepool_settings = settings
     # Importing the task modules registers them; neither imports torch at module level.
     app.conf.imports = ("worker.tasks", "scheduler.tasks")
