@@ -177,7 +177,8 @@ class TrainingLoop:
             state.global_step, state.fractional_epoch, path, dict(state.best_metrics)
         )
         self.last_checkpoint = path
-        # Older local checkpoints are superseded (and already handed to the caller).
-        for older in self.checkpoint_dir.iterdir():
-            if older != path and older.is_dir():
+        # Older local checkpoints are superseded (and already handed to the caller,
+        # who may have deleted them, or this one, already).
+        for older in self.checkpoint_dir.glob("step-*"):
+            if older != path:
                 shutil.rmtree(older, ignore_errors=True)
