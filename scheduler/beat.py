@@ -20,4 +20,9 @@ def system_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.reaper_interval_s,
             "options": {"queue": CONTROL_QUEUE, "expires": settings.reaper_interval_s},
         },
+        "reconciler": {
+            "task": "tunepool.reconcile",
+            "schedule": settings.reconcile_interval_s,
+            "options": {"queue": CONTROL_QUEUE, "expires": settings.reconcile_interval_s},
+        },
     }

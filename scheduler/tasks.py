@@ -16,3 +16,10 @@ def admit_task() -> int:
 @shared_task(name="tunepool.reap", ignore_result=True)
 def reap_task() -> dict[str, list[str]]:
     return run_reaper(current_platform())
+
+
+@shared_task(name="tunepool.reconcile", ignore_result=True)
+def reconcile_task() -> list[str]:
+    from scheduler.reconciler import run_reconciler
+
+    return run_reconciler(current_platform())

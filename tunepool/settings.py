@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # lock has not been renewed for beat_lock_timeout_s; beat wakes at least this often.
     beat_lock_timeout_s: float = 30.0
     beat_max_loop_interval_s: float = 5.0
+    # Reconciler: a job queued this long whose message is not in Redis is published again.
+    reconcile_interval_s: float = 15.0
+    reconcile_grace_s: float = 10.0
 
     max_upload_bytes: int = 512 * 1024 * 1024
     checkpoint_every_steps: int = 0  # 0: each epoch only (plus on stop requests)

@@ -27,7 +27,7 @@ def test_system_schedule_is_data_with_registered_tasks_on_the_control_queue() ->
     schedule = system_schedule(settings)
     app = make_celery(settings)
     app.loader.import_default_modules()
-    assert {"admission", "reaper"} <= set(schedule)
+    assert {"admission", "reaper", "reconciler"} <= set(schedule)
     assert schedule["admission"]["schedule"] == 3
     assert schedule["reaper"]["schedule"] == 7
     for name, entry in schedule.items():
