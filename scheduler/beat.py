@@ -25,4 +25,9 @@ def system_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.reconcile_interval_s,
             "options": {"queue": CONTROL_QUEUE, "expires": settings.reconcile_interval_s},
         },
+        "backup": {
+            "task": "tunepool.backup",
+            "schedule": settings.backup_interval_s,
+            "options": {"queue": CONTROL_QUEUE, "expires": settings.backup_interval_s},
+        },
     }

@@ -23,3 +23,10 @@ def reconcile_task() -> list[str]:
     from scheduler.reconciler import run_reconciler
 
     return run_reconciler(current_platform())
+
+
+@shared_task(name="tunepool.backup", ignore_result=True)
+def backup_task() -> dict[str, object]:
+    from scheduler.backup import run_backup
+
+    return run_backup(current_platform())

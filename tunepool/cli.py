@@ -231,3 +231,10 @@ def demo(sentences: int, epochs: int) -> None:
     from tunepool.demo import run_demo
 
     sys.exit(run_demo(sentences=sentences, epochs=epochs))
+
+
+# Commands defined in modules of their own (CONTRIBUTING): one line each.
+from tunepool.backup_commands import backup, restore  # noqa: E402
+
+main.add_command(backup)
+main.add_command(restore)

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # Reconciler: a job queued this long whose message is not in Redis is published again.
     reconcile_interval_s: float = 15.0
     reconcile_grace_s: float = 10.0
+    # Backups: how often, and retention (the newest of each of the last N days / M weeks).
+    backup_interval_s: float = 24 * 3600.0
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
 
     max_upload_bytes: int = 512 * 1024 * 1024
     checkpoint_every_steps: int = 0  # 0: each epoch only (plus on stop requests)
