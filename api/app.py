@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 
 from api import errors
+from api.alerts import bp as alerts_bp
 from api.auth import load_caller
 from api.datasets import bp as datasets_bp
 from api.jobs import bp as jobs_bp
@@ -47,4 +48,5 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     app.register_blueprint(datasets_bp)
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(alerts_bp)
     return app

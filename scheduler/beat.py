@@ -30,4 +30,9 @@ def system_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.backup_interval_s,
             "options": {"queue": CONTROL_QUEUE, "expires": settings.backup_interval_s},
         },
+        "alerts": {
+            "task": "tunepool.alerts",
+            "schedule": settings.alert_interval_s,
+            "options": {"queue": CONTROL_QUEUE, "expires": settings.alert_interval_s},
+        },
     }

@@ -30,3 +30,10 @@ def backup_task() -> dict[str, object]:
     from scheduler.backup import run_backup
 
     return run_backup(current_platform())
+
+
+@shared_task(name="tunepool.alerts", ignore_result=True)
+def alerts_task() -> int:
+    from scheduler.alerts.engine import run_alerts
+
+    return len(run_alerts(current_platform()))

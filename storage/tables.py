@@ -6,7 +6,7 @@ Alembic and the tests use this; a new model module adds its import here.
 from __future__ import annotations
 
 import storage.models  # noqa: F401
-from storage import registry  # noqa: F401
+from storage import alerts, registry  # noqa: F401
 from storage.models import Base
 
 metadata = Base.metadata

@@ -66,6 +66,23 @@ class Settings(BaseSettings):
     backup_keep_daily: int = 7
     backup_keep_weekly: int = 4
 
+    # Alerting (scheduler/alerts): how often the rules run, their thresholds, and channels.
+    alert_interval_s: float = 30.0
+    alert_repeat_s: float = 4 * 3600.0  # a still-open incident is announced again after this
+    alert_resolve_after_s: float = 120.0  # clear this long before "resolved" (no flapping storm)
+    alert_failed_window_s: float = 3600.0  # failed jobs younger than this raise an incident
+    alert_pending_after_s: float = 1800.0
+    alert_idle_after_s: float = 120.0  # free slots while admissible jobs wait this long
+    alert_queue_depth: int = 50
+    alert_quota_ratio: float = 0.9
+    alert_backup_stale_s: float = 36 * 3600.0
+    alert_webhook_url: str = ""
+    alert_webhook_secret: str = Field("", description="HMAC-SHA256 key of the signature header.")
+    alert_smtp_host: str = ""
+    alert_smtp_port: int = 25
+    alert_email_from: str = "tunepool@localhost"
+    alert_email_to: str = Field("", description="Comma-separated recipients.")
+
     max_upload_bytes: int = 512 * 1024 * 1024
     checkpoint_every_steps: int = 0  # 0: each epoch only (plus on stop requests)
     keep_checkpoints: int = 2
