@@ -11,6 +11,8 @@ from api.alerts import bp as alerts_bp
 from api.auth import load_caller
 from api.datasets import bp as datasets_bp
 from api.jobs import bp as jobs_bp
+from api.model_jobs import bp as model_jobs_bp
+from api.models import bp as models_bp
 from tunepool.platform import Platform
 from tunepool.settings import Settings, load_settings
 
@@ -48,5 +50,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     app.register_blueprint(datasets_bp)
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(models_bp)
+    app.register_blueprint(model_jobs_bp)
     app.register_blueprint(alerts_bp)
     return app

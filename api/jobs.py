@@ -14,6 +14,7 @@ from api.auth import requires
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid, not_found
+from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import page_params, paged
 from api.schemas import JobCreate
 from scheduler.admission import PRIORITIES
@@ -95,6 +96,8 @@ def submit() -> tuple[Response, int]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "send a JSON object with Content-Type: application/json")
+    if body.get("type") in MODEL_JOB_TYPES:
+        return submit_model_job(body)
     spec = JobCreate.model_validate(body)
     train = owned_dataset(spec.train_dataset, "train_dataset")
     if train.task != spec.task:

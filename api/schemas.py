@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,3 +25,46 @@ class JobCreate(BaseModel):
     model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     max_attempts: int | None = Field(None, ge=1, le=20)
     validate_only: bool = False
+
+
+# -- models and inference (issue 5) ------------------------------------------------
+
+MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[A-Za-z][A-Za-z0-9_-]{0,63}|:[1-9][0-9]{0,8})?$"
+
+
+class AliasUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, description="The version the alias should point at")
+    reason: str = Field("", max_length=500)
+
+
+class AliasRollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=500)
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    inputs: list[Annotated[str, Field(max_length=20_000)]] = Field(min_length=1, max_length=256)
+
+
+class InferenceJobCreate(BaseModel):
+    """A batch inference job: every sentence of a dataset through one model version."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["inference"]
+    model: str = Field(pattern=MODEL_REF, description="name@alias, name:version or name")
+    dataset: str = Field(min_length=1, max_length=40)
+    batch_size: int = Field(32, ge=1, le=512)
+    priority: Literal["high", "normal", "low"] = "normal"
+    max_attempts: int | None = Field(None, ge=1, le=20)
+
+
+class CompressJobCreate(BaseModel):
+    """Dynamic int8 quantisation of a version into a new version of the same model."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["compress"]
+    model: str = Field(pattern=MODEL_REF, description="name@alias, name:version or name")
+    priority: Literal["high", "normal", "low"] = "normal"
+    max_attempts: int | None = Field(None, ge=1, le=20)

@@ -9,11 +9,14 @@ from celery import Celery
 from scheduler.admission import Publish
 from worker.celery_app import INFER_TASK, TRAIN_TASK
 
+# int8 quantisation of a registered model version (worker.tasks.compress).
+COMPRESS_TASK = "tunepool.compress"
+
 log = logging.getLogger(__name__)
 
 
 # Which Celery task runs each job type. A type not listed here cannot be admitted.
-TASK_FOR_TYPE = {"finetune": TRAIN_TASK, "inference": INFER_TASK}
+TASK_FOR_TYPE = {"finetune": TRAIN_TASK, "inference": INFER_TASK, "compress": COMPRESS_TASK}
 
 
 def celery_publisher(celery: Celery) -> Publish:

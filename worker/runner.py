@@ -197,6 +197,12 @@ def _succeed(
                 "train_dataset": spec.get("train_dataset"),
                 "validation_dataset": spec.get("validation_dataset"),
                 "hyperparameters": spec.get("hyperparameters") or {},
+                # Checksums as trained on, so the lineage outlives a dataset's deletion.
+                "datasets": {
+                    ds.id: ds.sha256
+                    for key in ("train_dataset", "validation_dataset")
+                    if spec.get(key) and (ds := session.get(Dataset, spec[key])) is not None
+                },
             },
         )
         session.add(model)

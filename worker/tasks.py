@@ -37,6 +37,31 @@ def train(job_id: str) -> str:
     return outcome
 
 
+@shared_task(name="tunepool.infer", ignore_result=True)
+def infer(job_id: str) -> str:
+    from worker.model_jobs import run_inference_job
+
+    return _run_model_job(run_inference_job, job_id)
+
+
+@shared_task(name="tunepool.compress", ignore_result=True)
+def compress(job_id: str) -> str:
+    from worker.model_jobs import run_compress_job
+
+    return _run_model_job(run_compress_job, job_id)
+
+
+def _run_model_job(run: Any, job_id: str) -> str:
+    platform = current_platform()
+    outcome: str = run(platform, job_id, worker_name(platform.settings))
+    if outcome != "not_claimed":
+        try:
+            run_admission(platform)
+        except Exception:
+            log.exception("admission after job %s failed; the beat tick will retry", job_id)
+    return outcome
+
+
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
     platform = current_platform()

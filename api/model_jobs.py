@@ -1,0 +1,128 @@
+"""Jobs that use a registered model: batch ``inference`` and int8 ``compress``.
+
+``POST /v1/jobs`` hands bodies of these types to :func:`submit_model_job`; they then
+go through the same admission, quotas and state machine as fine-tunes (published to
+``tunepool.infer`` / ``tunepool.compress``). The model reference is resolved at
+submission and the version pinned in the spec, so moving an alias later does not
+change what a queued job runs. ``GET /v1/jobs/<id>/output`` serves the predictions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, redirect
+
+from api.context import db, platform, team_id
+from api.datasets import owned_dataset
+from api.errors import ApiError, invalid
+from api.schemas import CompressJobCreate, InferenceJobCreate
+from scheduler.admission import PRIORITIES
+from scheduler.ticks import run_admission
+from storage.blobs import ChecksumMismatch
+from storage.ids import new_id
+from storage.models import Job, ModelVersion, StoredObject
+from storage.registry import parse_ref, resolve
+from storage.states import JobState, record_event
+
+bp = Blueprint("model_jobs", __name__, url_prefix="/v1/jobs")
+MODEL_JOB_TYPES = ("inference", "compress")
+_CHUNK = 1024 * 1024
+
+
+def _model(ref: str) -> ModelVersion:
+    try:
+        return resolve(db(), team_id(), parse_ref(ref))
+    except (ValueError, LookupError) as exc:
+        raise invalid("model", str(exc).strip("'\"")) from None
+
+
+def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
+    from api.jobs import job_json
+
+    spec: InferenceJobCreate | CompressJobCreate
+    if body.get("type") == "inference":
+        spec = InferenceJobCreate.model_validate(body)
+        mv = _model(spec.model)
+        dataset = owned_dataset(spec.dataset, "dataset")
+        if mv.task == "token-classification" and dataset.task != mv.task:
+            raise invalid("dataset", f"is a {dataset.task} dataset; the model does {mv.task}")
+        extra: dict[str, Any] = {"dataset": dataset.id, "batch_size": spec.batch_size}
+    else:
+        spec = CompressJobCreate.model_validate(body)
+        mv = _model(spec.model)
+        extra = {"quantization": "dynamic-int8"}
+    job_spec = {
+        "model": spec.model,
+        "model_version_id": mv.id,
+        "model_name": mv.name,
+        "model_version": mv.version,
+        **extra,
+    }
+    session = db()
+    job = Job(
+        id=new_id("job"),
+        team_id=team_id(),
+        type=str(body["type"]),
+        task=mv.task,
+        spec=job_spec,
+        model_name=mv.name,
+        priority=PRIORITIES[spec.priority],
+        slots=1,
+        state=JobState.PENDING.value,
+        reason_code="admission",
+        reason="waiting for the first admission pass",
+        max_attempts=spec.max_attempts or platform().settings.max_attempts,
+        created_at=time.time(),
+    )
+    session.add(job)
+    record_event(session, job.id, "state", new=JobState.PENDING.value, reason="accepted")
+    session.commit()
+    run_admission(platform())
+    session.refresh(job)
+    return jsonify(job_json(job)), 201
+
+
+@bp.get("/<job_id>/output")
+def output(job_id: str) -> Response:
+    """The predictions of a finished inference job: JSONL, streamed and verified."""
+    from api.jobs import owned_job
+
+    job = owned_job(job_id)
+    if job.type != "inference":
+        raise ApiError(404, "not_found", f"job {job_id} is a {job.type} job; it has no output")
+    if job.state != JobState.SUCCEEDED.value:
+        raise ApiError(
+            409, "conflict", f"job {job_id} is {job.state}; output exists once it succeeds", "state"
+        )
+    key = str((job.metrics or {}).get("output_key") or "")
+    row = db().get(StoredObject, key) if key else None
+    if row is None:
+        raise ApiError(404, "not_found", f"job {job_id} output not found")
+    store = platform().store
+    url = store.presign(key, 3600)
+    if url is not None:
+        return redirect(url, 302)  # type: ignore[return-value]
+    return Response(
+        _verified(store, key, row.size, row.sha256),
+        mimetype="application/x-ndjson",
+        headers={
+            "Content-Disposition": f'attachment; filename="{job_id}-predictions.jsonl"',
+            "Content-Length": str(row.size),
+            "X-Checksum-Sha256": row.sha256,
+        },
+    )
+
+
+def _verified(store: Any, key: str, size: int, sha256: str) -> Iterator[bytes]:
+    digest, sent = hashlib.sha256(), 0
+    with store.open(key) as src:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            sent += len(chunk)
+            yield chunk
+    if sent != size or digest.hexdigest() != sha256:
+        raise ChecksumMismatch(key, sha256, digest.hexdigest())
