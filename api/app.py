@@ -13,6 +13,8 @@ from api.datasets import bp as datasets_bp
 from api.jobs import bp as jobs_bp
 from api.model_jobs import bp as model_jobs_bp
 from api.models import bp as models_bp
+from api.pool import bp as pool_bp
+from api.teams import bp as teams_bp
 from tunepool.platform import Platform
 from tunepool.settings import Settings, load_settings
 
@@ -53,4 +55,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(models_bp)
     app.register_blueprint(model_jobs_bp)
     app.register_blueprint(alerts_bp)
+    app.register_blueprint(teams_bp)
+    app.register_blueprint(pool_bp)
     return app

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def run_admission(platform: Platform) -> list[Placement]:
     session = platform.sessions()
     try:
-        return admit(session, celery_publisher(platform.celery))
+        return admit(session, celery_publisher(platform.celery), platform.settings)
     finally:
         session.close()
 

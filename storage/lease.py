@@ -29,7 +29,12 @@ class Claim:
 
 
 def claim(
-    session: Session, job_id: str, worker_name: str, owner: str, ttl_s: float
+    session: Session,
+    job_id: str,
+    worker_name: str,
+    owner: str,
+    ttl_s: float,
+    pid: int | None = None,
 ) -> Claim | None:
     """Take the job if it is queued for this worker; None if someone else has it or it moved on."""
     job = session.get(Job, job_id, populate_existing=True)
@@ -65,6 +70,8 @@ def claim(
             lease_owner=owner,
             started_at=now,
             lease_until=now + ttl_s,
+            slots=job.slots,
+            pid=pid,
         )
     )
     return Claim(job_id=job_id, owner=owner, attempt=attempt, lease_until=now + ttl_s)

@@ -43,6 +43,12 @@ class Team(Base):
     max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     gpu_hours_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
     can_borrow: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The operators' team: its admins manage every team's quotas and keys.
+    operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    # open: admitted as usual; held: nothing is admitted; draining: no new submissions.
+    queue_state: Mapped[str] = mapped_column(String(16), default="open")
+    # The highest priority class the team's members may ask for.
+    max_priority: Mapped[str] = mapped_column(String(16), default="high")
     created_at: Mapped[float] = mapped_column(Float, default=_now)
 
 
@@ -119,6 +125,10 @@ class Job(Base):
     queue_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
     estimated_start: Mapped[float | None] = mapped_column(Float, nullable=True)
     worker_name: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    # The worker's GPU indices the job was placed on (CUDA_VISIBLE_DEVICES of its process).
+    gpu_indices: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # Runs on idle GPUs beyond its team's quota: the first to be preempted.
+    borrowed: Mapped[bool] = mapped_column(Boolean, default=False)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     lease_owner: Mapped[str | None] = mapped_column(String(160), nullable=True)
@@ -165,6 +175,10 @@ class JobRun(Base):
     lease_until: Mapped[float] = mapped_column(Float)
     start_step: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Slots held by this run (the usage ledger for fair share and GPU-hour budgets).
+    slots: Mapped[int] = mapped_column(Integer, default=1)
+    # The job's own process, so a cancel can escalate to SIGTERM/SIGKILL on its host.
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Checkpoint(Base):

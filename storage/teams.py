@@ -46,12 +46,13 @@ def create_team(
     weight: float = 1.0,
     max_gpus: int | None = None,
     role: str = "admin",
+    operator: bool = False,
 ) -> tuple[Team, str]:
     if not TEAM_NAME.match(name):
         raise TeamError("team name: lowercase letters, digits and '-', at most 63 characters")
     if session.scalar(select(Team).where(Team.name == name)) is not None:
         raise TeamError(f"team {name!r} already exists")
-    team = Team(name=name, weight=weight, max_gpus=max_gpus)
+    team = Team(name=name, weight=weight, max_gpus=max_gpus, operator=operator)
     session.add(team)
     session.flush()
     return team, issue_key(session, team, role)

@@ -80,7 +80,7 @@ def ensure_default_team(
     if not teams:
         engine = make_engine(settings.resolved_database_url)
         with transaction(make_session_factory(engine)) as session:
-            _, key = create_team(session, "default", role="admin")
+            _, key = create_team(session, "default", role="admin", operator=True)
         engine.dispose()
         teams["default"] = key
     creds.update(
@@ -197,6 +197,7 @@ def admin() -> None:
 @click.argument("name")
 @click.option("--weight", type=float, default=1.0, show_default=True)
 @click.option("--max-gpus", type=int, default=None)
+@click.option("--operator", is_flag=True, help="Its admins manage every team's quotas and keys.")
 @click.option(
     "--role",
     type=click.Choice(["admin", "member", "viewer"]),
@@ -204,7 +205,9 @@ def admin() -> None:
     show_default=True,
     help="Role of the first key.",
 )
-def create_team_cmd(name: str, weight: float, max_gpus: int | None, role: str) -> None:
+def create_team_cmd(
+    name: str, weight: float, max_gpus: int | None, operator: bool, role: str
+) -> None:
     """Create a team and print its first API key (shown only this once)."""
     from storage.db import make_engine, make_session_factory, transaction
     from storage.schema import upgrade
@@ -214,7 +217,9 @@ def create_team_cmd(name: str, weight: float, max_gpus: int | None, role: str) -
     upgrade(engine)
     try:
         with transaction(make_session_factory(engine)) as session:
-            team, key = create_team(session, name, weight=weight, max_gpus=max_gpus, role=role)
+            team, key = create_team(
+                session, name, weight=weight, max_gpus=max_gpus, role=role, operator=operator
+            )
     except TeamError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 
+from scheduler.cancellation import enforce_cancellations
 from scheduler.pool import heartbeat, register, retire
 from scheduler.ticks import run_admission
 from storage.db import transaction
@@ -80,6 +81,9 @@ def _beat_heart(name: str) -> None:
             with transaction(platform.sessions) as session:
                 if not heartbeat(session, name):
                     register(session, describe(platform.settings))
+            # Only this host can signal its own job processes.
+            with transaction(platform.sessions) as session:
+                enforce_cancellations(session, name, platform.settings.cancel_grace_s)
         except Exception:
             log.exception("heartbeat of %s failed; will retry", name)
 

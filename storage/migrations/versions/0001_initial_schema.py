@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 23:10:06.547059
+Create Date: 2026-11-28 23:20:17.812952
 """
 
 from alembic import op
@@ -58,6 +58,9 @@ def upgrade() -> None:
         sa.Column("max_gpus", sa.Integer(), nullable=True),
         sa.Column("gpu_hours_budget", sa.Float(), nullable=True),
         sa.Column("can_borrow", sa.Boolean(), nullable=False),
+        sa.Column("operator", sa.Boolean(), nullable=False),
+        sa.Column("queue_state", sa.String(length=16), nullable=False),
+        sa.Column("max_priority", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
@@ -124,6 +127,8 @@ def upgrade() -> None:
         sa.Column("queue_position", sa.Integer(), nullable=True),
         sa.Column("estimated_start", sa.Float(), nullable=True),
         sa.Column("worker_name", sa.String(length=128), nullable=True),
+        sa.Column("gpu_indices", sa.JSON(), nullable=False),
+        sa.Column("borrowed", sa.Boolean(), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("max_attempts", sa.Integer(), nullable=False),
         sa.Column("lease_owner", sa.String(length=160), nullable=True),
@@ -245,6 +250,8 @@ def upgrade() -> None:
         sa.Column("lease_until", sa.Float(), nullable=False),
         sa.Column("start_step", sa.Integer(), nullable=False),
         sa.Column("outcome", sa.String(length=32), nullable=True),
+        sa.Column("slots", sa.Integer(), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("job_id", "attempt"),

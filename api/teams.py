@@ -1,0 +1,191 @@
+"""/v1/teams and /v1/keys: quotas, usage, keys. Operators manage every team; a team's
+admins manage their own keys and queue; everyone may read their own team."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+
+from api.auth import requires
+from api.context import caller, db, platform, team_id
+from api.errors import ApiError, invalid, not_found
+from scheduler.usage import gpu_hours_by_team, period_start
+from storage.models import ApiKey, Job, Team
+from storage.states import HOLDING_SLOTS, JobState
+from storage.teams import TeamError, create_team, issue_key, revoke
+
+bp = Blueprint("teams", __name__, url_prefix="/v1")
+
+
+class TeamLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weight: float | None = Field(None, gt=0, le=1000)
+    max_gpus: int | None = Field(None, ge=0, le=100_000)
+    gpu_hours_budget: float | None = Field(None, ge=0)
+    can_borrow: bool | None = None
+    max_priority: Literal["high", "normal", "low"] | None = None
+    queue_state: Literal["open", "held", "draining"] | None = None
+
+
+class TeamCreate(TeamLimits):
+    name: str = Field(min_length=1, max_length=63)
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["admin", "member", "viewer"] = "member"
+
+
+def _is_operator() -> bool:
+    team = db().get(Team, team_id())
+    return bool(team and team.operator and caller().role == "admin")
+
+
+def _visible_team(ident: str) -> Team:
+    team = db().get(Team, ident)
+    if team is None or (team.id != team_id() and not _is_operator()):
+        raise not_found("team", ident)
+    return team
+
+
+def team_json(team: Team) -> dict[str, Any]:
+    session = db()
+    settings = platform().settings
+    since = period_start(settings.budget_period_days)
+    used = gpu_hours_by_team(session, since).get(team.id, 0.0)
+    counts = dict(
+        session.execute(
+            select(Job.state, func.count()).where(Job.team_id == team.id).group_by(Job.state)
+        ).all()
+    )
+    gpus_in_use = session.scalar(
+        select(func.coalesce(func.sum(Job.slots), 0)).where(
+            Job.team_id == team.id, Job.state.in_([s.value for s in HOLDING_SLOTS])
+        )
+    )
+    return {
+        "id": team.id,
+        "name": team.name,
+        "weight": team.weight,
+        "operator": team.operator,
+        "quota": {
+            "max_gpus": team.max_gpus,
+            "gpu_hours_budget": team.gpu_hours_budget,
+            "can_borrow": team.can_borrow,
+            "max_priority": team.max_priority,
+        },
+        "queue_state": team.queue_state,
+        "usage": {
+            "period_start": since,
+            "gpu_hours": round(used, 4),
+            "gpu_hours_left": None
+            if team.gpu_hours_budget is None
+            else round(max(0.0, team.gpu_hours_budget - used), 4),
+            "gpus_in_use": int(gpus_in_use or 0),
+        },
+        "jobs": {
+            "running": sum(
+                counts.get(s.value, 0)
+                for s in (JobState.RUNNING, JobState.CANCELLING, JobState.PREEMPTING)
+            ),
+            "queued": counts.get(JobState.QUEUED.value, 0),
+            "pending": counts.get(JobState.PENDING.value, 0),
+        },
+    }
+
+
+def _apply(team: Team, limits: TeamLimits, fields: set[str]) -> None:
+    for name in fields:
+        setattr(team, name, getattr(limits, name))
+
+
+@bp.get("/teams/me")
+def me() -> Response:
+    return jsonify(team_json(_visible_team(team_id())))
+
+
+@bp.get("/teams")
+@requires("admin")
+def list_teams() -> Response:
+    query = select(Team).order_by(Team.name)
+    if not _is_operator():
+        query = query.where(Team.id == team_id())
+    return jsonify({"data": [team_json(t) for t in db().scalars(query)]})
+
+
+@bp.post("/teams")
+@requires("admin")
+def create() -> tuple[Response, int]:
+    if not _is_operator():
+        raise ApiError(403, "forbidden", "only the operators' admins create teams")
+    spec = TeamCreate.model_validate(request.get_json(silent=True) or {})
+    session = db()
+    try:
+        team, key = create_team(session, spec.name, role="admin")
+    except TeamError as exc:
+        raise invalid("name", str(exc)) from None
+    _apply(team, spec, spec.model_fields_set - {"name"})
+    session.commit()
+    return jsonify({"team": team_json(team), "key": key}), 201
+
+
+@bp.patch("/teams/<ident>")
+@requires("admin")
+def update(ident: str) -> Response:
+    team = _visible_team(ident)
+    limits = TeamLimits.model_validate(request.get_json(silent=True) or {})
+    fields = set(limits.model_fields_set)
+    if fields - {"queue_state"} and not _is_operator():
+        raise ApiError(403, "forbidden", "only the operators' admins change quotas and weights")
+    _apply(team, limits, fields)
+    db().commit()
+    from scheduler.ticks import run_admission
+
+    run_admission(platform())
+    return jsonify(team_json(team))
+
+
+@bp.get("/teams/<ident>/keys")
+@requires("admin")
+def list_keys(ident: str) -> Response:
+    team = _visible_team(ident)
+    keys = db().scalars(select(ApiKey).where(ApiKey.team_id == team.id).order_by(ApiKey.id))
+    return jsonify(
+        {
+            "data": [
+                {
+                    "id": k.id,
+                    "prefix": k.prefix,
+                    "role": k.role,
+                    "created_at": k.created_at,
+                    "revoked_at": k.revoked_at,
+                }
+                for k in keys
+            ]
+        }
+    )
+
+
+@bp.post("/teams/<ident>/keys")
+@requires("admin")
+def new_key(ident: str) -> tuple[Response, int]:
+    team = _visible_team(ident)
+    spec = KeyCreate.model_validate(request.get_json(silent=True) or {})
+    key = issue_key(db(), team, spec.role)
+    db().commit()
+    return jsonify({"key": key, "role": spec.role}), 201
+
+
+@bp.post("/keys/<key_id>/revoke")
+@requires("admin")
+def revoke_key(key_id: str) -> Response:
+    key = db().get(ApiKey, key_id)
+    if key is None:
+        raise not_found("key", key_id)
+    _visible_team(key.team_id)
+    revoke(db(), key_id)
+    db().commit()
+    return jsonify({"id": key_id, "revoked": True})

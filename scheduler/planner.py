@@ -1,0 +1,471 @@
+"""The admission plan: a plain function over plain data (DESIGN §4).
+
+Who runs next is decided here, with no SQL and no broker, so the same code is
+unit-tested, driven by the pool simulation in ``bench/pool_sim.py``, and run by
+the admission pass. In order:
+
+1. Order: priority class first; within a class, teams take turns by fair share
+   (current allocation plus decayed past usage, over weight); within a team, oldest
+   first. Jobs that waited past ``starvation_s`` move up one class (aging).
+2. Quotas: a job that would take its team over ``max_gpus`` waits with ``quota``,
+   unless the team may borrow: then it gets only GPUs that no job within quota can
+   use in this pass, and it is marked as borrowing (first to be preempted).
+3. Placement: best fit on one worker (fewest free slots that suffice), specific GPU
+   indices chosen for CUDA_VISIBLE_DEVICES.
+4. Backfill (EASY): the first job that cannot start gets a reservation at its
+   earliest start; later jobs start now only where they do not delay it.
+5. Preemption: a waiting job may ask lower-priority or borrowing jobs to yield; the
+   victims chosen are those that lose the least work (newest checkpoint).
+6. Every job left waiting gets a reason code, its position and an estimated start.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+PRIORITIES = {"high": 2, "normal": 1, "low": 0}
+DEFAULT_RUNTIME_S = 600.0
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    id: str
+    team: str
+    priority: int
+    slots: int
+    created_at: float
+    estimated_runtime_s: float = DEFAULT_RUNTIME_S
+    kind: str = "finetune"
+    previous_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job that holds slots (queued, running, or yielding them)."""
+
+    id: str
+    team: str
+    priority: int
+    slots: int
+    worker: str
+    gpu_indices: tuple[int, ...]
+    estimated_end: float
+    borrowed: bool = False
+    # When its newest checkpoint was written (or it started): what a preemption loses.
+    last_checkpoint_at: float = 0.0
+    yielding: bool = False  # already preempting or cancelling
+
+
+@dataclass(frozen=True)
+class TeamState:
+    id: str
+    weight: float = 1.0
+    max_gpus: int | None = None
+    can_borrow: bool = True
+    # Decayed past usage, in GPUs averaged over the decay window (see scheduler.usage).
+    usage: float = 0.0
+    budget_spent: bool = False
+    held: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerCapacity:
+    name: str
+    queue: str
+    slots: int
+    gpu_indices: tuple[int, ...] = ()
+
+    def indices(self) -> tuple[int, ...]:
+        return self.gpu_indices or tuple(range(self.slots))
+
+
+@dataclass(frozen=True)
+class Placement:
+    job_id: str
+    worker: str
+    queue: str
+    gpu_indices: tuple[int, ...]
+    borrowed: bool = False
+    kind: str = "finetune"
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason_code: str
+    reason: str
+    position: int
+    estimated_start: float | None
+
+
+@dataclass(frozen=True)
+class Preemption:
+    victim_id: str
+    for_job_id: str
+    reason: str
+
+
+@dataclass
+class AdmissionPlan:
+    placements: list[Placement] = field(default_factory=list)
+    waits: dict[str, Wait] = field(default_factory=dict)
+    preemptions: list[Preemption] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Policy:
+    starvation_s: float = 3600.0
+    max_preemptions_per_pass: int = 4
+    preemption: bool = True
+
+
+def fair_order(
+    jobs: Sequence[PendingJob],
+    teams: dict[str, TeamState],
+    allocation: dict[str, int],
+    now: float,
+    policy: Policy,
+) -> list[PendingJob]:
+    """Priority class, then teams in turn by (allocation + usage) / weight, then age.
+
+    The virtual allocation grows as each job is ordered, so a team with a burst of
+    jobs gets its turn again only after the others caught up to their weights.
+    """
+    by_class: dict[int, dict[str, list[PendingJob]]] = defaultdict(lambda: defaultdict(list))
+    for job in jobs:
+        aged = min(
+            max(PRIORITIES.values()),
+            job.priority + int(now - job.created_at >= policy.starvation_s),
+        )
+        by_class[aged][job.team].append(job)
+    ordered: list[PendingJob] = []
+    virtual = dict(allocation)
+    for priority in sorted(by_class, reverse=True):
+        queues = by_class[priority]
+        heap: list[tuple[float, float, str]] = []
+        for team, team_jobs in queues.items():
+            team_jobs.sort(key=lambda j: (j.created_at, j.id))
+            heap.append((_share(team, teams, virtual), team_jobs[0].created_at, team))
+        heapq.heapify(heap)
+        cursor = dict.fromkeys(queues, 0)
+        while heap:
+            _, _, team = heapq.heappop(heap)
+            job = queues[team][cursor[team]]
+            ordered.append(job)
+            cursor[team] += 1
+            virtual[team] = virtual.get(team, 0) + job.slots
+            if cursor[team] < len(queues[team]):
+                nxt = queues[team][cursor[team]]
+                heapq.heappush(heap, (_share(team, teams, virtual), nxt.created_at, team))
+    return ordered
+
+
+def _share(team: str, teams: dict[str, TeamState], allocation: dict[str, int]) -> float:
+    state = teams.get(team) or TeamState(team)
+    return (allocation.get(team, 0) + state.usage) / max(state.weight, 1e-9)
+
+
+class _Pool:
+    """Per worker: free GPU indices now, and when each slot is expected to be free.
+
+    ``times[w]`` holds one entry per slot, sorted: the time that slot frees up
+    (``now`` or earlier when it is free). "k slots free at t" is then simply
+    ``times[w][k - 1] <= t``, which keeps estimates for 10,000 jobs cheap.
+    """
+
+    def __init__(
+        self, workers: Sequence[WorkerCapacity], running: Sequence[RunningJob], now: float
+    ) -> None:
+        self.now = now
+        self.workers = {w.name: w for w in workers}
+        self.indices: dict[str, list[int]] = {w.name: list(w.indices()) for w in workers}
+        busy: dict[str, list[float]] = {w.name: [] for w in workers}
+        for job in running:
+            if job.worker not in self.indices:
+                continue
+            free = self.indices[job.worker]
+            for index in job.gpu_indices:
+                if index in free:
+                    free.remove(index)
+            # Jobs without known indices still hold their count of slots.
+            for _ in range(job.slots - len(job.gpu_indices)):
+                if free:
+                    free.pop()
+            busy[job.worker].extend([max(job.estimated_end, now + 1.0)] * job.slots)
+        self.times: dict[str, list[float]] = {}
+        for w in workers:
+            taken = busy[w.name][: w.slots]
+            self.times[w.name] = sorted([now] * (w.slots - len(taken)) + taken)
+        self.largest = max((w.slots for w in workers), default=0)
+
+    def free_now(self, worker: str) -> int:
+        return len(self.indices[worker])
+
+    def max_free(self) -> int:
+        return max((len(f) for f in self.indices.values()), default=0)
+
+    def best_fit(self, slots: int) -> str | None:
+        best: tuple[int, str] | None = None
+        for name, free in self.indices.items():
+            if len(free) >= slots and (best is None or (len(free), name) < best):
+                best = (len(free), name)
+        return best[1] if best else None
+
+    def take(self, worker: str, slots: int, end: float) -> tuple[int, ...]:
+        free = sorted(self.indices[worker])
+        taken, self.indices[worker] = tuple(free[:slots]), free[slots:]
+        self.book(worker, slots, end)
+        return taken
+
+    def book(self, worker: str, slots: int, end: float) -> None:
+        """The earliest-free ``slots`` slots are busy until ``end``."""
+        times = self.times[worker]
+        self.times[worker] = sorted(times[slots:] + [end] * slots)
+
+    def free_at(self, worker: str, at: float) -> int:
+        return bisect.bisect_right(self.times[worker], at)
+
+    def earliest(self, slots: int) -> tuple[float, str] | None:
+        """When some worker first has ``slots`` free, given expected finish times."""
+        best: tuple[float, str] | None = None
+        for name, times in self.times.items():
+            if len(times) >= slots:
+                at = max(self.now, times[slots - 1])
+                if best is None or (at, name) < best:
+                    best = (at, name)
+        return best
+
+
+def plan(
+    jobs: Sequence[PendingJob],
+    running: Sequence[RunningJob],
+    teams: dict[str, TeamState],
+    workers: Sequence[WorkerCapacity],
+    now: float,
+    policy: Policy | None = None,
+) -> AdmissionPlan:
+    policy = policy or Policy()
+    result = AdmissionPlan()
+    pool = _Pool(workers, running, now)
+    allocation: dict[str, int] = defaultdict(int)
+    for held in running:
+        if not held.borrowed:
+            allocation[held.team] += held.slots
+    ordered = fair_order(jobs, teams, allocation, now, policy)
+
+    blocked: list[PendingJob] = []
+    borrowers: list[PendingJob] = []
+    reservation: tuple[PendingJob, float, str] | None = None
+    for job in ordered:
+        team = teams.get(job.team) or TeamState(job.team)
+        if team.held or team.budget_spent:
+            result.waits[job.id] = Wait("quota", _quota_text(team), 0, None)
+            continue
+        if job.slots > pool.largest:
+            text = (
+                f"needs {job.slots} slots on one worker; the largest live worker has {pool.largest}"
+                if workers
+                else "no worker has registered yet"
+            )
+            result.waits[job.id] = Wait("no_free_gpu", text, 0, None)
+            continue
+        if team.max_gpus is not None and allocation[job.team] + job.slots > team.max_gpus:
+            if team.can_borrow:
+                borrowers.append(job)
+            else:
+                result.waits[job.id] = Wait(
+                    "quota", f"team {job.team} is at its quota of {team.max_gpus} GPUs", 0, None
+                )
+            continue
+        worker = pool.best_fit(job.slots) if job.slots <= pool.max_free() else None
+        if worker is not None and reservation is not None:
+            worker = _backfill_worker(pool, job, reservation, now)
+        if worker is None:
+            blocked.append(job)
+            if reservation is None:
+                start = pool.earliest(job.slots)
+                if start is not None:
+                    reservation = (job, start[0], start[1])
+            continue
+        indices = pool.take(worker, job.slots, now + job.estimated_runtime_s)
+        allocation[job.team] += job.slots
+        result.placements.append(
+            Placement(job.id, worker, pool.workers[worker].queue, indices, False, job.kind)
+        )
+
+    # Borrowing: idle GPUs beyond quota, only where no job within quota is waiting for them.
+    for job in borrowers:
+        worker = pool.best_fit(job.slots) if job.slots <= pool.max_free() else None
+        if worker is not None and reservation is not None:
+            worker = _backfill_worker(pool, job, reservation, now)
+        if worker is None:
+            team = teams[job.team]
+            result.waits[job.id] = Wait(
+                "quota",
+                f"team {job.team} is at its quota of {team.max_gpus} GPUs "
+                "(it may borrow idle GPUs, but none are idle)",
+                0,
+                None,
+            )
+            continue
+        indices = pool.take(worker, job.slots, now + job.estimated_runtime_s)
+        result.placements.append(
+            Placement(job.id, worker, pool.workers[worker].queue, indices, True, job.kind)
+        )
+
+    if policy.preemption:
+        result.preemptions = _preempt(blocked, running, teams, allocation, pool, now, policy)
+    _explain(blocked, ordered, result, pool, now)
+    return result
+
+
+def _quota_text(team: TeamState) -> str:
+    if team.held:
+        return f"team {team.id}'s queue is held by an administrator"
+    return f"team {team.id} has spent its GPU-hour budget for this period"
+
+
+def _backfill_worker(
+    pool: _Pool, job: PendingJob, reservation: tuple[PendingJob, float, str], now: float
+) -> str | None:
+    """A worker where the job can start now without delaying the reserved job."""
+    reserved, start, reserved_worker = reservation
+    best: tuple[int, str] | None = None
+    for name, free in pool.indices.items():
+        if len(free) < job.slots:
+            continue
+        harmless = (
+            name != reserved_worker
+            or now + job.estimated_runtime_s <= start
+            or pool.free_at(name, start) - job.slots >= reserved.slots
+        )
+        if harmless and (best is None or (len(free), name) < best):
+            best = (len(free), name)
+    return best[1] if best else None
+
+
+def _preempt(
+    blocked: list[PendingJob],
+    running: Sequence[RunningJob],
+    teams: dict[str, TeamState],
+    allocation: dict[str, int],
+    pool: _Pool,
+    now: float,
+    policy: Policy,
+) -> list[Preemption]:
+    """Ask the cheapest victims to yield for waiting jobs that outrank them."""
+    chosen: list[Preemption] = []
+    taken: set[str] = set()
+    # Slots already being given back count as free for the jobs that asked for them.
+    incoming: dict[str, int] = defaultdict(int)
+    for job in running:
+        if job.yielding:
+            incoming[job.worker] += job.slots
+    for waiting in blocked:
+        if len(chosen) >= policy.max_preemptions_per_pass:
+            break
+        best: tuple[float, str, list[RunningJob]] | None = None
+        for worker in pool.workers:
+            have = pool.free_now(worker) + incoming[worker]
+            if have >= waiting.slots:
+                best = None  # capacity is already on its way: wait for it
+                break
+            victims = sorted(
+                (
+                    r
+                    for r in running
+                    if r.worker == worker
+                    and r.id not in taken
+                    and not r.yielding
+                    and _outranks(waiting, r, teams, allocation)
+                ),
+                key=lambda r: now - r.last_checkpoint_at,
+            )
+            picked: list[RunningJob] = []
+            for victim in victims:
+                if have >= waiting.slots:
+                    break
+                picked.append(victim)
+                have += victim.slots
+            if have >= waiting.slots:
+                lost = sum((now - v.last_checkpoint_at) * v.slots for v in picked)
+                if best is None or lost < best[0]:
+                    best = (lost, worker, picked)
+        if best is None:
+            continue
+        _, worker, picked = best
+        for victim in picked:
+            taken.add(victim.id)
+            incoming[worker] += victim.slots
+            why = (
+                "borrows GPUs beyond its team's quota" if victim.borrowed else "has lower priority"
+            )
+            chosen.append(
+                Preemption(victim.id, waiting.id, f"preempted for {waiting.id}: it {why}")
+            )
+    return chosen
+
+
+def _outranks(
+    waiting: PendingJob, victim: RunningJob, teams: dict[str, TeamState], allocation: dict[str, int]
+) -> bool:
+    if waiting.priority > victim.priority:
+        return True
+    if victim.borrowed and victim.team != waiting.team and waiting.priority >= victim.priority:
+        team = teams.get(waiting.team) or TeamState(waiting.team)
+        return team.max_gpus is None or allocation[waiting.team] + waiting.slots <= team.max_gpus
+    return False
+
+
+def _explain(
+    blocked: list[PendingJob],
+    ordered: list[PendingJob],
+    result: AdmissionPlan,
+    pool: _Pool,
+    now: float,
+) -> None:
+    """Reason, position and estimated start for every job left waiting."""
+    placed = {p.job_id for p in result.placements}
+    preempting_for = {p.for_job_id for p in result.preemptions}
+    blocked_ids = {j.id for j in blocked}
+    position = 0
+    ahead: list[PendingJob] = []
+    for job in ordered:
+        if job.id in placed:
+            ahead.append(job)
+            continue
+        position += 1
+        wait = result.waits.get(job.id)
+        if wait is not None:
+            result.waits[job.id] = Wait(
+                wait.reason_code, wait.reason, position, wait.estimated_start
+            )
+            continue
+        if job.id not in blocked_ids:
+            continue
+        start = pool.earliest(job.slots)
+        estimated = None
+        if start is not None:
+            estimated = start[0]
+            # Book it, so that the jobs behind it are estimated after it.
+            pool.book(start[1], job.slots, estimated + job.estimated_runtime_s)
+        code, text = _why(job, ahead, preempting_for, pool)
+        result.waits[job.id] = Wait(code, text, position, estimated)
+        ahead.append(job)
+
+
+def _why(
+    job: PendingJob, ahead: list[PendingJob], preempting_for: set[str], pool: _Pool
+) -> tuple[str, str]:
+    if job.id in preempting_for:
+        return "priority", "lower-priority or borrowing jobs are checkpointing to make room for it"
+    if any(a.priority > job.priority for a in ahead):
+        return "priority", f"higher-priority jobs come first; needs {job.slots} free slot(s)"
+    if any(a.team != job.team for a in ahead):
+        return "fair_share", "teams below their fair share of the pool go first"
+    if job.previous_reason == "worker_lost":
+        return "worker_lost", "its worker was lost; waiting for free slots to resume elsewhere"
+    return "no_free_gpu", f"waiting for {job.slots} free slot(s) on one worker"

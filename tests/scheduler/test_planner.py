@@ -1,0 +1,162 @@
+"""The admission plan on hand-made pools: order, quotas, borrowing, backfill, preemption."""
+
+from __future__ import annotations
+
+from scheduler.planner import (
+    PendingJob,
+    Policy,
+    RunningJob,
+    TeamState,
+    WorkerCapacity,
+    fair_order,
+    plan,
+)
+
+NOW = 1_000_000.0
+
+
+def pending(
+    id: str,
+    team: str = "a",
+    slots: int = 1,
+    priority: int = 1,
+    age: float = 0.0,
+    runtime: float = 600.0,
+) -> PendingJob:
+    return PendingJob(id, team, priority, slots, NOW - 100 + age * -1, runtime)
+
+
+def running(
+    id: str,
+    worker: str,
+    gpus: tuple[int, ...],
+    team: str = "a",
+    priority: int = 1,
+    ends_in: float = 600.0,
+    borrowed: bool = False,
+    checkpoint_age: float = 60.0,
+) -> RunningJob:
+    return RunningJob(
+        id, team, priority, len(gpus), worker, gpus, NOW + ends_in, borrowed, NOW - checkpoint_age
+    )
+
+
+def workers(*sizes: int) -> list[WorkerCapacity]:
+    return [WorkerCapacity(f"w{i}", f"q{i}", n) for i, n in enumerate(sizes)]
+
+
+def test_high_priority_first_then_teams_take_turns_by_weight() -> None:
+    teams = {"a": TeamState("a", weight=1), "b": TeamState("b", weight=2)}
+    jobs = [pending(f"a{i}", "a", age=10 - i) for i in range(4)]
+    jobs += [pending(f"b{i}", "b", age=5 - i) for i in range(4)]
+    jobs.append(pending("urgent", "a", priority=2))
+    order = [j.id for j in fair_order(jobs, teams, {}, NOW, Policy())]
+    assert order[0] == "urgent"
+    # After 'urgent' team a holds 1 GPU; b (weight 2) gets two turns for each of a's.
+    assert order[1:] == ["b0", "b1", "a0", "b2", "b3", "a1", "a2", "a3"]
+
+
+def test_aging_moves_a_starving_job_up_one_class() -> None:
+    jobs = [pending("old-low", priority=0, age=7200), pending("new-normal", priority=1)]
+    order = [j.id for j in fair_order(jobs, {}, {}, NOW, Policy(starvation_s=3600))]
+    assert order == ["old-low", "new-normal"]
+
+
+def test_team_over_quota_waits_with_reason_quota_while_another_runs() -> None:
+    teams = {"a": TeamState("a", max_gpus=1, can_borrow=False), "b": TeamState("b")}
+    result = plan(
+        [pending("a2", "a"), pending("b1", "b")],
+        [running("a1", "w0", (0,), team="a")],
+        teams,
+        workers(4),
+        NOW,
+    )
+    assert [p.job_id for p in result.placements] == ["b1"]
+    assert result.waits["a2"].reason_code == "quota"
+    assert "quota of 1" in result.waits["a2"].reason
+
+
+def test_borrowing_uses_idle_gpus_and_is_preempted_for_a_team_within_quota() -> None:
+    teams = {"a": TeamState("a", max_gpus=1, can_borrow=True), "b": TeamState("b", max_gpus=2)}
+    first = plan(
+        [pending("a2", "a")], [running("a1", "w0", (0,), team="a")], teams, workers(2), NOW
+    )
+    assert [(p.job_id, p.borrowed) for p in first.placements] == [("a2", True)]
+    # Now b wants its quota back: the borrowing job yields.
+    second = plan(
+        [pending("b1", "b")],
+        [running("a1", "w0", (0,), team="a"), running("a2", "w0", (1,), team="a", borrowed=True)],
+        teams,
+        workers(2),
+        NOW,
+    )
+    assert second.placements == []
+    assert [(p.victim_id, p.for_job_id) for p in second.preemptions] == [("a2", "b1")]
+    assert second.waits["b1"].reason_code == "priority"
+
+
+def test_a_two_slot_job_lands_on_one_worker_with_two_free_slots() -> None:
+    pool = workers(2, 2)
+    result = plan([pending("big", slots=2)], [running("r", "w0", (0,))], {}, pool, NOW)
+    assert [(p.worker, p.gpu_indices) for p in result.placements] == [("w1", (0, 1))]
+
+
+def test_best_fit_keeps_a_whole_worker_free_for_big_jobs() -> None:
+    result = plan([pending("small")], [running("r", "w1", (0,))], {}, workers(2, 2), NOW)
+    assert [(p.worker, p.gpu_indices) for p in result.placements] == [("w1", (1,))]
+
+
+def test_never_fits_is_explained() -> None:
+    result = plan([pending("huge", slots=8)], [], {}, workers(4, 4), NOW)
+    assert result.waits["huge"].reason_code == "no_free_gpu"
+    assert "largest live worker has 4" in result.waits["huge"].reason
+
+
+def test_backfill_only_where_it_does_not_delay_the_reserved_job() -> None:
+    # w0: 4 slots, 2 busy for 100 s. 'big' needs 4 and is reserved for t+100.
+    busy = [running("r", "w0", (0, 1), ends_in=100)]
+    jobs = [
+        pending("big", slots=4, age=30),
+        pending("short", slots=1, age=20, runtime=50),  # ends before t+100: fine
+        pending("long", slots=1, age=10, runtime=5000),  # would hold a slot past t+100: no
+    ]
+    result = plan(jobs, busy, {}, workers(4), NOW)
+    assert [p.job_id for p in result.placements] == ["short"]
+    assert result.waits["big"].estimated_start == NOW + 100
+    assert result.waits["long"].estimated_start is not None
+    assert result.waits["long"].estimated_start >= NOW + 100
+
+
+def test_high_priority_preempts_the_victim_that_loses_least_work() -> None:
+    busy = [
+        running("old-ckpt", "w0", (0,), priority=0, checkpoint_age=900),
+        running("fresh-ckpt", "w0", (1,), priority=0, checkpoint_age=5),
+    ]
+    result = plan([pending("vip", priority=2)], busy, {}, workers(2), NOW)
+    assert [p.victim_id for p in result.preemptions] == ["fresh-ckpt"]
+    # Next pass, while the victim checkpoints, nobody else is preempted for the same job.
+    yielding = [busy[0], RunningJob(**{**busy[1].__dict__, "yielding": True})]
+    again = plan([pending("vip", priority=2)], yielding, {}, workers(2), NOW)
+    assert again.preemptions == []
+
+
+def test_equal_priority_never_preempts_a_job_within_quota() -> None:
+    busy = [running("r", "w0", (0,), team="a")]
+    result = plan([pending("b1", "b")], busy, {}, workers(1), NOW)
+    assert result.preemptions == []
+    assert result.waits["b1"].reason_code == "no_free_gpu"
+
+
+def test_waiting_jobs_have_positions_and_monotone_estimates() -> None:
+    busy = [running("r", "w0", (0,), ends_in=300)]
+    jobs = [pending(f"j{i}", age=-i) for i in range(3)]
+    result = plan(jobs, busy, {}, workers(1), NOW)
+    waits = [result.waits[f"j{i}"] for i in range(3)]
+    assert [w.position for w in waits] == [1, 2, 3]
+    starts = [w.estimated_start for w in waits]
+    assert starts == [NOW + 300, NOW + 900, NOW + 1500]
+
+
+def test_held_team_is_not_admitted() -> None:
+    result = plan([pending("a1")], [], {"a": TeamState("a", held=True)}, workers(1), NOW)
+    assert result.placements == [] and result.waits["a1"].reason_code == "quota"
