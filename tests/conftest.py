@@ -74,11 +74,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each storage/API test runs against SQLite and PostgreSQL, on an empty schema."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tunepool.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
+    url: str = request.getfixturevalue("database_url_postgres")
+    return url
+
+
+@pytest.fixture
+def database_url_postgres(postgres_url: str) -> str:
+    """The session's PostgreSQL database, emptied for this test."""
+    engine = make_engine(postgres_url)
     _reset_postgres(engine)
     engine.dispose()
-    return url
+    return postgres_url
 
 
 @pytest.fixture

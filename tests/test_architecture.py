@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from storage.db import make_engine
-from storage.tables import metadata
 from storage.schema import upgrade
+from storage.tables import metadata
 
 
 def test_the_api_and_scheduler_never_import_torch() -> None:

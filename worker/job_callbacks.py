@@ -7,6 +7,7 @@ become job events, uploaded checkpoints and a renewed lease.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,25 @@ class JobCallbacks:
         self._last_renew = time.monotonic()
         self._last_check = 0.0
         self._stop: str | None = None
+        self._loop_started = threading.Event()
+
+    # -- setup ---------------------------------------------------------------
+    def keep_alive_during_setup(self) -> None:
+        """Renew from a thread while inputs download and torch loads, until the loop runs.
+
+        Once the training loop calls back, renewal is the loop's job alone: a hung
+        loop must lose its lease (DESIGN §3), but a slow import must not.
+        """
+
+        def renew() -> None:
+            while not self._loop_started.wait(self.settings.lease_renew_s):
+                if not self._renew():
+                    return
+
+        threading.Thread(target=renew, name=f"lease-setup-{self.job_id}", daemon=True).start()
+
+    def end_setup(self) -> None:
+        self._loop_started.set()
 
     # -- lease ---------------------------------------------------------------
     def _renew(self) -> bool:
@@ -53,6 +73,7 @@ class JobCallbacks:
         return ok
 
     def should_stop(self) -> str | None:
+        self._loop_started.set()
         now = time.monotonic()
         if now - self._last_renew >= self.settings.lease_renew_s and not self._renew():
             return "lease_lost"

@@ -36,7 +36,9 @@ def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
     """Returns what happened: not_claimed, succeeded, failed, cancelled, preempted, lease_lost."""
     owner = f"{worker_name}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
     with transaction(platform.sessions) as session:
-        claimed = claim(session, job_id, worker_name, owner, platform.settings.lease_ttl_s)
+        claimed = claim(
+            session, job_id, worker_name, owner, platform.settings.lease_ttl_s, pid=os.getpid()
+        )
     if claimed is None:
         # A duplicate delivery, or the job moved on (cancelled, re-placed): nothing to run.
         log.info("job %s: nothing to claim for %s", job_id, worker_name)
@@ -56,21 +58,30 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
         job = session.get(Job, job_id)
         assert job is not None
         team_id, spec, task = job.team_id, dict(job.spec), job.task
+        gpu_indices = list(job.gpu_indices or [])
+    if gpu_indices:
+        # This process is fresh (one task per child) and has not imported torch yet,
+        # so the job sees exactly the GPUs admission gave it.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_indices)
     callbacks = JobCallbacks(platform, job_id, team_id, owner, claimed.attempt)
+    callbacks.keep_alive_during_setup()
     try:
         train_spec = _prepare(platform, claimed, spec, task, workdir)
         from worker.training.engine import finetune
 
         result = finetune(train_spec, callbacks)
     except DataError as exc:
+        callbacks.end_setup()
         # Bad data fails the same way on every attempt: no retry.
         return _fail(platform, claimed, f"invalid data: {exc}")
     except Exception as exc:
+        callbacks.end_setup()
         log.exception("job %s failed", job_id)
         return _fail(
             platform, claimed, f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()
         )
 
+    callbacks.end_setup()
     if callbacks.lease_lost or result.stopped == "lease_lost":
         # The reaper or another runner owns the job now; record nothing more.
         return "lease_lost"

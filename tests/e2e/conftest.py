@@ -68,15 +68,26 @@ class WorkerProcs:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
 
+@pytest.fixture(params=["sqlite"])
+def e2e_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite by default (real processes are slow on 2 cores); a test that should also run on
+    PostgreSQL parametrizes this fixture indirectly with "postgresql"."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tunepool.sqlite3'}"
+    url: str = request.getfixturevalue("database_url_postgres")
+    return url
+
+
 @pytest.fixture
-def live(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterator[WorkerProcs]:
+def live(tmp_path: Path, redis_server: RedisServer, e2e_database_url: str) -> Iterator[WorkerProcs]:
+    database_url = e2e_database_url
     settings = Settings(
         home=tmp_path / "home",
         database_url=database_url,
         object_store_url=(tmp_path / "objects").as_uri(),
         redis_url=redis_server.url,
         # Short leases so that a killed worker's job is reaped within seconds.
-        lease_ttl_s=4.0,
+        lease_ttl_s=6.0,
         lease_renew_s=0.5,
         worker_heartbeat_s=1.0,
         worker_lost_after_s=6.0,
@@ -85,7 +96,7 @@ def live(tmp_path: Path, redis_server: RedisServer, database_url: str) -> Iterat
     upgrade(platform.engine)
     env = child_env(
         settings,
-        TUNEPOOL_LEASE_TTL_S="4",
+        TUNEPOOL_LEASE_TTL_S="6",
         TUNEPOOL_LEASE_RENEW_S="0.5",
         TUNEPOOL_WORKER_HEARTBEAT_S="1",
         TUNEPOOL_WORKER_LOST_AFTER_S="6",

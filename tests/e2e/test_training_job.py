@@ -82,6 +82,11 @@ def submit(
     return str(resp.get_json()["id"])
 
 
+@pytest.mark.parametrize(
+    "e2e_database_url",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    indirect=True,
+)
 def test_job_succeeds_with_reports_and_a_checksummed_model(
     live: WorkerProcs, tiny_model: str
 ) -> None:
@@ -130,7 +135,7 @@ def test_sigkill_of_the_worker_resumes_from_the_last_checkpoint(
 ) -> None:
     client, headers = api(live)
     live.start("wA")
-    train, validation = upload(client, headers, 1200, 1), upload(client, headers, 40, 2)
+    train, validation = upload(client, headers, 600, 1), upload(client, headers, 40, 2)
     job_id = submit(
         client, headers, tiny_model, train, validation, epochs=3, checkpoint_every_steps=20
     )
@@ -163,10 +168,10 @@ def test_sigkill_of_the_worker_resumes_from_the_last_checkpoint(
         runs = session.scalars(
             select(JobRun).where(JobRun.job_id == job_id).order_by(JobRun.attempt)
         ).all()
-    assert [(r.worker_name, r.outcome) for r in runs] == [
-        ("wA", "lease_expired"),
-        ("wB", "succeeded"),
-    ]
+    # The reaper finds either the expired lease or the silent worker first; both resume.
+    assert [r.worker_name for r in runs] == ["wA", "wB"]
+    assert runs[0].outcome in ("lease_expired", "worker_lost")
+    assert runs[1].outcome == "succeeded"
     first, second = runs
     # No two runners held the lease at once: the first lease ended before the second claim.
     assert first.ended_at is not None and first.ended_at <= second.started_at

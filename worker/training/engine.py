@@ -30,7 +30,8 @@ from worker.training.optimization import build_optimizer, build_scheduler
 from worker.training.spec import TrainSpec
 from worker.training.token_classification import check_label_subset, encode_sentences, infer_labels
 
-TASKS = ("token_classification", "ner")
+# The API spells tasks with hyphens (as Hugging Face pipelines do); accept both spellings.
+TASKS = ("token-classification", "token_classification", "ner")
 METRICS = ("f1", "precision", "recall", "macro_f1", "strict_f1", "token_accuracy", "loss")
 VALIDATION_FRACTION = 0.1
 # Changing these between a checkpoint and its resumption would change the trajectory.
