@@ -10,6 +10,7 @@ from api import errors
 from api.alerts import bp as alerts_bp
 from api.auth import load_caller
 from api.datasets import bp as datasets_bp
+from api.job_priority import bp as job_priority_bp
 from api.jobs import bp as jobs_bp
 from api.model_jobs import bp as model_jobs_bp
 from api.models import bp as models_bp
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     app.register_blueprint(datasets_bp)
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(job_priority_bp)
     app.register_blueprint(models_bp)
     app.register_blueprint(model_jobs_bp)
     app.register_blueprint(alerts_bp)

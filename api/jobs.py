@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 
+from api.admission_checks import check_admissible
 from api.auth import requires
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
@@ -18,7 +19,6 @@ from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import page_params, paged
 from api.schemas import JobCreate
 from scheduler.admission import PRIORITIES
-from scheduler.pool import largest_worker
 from scheduler.ticks import run_admission
 from storage.ids import new_id
 from storage.models import Job, JobEvent
@@ -109,14 +109,7 @@ def submit() -> tuple[Response, int]:
     _check_hyperparameters(spec.hyperparameters)
     _check_base_model(spec.base_model)
     session = db()
-    largest = largest_worker(session)
-    if largest is not None and spec.resources.gpus > largest:
-        raise invalid(
-            "resources.gpus",
-            f"{spec.resources.gpus} exceeds the largest worker "
-            f"({largest} slots); the job could never run",
-            limit=largest,
-        )
+    check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
     if spec.validate_only:
         return jsonify({"valid": True, "train_dataset": train.stats}), 200
     now = time.time()
