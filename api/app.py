@@ -12,6 +12,7 @@ from api.auth import load_caller
 from api.datasets import bp as datasets_bp
 from api.job_priority import bp as job_priority_bp
 from api.jobs import bp as jobs_bp
+from api.metrics import bp as metrics_bp
 from api.model_jobs import bp as model_jobs_bp
 from api.models import bp as models_bp
 from api.pool import bp as pool_bp
@@ -59,4 +60,5 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(alerts_bp)
     app.register_blueprint(teams_bp)
     app.register_blueprint(pool_bp)
+    app.register_blueprint(metrics_bp)
     return app

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from scheduler.admission import Placement, admit
 from scheduler.dispatch import celery_publisher
 from scheduler.pool import mark_lost
 from storage.db import transaction
 from storage.lease import reap_expired, requeue_unclaimed
+from tunepool.observations import observe_admission_pass
 from tunepool.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -16,10 +18,13 @@ log = logging.getLogger(__name__)
 
 def run_admission(platform: Platform) -> list[Placement]:
     session = platform.sessions()
+    started = time.perf_counter()
     try:
         return admit(session, celery_publisher(platform.celery), platform.settings)
     finally:
         session.close()
+        # Passes run in the API, workers and the control worker; /metrics reads them all.
+        observe_admission_pass(platform.settings.redis_url, time.perf_counter() - started)
 
 
 def run_reaper(platform: Platform) -> dict[str, list[str]]:

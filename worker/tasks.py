@@ -16,6 +16,8 @@ from scheduler.cancellation import enforce_cancellations
 from scheduler.pool import heartbeat, register, retire
 from scheduler.ticks import run_admission
 from storage.db import transaction
+from tunepool.gpu_stats import sample_gpus
+from tunepool.observations import publish_gpu_samples
 from tunepool.platform import current_platform
 from worker.identity import describe, worker_name
 
@@ -81,6 +83,13 @@ def _beat_heart(name: str) -> None:
             with transaction(platform.sessions) as session:
                 if not heartbeat(session, name):
                     register(session, describe(platform.settings))
+            # Only this host can read its GPUs; /metrics serves them from Redis.
+            publish_gpu_samples(
+                platform.settings.redis_url,
+                name,
+                sample_gpus(),
+                ttl_s=3 * platform.settings.worker_heartbeat_s,
+            )
             # Only this host can signal its own job processes.
             with transaction(platform.sessions) as session:
                 enforce_cancellations(session, name, platform.settings.cancel_grace_s)
