@@ -10,6 +10,7 @@ from api import errors
 from api.alerts import bp as alerts_bp
 from api.auth import load_caller
 from api.datasets import bp as datasets_bp
+from api.events_stream import bp as events_stream_bp
 from api.job_priority import bp as job_priority_bp
 from api.jobs import bp as jobs_bp
 from api.metrics import bp as metrics_bp
@@ -61,4 +62,5 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(teams_bp)
     app.register_blueprint(pool_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(events_stream_bp)
     return app

@@ -164,6 +164,10 @@ def show(job_id: str) -> Response:
 
 @bp.get("/<job_id>/events")
 def events(job_id: str) -> Response:
+    if request.args.get("follow") in ("1", "true"):
+        from api.events_stream import resume_point, sse
+
+        return sse(job_id, resume_point(), logs=False)
     owned_job(job_id)
     after = request.args.get("after", "0")
     if not after.isdigit():
@@ -173,7 +177,8 @@ def events(job_id: str) -> Response:
         db()
         .scalars(
             select(JobEvent)
-            .where(JobEvent.job_id == job_id, JobEvent.id > int(after))
+            # Log lines have their own endpoint (/logs); here they would drown the history.
+            .where(JobEvent.job_id == job_id, JobEvent.id > int(after), JobEvent.kind != "log")
             .order_by(JobEvent.id)
             .limit(limit)
         )

@@ -96,6 +96,13 @@ class JobCallbacks:
             if job is not None:
                 job.progress = {**event, "attempt": self.attempt, "at": time.time()}
             record_event(session, self.job_id, "progress", data=event)
+        log.info(
+            "step %s epoch %.2f loss %.4f %.0f tokens/s",
+            event.get("step"),
+            float(event.get("epoch") or 0),
+            float(event.get("loss") or 0),
+            float(event.get("tokens_per_s") or 0),
+        )
 
     def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
         with transaction(self.platform.sessions) as session:

@@ -23,6 +23,7 @@ from storage.models import Checkpoint, Dataset, Job, ModelVersion
 from storage.states import JobState, transition
 from tunepool.platform import Platform
 from worker.job_callbacks import JobCallbacks
+from worker.job_logs import JobLogHandler
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -44,9 +45,13 @@ def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
         log.info("job %s: nothing to claim for %s", job_id, worker_name)
         return "not_claimed"
     workdir = platform.settings.scratch_dir / job_id / f"attempt-{claimed.attempt}"
+    # What this process logs while the job runs becomes the job's log (GET /v1/jobs/<id>/logs).
+    job_log = JobLogHandler.attach(platform, job_id)
+    log.info("job %s: attempt %d claimed by %s", job_id, claimed.attempt, worker_name)
     try:
         return _run_claimed(platform, claimed, workdir)
     finally:
+        job_log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
