@@ -243,3 +243,8 @@ from tunepool.backup_commands import backup, restore  # noqa: E402
 
 main.add_command(backup)
 main.add_command(restore)
+
+from tunepool.cli_client import COMMANDS as API_COMMANDS  # noqa: E402
+
+for _command in API_COMMANDS:  # datasets, jobs, models, predict, pool, teams
+    main.add_command(_command)

@@ -1,0 +1,45 @@
+"""A live API on a free loopback port (Werkzeug's threaded server, the real app) in front of
+real worker subprocesses: what the CLI, the browser and the openai client talk to."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from werkzeug.serving import make_server
+
+from api.app import create_app
+from storage.db import transaction
+from storage.teams import create_team
+from tests.e2e.conftest import WorkerProcs, e2e_database_url, live  # noqa: F401
+from tunepool.netutil import free_port
+
+
+@dataclass
+class LiveApi:
+    url: str
+    key: str
+    workers: WorkerProcs
+
+
+@pytest.fixture
+def live_api(live: WorkerProcs) -> Iterator[LiveApi]:  # noqa: F811
+    app = create_app(platform=live.platform)
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    with transaction(live.platform.sessions) as session:
+        _, key = create_team(session, "cli", role="member")
+    yield LiveApi(f"http://127.0.0.1:{port}", key, live)
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from worker.training.models import make_tiny_model_dir
+
+    return str(make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model"))
