@@ -19,6 +19,7 @@ from api.models import bp as models_bp
 from api.openapi import bp as openapi_bp
 from api.pool import bp as pool_bp
 from api.teams import bp as teams_bp
+from api.ui import bp as ui_bp
 from tunepool.platform import Platform
 from tunepool.settings import Settings, load_settings
 
@@ -65,4 +66,5 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(metrics_bp)
     app.register_blueprint(events_stream_bp)
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(ui_bp)
     return app

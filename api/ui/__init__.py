@@ -1,0 +1,33 @@
+"""The web dashboard at /ui: plain HTML, JavaScript and CSS, no build step, no CDN.
+
+The page is public and holds no data; it calls the /v1 API from the browser with the
+team key the user enters once (kept in the browser's localStorage, never in a cookie,
+so no cross-site request can use it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, redirect, send_from_directory
+
+STATIC = Path(__file__).parent / "static"
+bp = Blueprint("ui", __name__, url_prefix="/ui")
+
+
+@bp.get("")
+def root() -> Response:
+    """The dashboard's address without a trailing slash."""
+    return redirect("/ui/", code=308)  # type: ignore[return-value]
+
+
+@bp.get("/")
+def index() -> Response:
+    """The dashboard: jobs, a job's curves and report, the pool, models."""
+    return send_from_directory(STATIC, "index.html", max_age=0)
+
+
+@bp.get("/<path:name>")
+def asset(name: str) -> Response:
+    """The dashboard's scripts and styles."""
+    return send_from_directory(STATIC, name, max_age=0)
