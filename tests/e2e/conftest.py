@@ -87,19 +87,19 @@ def live(tmp_path: Path, redis_server: RedisServer, e2e_database_url: str) -> It
         object_store_url=(tmp_path / "objects").as_uri(),
         redis_url=redis_server.url,
         # Short leases so that a killed worker's job is reaped within seconds.
-        lease_ttl_s=6.0,
+        lease_ttl_s=10.0,
         lease_renew_s=0.5,
         worker_heartbeat_s=1.0,
-        worker_lost_after_s=6.0,
+        worker_lost_after_s=15.0,
     )
     platform = Platform(settings)
     upgrade(platform.engine)
     env = child_env(
         settings,
-        TUNEPOOL_LEASE_TTL_S="6",
+        TUNEPOOL_LEASE_TTL_S="10",
         TUNEPOOL_LEASE_RENEW_S="0.5",
         TUNEPOOL_WORKER_HEARTBEAT_S="1",
-        TUNEPOOL_WORKER_LOST_AFTER_S="6",
+        TUNEPOOL_WORKER_LOST_AFTER_S="15",
     )
     # Each test gets its own queues: flush what an earlier test left in the shared Redis.
     import redis
