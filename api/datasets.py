@@ -22,7 +22,13 @@ from storage.models import Dataset
 bp = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-FORMATS = {"token-classification": ("conll", "jsonl")}
+FORMATS = {
+    "token-classification": ("conll", "jsonl"),
+    # CSV/TSV with a header naming `text` and `label` (or `label` and one other column).
+    "sequence-classification": ("csv", "tsv", "jsonl"),
+    # Unlabeled text for continued pre-training: one document per line, or {"text"}.
+    "masked-lm": ("text", "jsonl"),
+}
 
 
 def dataset_json(ds: Dataset) -> dict[str, Any]:
@@ -43,6 +49,16 @@ def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
     from tunepool.data.stats import token_dataset_stats
     from tunepool.data.token_files import read_token_examples
 
+    if task == "sequence-classification":
+        from tunepool.data.text_files import read_text_examples
+        from tunepool.data.text_stats import text_dataset_stats
+
+        return text_dataset_stats(read_text_examples(path, fmt))
+    if task == "masked-lm":
+        from tunepool.data.text_files import read_text_documents
+        from tunepool.data.text_stats import corpus_stats
+
+        return corpus_stats(read_text_documents(path, fmt))
     examples = read_token_examples(path, fmt)
     return token_dataset_stats(examples)
 

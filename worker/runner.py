@@ -121,7 +121,13 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
             )
             end_run(session, job_id, owner, "preempted")
             return "preempted"
-    metrics = {**result.metrics, "report": result.report, "global_step": result.global_step}
+    metrics = {
+        **result.metrics,
+        "report": result.report,
+        "global_step": result.global_step,
+        # "auto" values resolved: what the run actually trained with.
+        "hyperparameters_used": result.hyperparameters_used,
+    }
     return _succeed(platform, claimed, team_id, spec, task, result.model_dir, metrics)
 
 
@@ -169,7 +175,8 @@ def _prepare(
         validation_file=validation_path,
         validation_format=validation_format,
         output_dir=workdir / "model",
-        hyperparameters=Hyperparameters.from_dict(hyper),
+        # Keys left out are chosen from the data size by the engine ("auto").
+        hyperparameters=Hyperparameters.from_dict(hyper, omitted_auto=True),
         resume_from=resume_from,
     )
 

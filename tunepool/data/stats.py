@@ -54,7 +54,7 @@ def token_dataset_stats(
         "entities": dict(sorted(entity_counts.items())),
         "labels": dict(sorted(tag_counts.items(), key=lambda item: (item[0] != "O", item[0]))),
         "invalid_bio": {"count": invalid_count, "examples": invalid},
-        "sentence_length_words": _length_summary(lengths),
+        "sentence_length_words": length_summary(lengths),
         "duplicates": _duplicates(examples),
         "empty_tokens": {"count": len(empty_tokens), "lines": empty_tokens[:MAX_EXAMPLES]},
     }
@@ -63,7 +63,7 @@ def token_dataset_stats(
     return stats
 
 
-def _length_summary(lengths: Sequence[int]) -> dict[str, Any]:
+def length_summary(lengths: Sequence[int]) -> dict[str, Any]:
     if not lengths:
         return {"min": 0, "max": 0, "mean": 0.0, "histogram": {}}
     histogram: Counter[str] = Counter(_bucket(length) for length in lengths)
@@ -135,7 +135,7 @@ def _word_piece_stats(
         if labelled and len(cut_lines) < MAX_EXAMPLES:
             cut_lines.append(example.line)
     result: dict[str, Any] = {
-        "sentence_length_pieces": _length_summary(piece_lengths),
+        "sentence_length_pieces": length_summary(piece_lengths),
         "words_without_pieces": no_piece_words,
     }
     if max_length is not None:

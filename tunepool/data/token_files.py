@@ -36,14 +36,14 @@ def read_token_examples(path: Path, fmt: str) -> list[TokenExample]:
     """Read and validate a token-classification file in `fmt` ("conll" or "jsonl")."""
     if fmt not in FORMATS:
         raise DataError(f"unknown token file format {fmt!r}; expected one of {FORMATS}")
-    lines = _decoded_lines(Path(path).read_bytes())
+    lines = decoded_lines(Path(path).read_bytes())
     examples = _parse_conll(lines) if fmt == "conll" else _parse_jsonl(lines)
     if not examples:
         raise DataError("the file holds no sentences")
     return examples
 
 
-def _decoded_lines(data: bytes) -> list[str]:
+def decoded_lines(data: bytes) -> list[str]:
     """UTF-8 decode, reporting the line of the first bad byte; split on \\n only.
 
     str.splitlines() is not used: it also breaks on U+2028, U+0085, form feeds and
@@ -54,7 +54,11 @@ def _decoded_lines(data: bytes) -> list[str]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"not valid UTF-8 (byte 0x{data[exc.start]:02x})", line) from None
-    if not text.strip():
+    if "\x00" in text:
+        # Valid UTF-8 can still be binary; a NUL never belongs in a text file.
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise DataError("binary data (a NUL byte); expected a text file", line)
+    if not text.strip(BOM + " \t\r\n"):
         raise DataError("the file is empty")
     lines = text.split("\n")
     if lines and lines[-1] == "":

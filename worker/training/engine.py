@@ -1,16 +1,18 @@
-"""`finetune`: the token-classification (NER) fine-tuning engine as one plain function.
+"""`finetune`: the fine-tuning engine as one plain function, for every task.
 
-It reads like the steps of a training script: load data, pick labels, load the
-model, tokenize and align, train (or resume), keep the best epoch, write a
-Hugging Face model directory. It knows nothing of Celery, Flask or SQL; the
+Tasks: token classification (NER), sequence classification and masked-LM
+continued pre-training; `worker.training.tasks` holds what differs between them.
+It reads like the steps of a training script: load data, pick labels, choose the
+"auto" hyperparameters, load the model, tokenize, train (or resume), keep the best
+epoch, write a Hugging Face model directory. It knows nothing of Celery, Flask or SQL; the
 caller hears about progress, evaluations and checkpoints through callbacks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import random
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,20 +22,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
-from tunepool.data import TokenExample, read_token_examples
 from worker.training.callbacks import TrainCallbacks
 from worker.training.checkpoint import STATE_FILE, TrainerState, best_weights_in, load_checkpoint
-from worker.training.evaluation import evaluate
 from worker.training.loop import TrainingLoop
-from worker.training.models import load_token_classifier, load_tokenizer, resolve_base_model
+from worker.training.models import resolve_base_model
 from worker.training.optimization import build_optimizer, build_scheduler
-from worker.training.spec import TrainSpec
-from worker.training.token_classification import check_label_subset, encode_sentences, infer_labels
+from worker.training.spec import TASK_METRICS, TrainSpec, canonical_task
+from worker.training.tasks import TaskData, prepare_task, read_task_data
 
-# The API spells tasks with hyphens (as Hugging Face pipelines do); accept both spellings.
-TASKS = ("token-classification", "token_classification", "ner")
-METRICS = ("f1", "precision", "recall", "macro_f1", "strict_f1", "token_accuracy", "loss")
-VALIDATION_FRACTION = 0.1
 # Changing these between a checkpoint and its resumption would change the trajectory.
 _RESUME_INDEPENDENT = {"log_every_steps", "checkpoint_every_steps"}
 
@@ -46,35 +42,36 @@ class TrainResult:
     stopped: str | None
     global_step: int
     epochs_completed: int
+    # The hyperparameters as trained with, "auto" values resolved.
+    hyperparameters_used: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def finetune(spec: TrainSpec, callbacks: TrainCallbacks) -> TrainResult:
-    """Fine-tune `spec.base_model` for token classification; see the module docstring."""
+    """Fine-tune `spec.base_model` for `spec.task`; see the module docstring."""
+    task = canonical_task(spec.task)
     hp = spec.hyperparameters
-    if spec.task not in TASKS:
-        raise ValueError(f"task {spec.task!r} is not supported; expected one of {TASKS}")
-    if hp.metric_for_best not in METRICS:
-        raise ValueError(f"metric_for_best {hp.metric_for_best!r} is not one of {METRICS}")
+    metrics_allowed = TASK_METRICS[task]
+    if "metric_for_best" not in hp.auto and hp.metric_for_best not in metrics_allowed:
+        if task == "token-classification" or hp.metric_for_best != "f1":
+            raise ValueError(
+                f"metric_for_best {hp.metric_for_best!r} is not one of {metrics_allowed}"
+            )
+        # "f1", the class default, means each task's headline score.
+        hp = dataclasses.replace(hp, metric_for_best=metrics_allowed[0])
     device = pick_device(spec.device)
 
-    # Load data and fix the label set (sorted, "O" first) from the training split.
-    train, validation, validation_source = _load_examples(spec)
-    labels = infer_labels(train)
-    check_label_subset(validation, labels, "validation data")
-    id2label = dict(enumerate(labels))
-    label2id = {label: index for index, label in id2label.items()}
+    # Parse and split the data, fix the label set, then choose "auto" values by its size.
+    data = read_task_data(task, spec, hp)
+    hp = hp.resolve_auto(task, len(data.train))
+    labels = data.labels
 
-    # Model and tokenizer; a config-only directory is initialised from the seed.
+    # Model and tokenizer (a config-only directory is initialised from the seed);
+    # examples are tokenized once (NER labels go to first word pieces, -100 elsewhere).
     base = resolve_base_model(spec.base_model)
-    tokenizer = load_tokenizer(base)
-    model = load_token_classifier(base, labels, hp.seed, device)
+    prepared = prepare_task(data, base, hp, device)
+    model, tokenizer = prepared.model, prepared.tokenizer
 
-    # Tokenize once; labels go to first word pieces, -100 elsewhere.
-    train_sentences = encode_sentences(train, tokenizer, label2id, hp.max_length)
-    validation_sentences = encode_sentences(validation, tokenizer, label2id, hp.max_length)
-    pad_token_id = int(tokenizer.pad_token_id)
-
-    batches_per_epoch = math.ceil(len(train_sentences) / hp.batch_size)
+    batches_per_epoch = math.ceil(len(prepared.train_items) / hp.batch_size)
     total_steps = math.ceil(batches_per_epoch / hp.gradient_accumulation) * hp.epochs
     optimizer = build_optimizer(model, hp, device)
     scheduler = build_scheduler(optimizer, total_steps, hp.warmup_ratio)
@@ -82,20 +79,9 @@ def finetune(spec: TrainSpec, callbacks: TrainCallbacks) -> TrainResult:
     best_path = spec.output_dir / ".best" / "model.safetensors"
     state = TrainerState(labels=labels, hyperparameters=hp.to_dict())
     if spec.resume_from is not None:
-        state = _resume(spec, model, optimizer, scheduler, device, labels, best_path)
+        state = _resume(spec, hp, model, optimizer, scheduler, device, labels, best_path)
     else:
         shutil.rmtree(best_path.parent, ignore_errors=True)
-
-    def run_evaluation() -> tuple[dict[str, float], dict[str, Any]]:
-        return evaluate(
-            model,
-            validation,
-            validation_sentences,
-            id2label,
-            batch_size=hp.batch_size * 2,
-            pad_token_id=pad_token_id,
-            device=device,
-        )
 
     loop = TrainingLoop(
         model=model,
@@ -103,9 +89,9 @@ def finetune(spec: TrainSpec, callbacks: TrainCallbacks) -> TrainResult:
         scheduler=scheduler,
         hp=hp,
         state=state,
-        sentences=train_sentences,
-        pad_token_id=pad_token_id,
-        evaluate=run_evaluation,
+        sentences=prepared.train_items,
+        collate=prepared.collate,
+        evaluate=prepared.evaluate,
         callbacks=callbacks,
         device=device,
         output_dir=spec.output_dir,
@@ -121,13 +107,11 @@ def finetune(spec: TrainSpec, callbacks: TrainCallbacks) -> TrainResult:
             stopped=stopped,
             global_step=state.global_step,
             epochs_completed=state.epochs_completed,
+            hyperparameters_used=hp.to_dict(),
         )
-    data = {
-        "train_sentences": len(train),
-        "validation_sentences": len(validation),
-        "validation_source": validation_source,
-    }
-    report = _write_final_model(spec, model, tokenizer, state, best_path, data, device)
+    report = _write_final_model(
+        spec, hp, model, tokenizer, state, best_path, _data_summary(data), device
+    )
     return TrainResult(
         model_dir=spec.output_dir,
         metrics=state.best_metrics,
@@ -135,11 +119,23 @@ def finetune(spec: TrainSpec, callbacks: TrainCallbacks) -> TrainResult:
         stopped=None,
         global_step=state.global_step,
         epochs_completed=state.epochs_completed,
+        hyperparameters_used=hp.to_dict(),
     )
+
+
+def _data_summary(data: TaskData) -> dict[str, Any]:
+    noun = {"token-classification": "sentences", "sequence-classification": "examples"}
+    unit = noun.get(data.task, "documents")
+    return {
+        f"train_{unit}": len(data.train),
+        f"validation_{unit}": len(data.validation),
+        "validation_source": data.validation_source,
+    }
 
 
 def _write_final_model(
     spec: TrainSpec,
+    hp: Any,
     model: Any,
     tokenizer: Any,
     state: TrainerState,
@@ -153,7 +149,8 @@ def _write_final_model(
     model.save_pretrained(spec.output_dir)
     tokenizer.save_pretrained(spec.output_dir)
     report = {
-        "metric_for_best": spec.hyperparameters.metric_for_best,
+        "task": canonical_task(spec.task),
+        "metric_for_best": hp.metric_for_best,
         "best_epoch": state.best_epoch,
         "best_step": state.best_step,
         "metrics": state.best_metrics,
@@ -161,6 +158,7 @@ def _write_final_model(
         "history": state.eval_history,
         "labels": state.labels,
         "data": data,
+        "hyperparameters": hp.to_dict(),
     }
     _write_json(spec.output_dir / "eval_report.json", report)
     _write_json(spec.output_dir / STATE_FILE, asdict(state))
@@ -182,24 +180,9 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def _load_examples(spec: TrainSpec) -> tuple[list[TokenExample], list[TokenExample], str]:
-    train = read_token_examples(spec.train_file, spec.train_format)
-    if spec.validation_file is not None:
-        validation_format = spec.validation_format or spec.train_format
-        return train, read_token_examples(spec.validation_file, validation_format), "file"
-    if len(train) < 2:
-        raise ValueError("need at least 2 training sentences to split off a validation set")
-    # A seeded split: the same spec always holds out the same sentences.
-    order = list(range(len(train)))
-    random.Random(spec.hyperparameters.seed).shuffle(order)
-    held_out = set(order[: max(1, round(len(train) * VALIDATION_FRACTION))])
-    kept = [example for index, example in enumerate(train) if index not in held_out]
-    validation = [example for index, example in enumerate(train) if index in held_out]
-    return kept, validation, "split"
-
-
 def _resume(
     spec: TrainSpec,
+    hp: Any,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -212,7 +195,7 @@ def _resume(
     saved = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
     if saved["labels"] != labels:
         raise ValueError(f"checkpoint labels {saved['labels']} differ from the data's {labels}")
-    current = spec.hyperparameters.to_dict()
+    current = hp.to_dict()
     changed = sorted(
         key
         for key, value in saved["hyperparameters"].items()

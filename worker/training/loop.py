@@ -19,12 +19,12 @@ from safetensors.torch import save_model
 from worker.training.batching import epoch_seed, length_grouped_batches
 from worker.training.callbacks import TrainCallbacks
 from worker.training.checkpoint import TrainerState, save_checkpoint
-from worker.training.collate import pad_batch
 from worker.training.evaluation import autocast
-from worker.training.spec import Hyperparameters
-from worker.training.token_classification import EncodedSentence
+from worker.training.spec import LOWER_IS_BETTER, Hyperparameters
 
 Evaluator = Callable[[], tuple[dict[str, float], dict[str, Any]]]
+# Encoded examples (each with `input_ids`) -> a padded batch of tensors.
+Collate = Callable[[Sequence[Any]], dict[str, torch.Tensor]]
 
 
 class TrainingLoop:
@@ -37,8 +37,8 @@ class TrainingLoop:
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         hp: Hyperparameters,
         state: TrainerState,
-        sentences: Sequence[EncodedSentence],
-        pad_token_id: int,
+        sentences: Sequence[Any],
+        collate: Collate,
         evaluate: Evaluator,
         callbacks: TrainCallbacks,
         device: torch.device,
@@ -47,7 +47,7 @@ class TrainingLoop:
     ) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.hp, self.state, self.sentences = hp, state, sentences
-        self.pad_token_id, self.evaluate, self.callbacks = pad_token_id, evaluate, callbacks
+        self.collate, self.evaluate, self.callbacks = collate, evaluate, callbacks
         self.device, self.total_steps = device, total_steps
         self.checkpoint_dir = output_dir / "checkpoints"
         self.best_path = output_dir / ".best" / "model.safetensors"
@@ -62,7 +62,7 @@ class TrainingLoop:
     def run(self) -> str | None:
         hp, state = self.hp, self.state
         self.model.train()
-        while state.epoch < hp.epochs:
+        while state.epoch < hp.epochs and not self._patience_exhausted():
             state.epoch_seed = epoch_seed(hp.seed, state.epoch)
             order = length_grouped_batches(self._lengths, hp.batch_size, state.epoch_seed)
             state.batches_in_epoch = len(order)
@@ -89,7 +89,7 @@ class TrainingLoop:
         """One optimizer step over `window` micro-batches (gradient accumulation)."""
         step_loss = torch.zeros((), device=self.device)
         for indices in window:
-            batch = pad_batch([self.sentences[i] for i in indices], self.pad_token_id)
+            batch = self.collate([self.sentences[i] for i in indices])
             self._interval_samples += len(indices)
             self._interval_tokens += int(batch["attention_mask"].sum())  # CPU tensor: no sync
             inputs = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
@@ -156,8 +156,8 @@ class TrainingLoop:
                 save_model(self.model, str(self.best_path))
         state.epoch, state.batches_done = epoch + 1, 0
         state.epochs_completed = state.epoch
-        # After the last epoch the final model is written instead of a checkpoint.
-        if not last:
+        # After the last epoch (or early stopping) the final model is written instead.
+        if not last and not self._patience_exhausted():
             self._checkpoint()
 
     def _improves(self, value: float) -> bool:
@@ -165,7 +165,16 @@ class TrainingLoop:
         if best is None:
             return True
         # Losses improve downwards, every other metric (f1, accuracy...) upwards.
-        return value < best if self.hp.metric_for_best == "loss" else value > best
+        return value < best if self.hp.metric_for_best in LOWER_IS_BETTER else value > best
+
+    def _patience_exhausted(self) -> bool:
+        """Early stopping: the last `early_stopping_patience` evaluations all came
+        after the best one. Derived from the saved history, so it survives a resume."""
+        patience, state = self.hp.early_stopping_patience, self.state
+        if not patience or state.best_step is None:
+            return False
+        later = [entry for entry in state.eval_history if entry["step"] > state.best_step]
+        return len(later) >= patience
 
     def _checkpoint(self) -> None:
         self._flush_losses()

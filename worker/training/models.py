@@ -72,26 +72,44 @@ def make_tiny_model_dir(path: Path) -> Path:
 
 
 def load_token_classifier(base: str, labels: list[str], seed: int, device: Any) -> Any:
-    """A token-classification model with `labels` as its head, on `device`.
+    """A token-classification model with `labels` as its head, on `device`."""
+    return load_task_model("token-classification", base, labels, seed, device)
+
+
+def load_task_model(task: str, base: str, labels: list[str], seed: int, device: Any) -> Any:
+    """The model for `task` ("token-classification", "sequence-classification",
+    "masked-lm") on `device`, with `labels` as its head for the classifiers.
 
     A local directory with only a config is initialised randomly; the seed makes
-    that initialisation (and that of a fresh classifier head) reproducible.
+    that initialisation (and that of a fresh head) reproducible. Any encoder
+    directory loads for any task: a masked-lm output becomes a classifier's base.
     """
-    from transformers import AutoConfig, AutoModelForTokenClassification
+    import transformers
+    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(
-        base,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: index for index, label in enumerate(labels)},
-    )
+    auto_class = {
+        "token-classification": transformers.AutoModelForTokenClassification,
+        "sequence-classification": transformers.AutoModelForSequenceClassification,
+        "masked-lm": transformers.AutoModelForMaskedLM,
+    }[task]
+    label_maps: dict[str, Any] = {}
+    if task != "masked-lm":
+        label_maps = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: index for index, label in enumerate(labels)},
+        }
+    config = AutoConfig.from_pretrained(base, **label_maps)
+    if task == "sequence-classification":
+        # Labels are class ids: never let transformers guess regression or multi-label.
+        config.problem_type = "single_label_classification"
     # SDPA picks the flash/memory-efficient attention kernels on GPUs.
     options: dict[str, Any] = {"attn_implementation": "sdpa"} if device.type == "cuda" else {}
     torch_seed(seed)
     if Path(base).is_dir() and not has_weights(Path(base)):
-        model = AutoModelForTokenClassification.from_config(config, **options)
+        model = auto_class.from_config(config, **options)
     else:
-        model = AutoModelForTokenClassification.from_pretrained(base, config=config, **options)
+        model = auto_class.from_pretrained(base, config=config, **options)
     return model.to(device)
 
 
