@@ -16,6 +16,7 @@ from api.jobs import bp as jobs_bp
 from api.metrics import bp as metrics_bp
 from api.model_jobs import bp as model_jobs_bp
 from api.models import bp as models_bp
+from api.openai_compat import bp as openai_compat_bp
 from api.openapi import bp as openapi_bp
 from api.pool import bp as pool_bp
 from api.teams import bp as teams_bp
@@ -67,4 +68,5 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(events_stream_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(ui_bp)
+    app.register_blueprint(openai_compat_bp)
     return app

@@ -1,0 +1,331 @@
+"""The OpenAI fine-tuning API over tunepool's own datasets and jobs.
+
+Code written against ``client.files.create`` and ``client.fine_tuning.jobs.*`` runs
+unchanged with ``base_url=<tunepool>/v1`` and a team key as ``api_key``. A file is a
+tunepool dataset (CoNLL or JSONL token-classification data, checked on upload), a
+fine-tuning job is a tunepool job. Both calls go through tunepool's own views (in a
+nested request), so validation, quotas, admission and errors are exactly theirs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from api import datasets as tp_datasets
+from api import jobs as tp_jobs
+from api.auth import requires
+from api.context import db, team_id
+from api.errors import ApiError, invalid, not_found
+from api.openapi import register_request_body
+from storage.models import Checkpoint, Dataset, Job, JobEvent, ModelVersion
+
+bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
+
+STATUS = {
+    "validating": "validating_files",
+    "pending": "queued",
+    "queued": "queued",
+    "running": "running",
+    "preempting": "running",
+    "cancelling": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+BASE_LEARNING_RATE = 5e-5  # learning_rate_multiplier scales the engine's default
+
+
+class OpenAIHyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_epochs: int | str = "auto"
+    batch_size: int | str = "auto"
+    learning_rate_multiplier: float | str = "auto"
+
+
+class FineTuningJobCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # integrations, method: accepted, not used
+    model: str = Field(min_length=1, max_length=512, description="The base model")
+    training_file: str = Field(min_length=1, max_length=40)
+    validation_file: str | None = Field(None, max_length=40)
+    hyperparameters: OpenAIHyperparameters = Field(default_factory=OpenAIHyperparameters)
+    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    metadata: dict[str, str] | None = None
+
+
+register_request_body("openai_compat.create_job", "api.openai_compat:FineTuningJobCreate")
+
+_FIELDS = {
+    "train_dataset": "training_file",
+    "validation_dataset": "validation_file",
+    "base_model": "model",
+    "model_name": "suffix",
+}
+
+
+def _nested(view: Any, path: str, **kwargs: Any) -> dict[str, Any]:
+    """Run a tunepool view as if it had been called directly; rename fields in its errors."""
+    with current_app.test_request_context(path, method="POST", **kwargs):
+        try:
+            result = view()
+        except ApiError as exc:
+            field = _FIELDS.get(exc.field or "", exc.field)
+            message = (
+                exc.message.replace(exc.field or "\0", field or "") if exc.field else exc.message
+            )
+            raise ApiError(exc.status, exc.code, message, field) from None
+    response = result[0] if isinstance(result, tuple) else result
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+# -- files ----------------------------------------------------------------------------
+
+
+def file_json(ds: Dataset) -> dict[str, Any]:
+    return {
+        "id": ds.id,
+        "object": "file",
+        "bytes": ds.size,
+        "created_at": int(ds.created_at),
+        "filename": f"{ds.name}.{ds.format}",
+        "purpose": "fine-tune",
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+@bp.post("/files")
+@requires("member")
+def upload_file() -> tuple[Response, int]:
+    """Upload a fine-tuning file (OpenAI files API): CoNLL or JSONL token-classification data."""
+    purpose = request.form.get("purpose", "")
+    if purpose != "fine-tune":
+        raise invalid("purpose", "only 'fine-tune' files are kept here")
+    upload = request.files.get("file")
+    if upload is None:
+        raise invalid("file", "attach the data as a multipart field named 'file'")
+    head = upload.stream.read(4096)
+    upload.stream.seek(0)
+    fmt = "jsonl" if head.lstrip().startswith(b"{") else "conll"
+    stem = Path(upload.filename or "data").stem
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).lstrip("._-")[:120] or "data"
+    fields = {"task": "token-classification", "format": fmt, "name": name}
+    created = _nested(
+        tp_datasets.upload,
+        "/v1/datasets",
+        data={**fields, "file": (upload.stream, upload.filename or f"data.{fmt}")},
+        content_type="multipart/form-data",
+    )
+    return jsonify(file_json(tp_datasets.owned_dataset(created["id"]))), 200
+
+
+@bp.get("/files/<file_id>")
+def show_file(file_id: str) -> Response:
+    """A fine-tuning file (a tunepool dataset)."""
+    return jsonify(file_json(tp_datasets.owned_dataset(file_id)))
+
+
+# -- fine-tuning jobs -------------------------------------------------------------------
+
+
+def _fine_tuned_model(job: Job) -> str | None:
+    if not job.model_version_id:
+        return None
+    mv = db().get(ModelVersion, job.model_version_id)
+    return f"{mv.name}:{mv.version}" if mv else None
+
+
+def _trained_tokens(job: Job) -> int | None:
+    """Words of the training set times the epochs run (words, not word pieces)."""
+    if job.state != "succeeded":
+        return None
+    ds = db().get(Dataset, job.spec.get("train_dataset"))
+    epochs = (job.spec.get("hyperparameters") or {}).get("epochs") or 3
+    tokens = (ds.stats or {}).get("tokens") if ds else None
+    return int(tokens * epochs) if isinstance(tokens, int) else None
+
+
+def job_object(job: Job) -> dict[str, Any]:
+    spec = job.spec or {}
+    extra = spec.get("openai") or {}
+    hyper = spec.get("hyperparameters") or {}
+    lr = hyper.get("learning_rate")
+    return {
+        "id": job.id,
+        "object": "fine_tuning.job",
+        "created_at": int(job.created_at),
+        "finished_at": int(job.finished_at) if job.finished_at else None,
+        "estimated_finish": None,
+        "model": spec.get("base_model"),
+        "fine_tuned_model": _fine_tuned_model(job),
+        "organization_id": job.team_id,
+        "status": STATUS.get(job.state, job.state),
+        "training_file": spec.get("train_dataset"),
+        "validation_file": spec.get("validation_dataset"),
+        "result_files": [],
+        "trained_tokens": _trained_tokens(job),
+        "error": {"code": "job_failed", "message": job.error, "param": None}
+        if job.state == "failed"
+        else None,
+        "hyperparameters": {
+            "n_epochs": hyper.get("epochs", "auto"),
+            "batch_size": hyper.get("batch_size", "auto"),
+            "learning_rate_multiplier": lr / BASE_LEARNING_RATE if lr else "auto",
+        },
+        "seed": hyper.get("seed", extra.get("seed")),
+        "user_provided_suffix": extra.get("suffix"),
+        "metadata": extra.get("metadata"),
+        "integrations": [],
+    }
+
+
+def _owned(job_id: str) -> Job:
+    job = db().get(Job, job_id)
+    if job is None or job.team_id != team_id() or job.type != "finetune":
+        raise not_found("fine-tuning job", job_id)
+    return job
+
+
+@bp.post("/fine_tuning/jobs")
+@requires("member")
+def create_job() -> Response:
+    """Create a fine-tuning job (OpenAI API), run as a tunepool token-classification job."""
+    spec = FineTuningJobCreate.model_validate(request.get_json(silent=True) or {})
+    hyper: dict[str, Any] = {}
+    if isinstance(spec.hyperparameters.n_epochs, int):
+        hyper["epochs"] = spec.hyperparameters.n_epochs
+    if isinstance(spec.hyperparameters.batch_size, int):
+        hyper["batch_size"] = spec.hyperparameters.batch_size
+    if isinstance(spec.hyperparameters.learning_rate_multiplier, float | int):
+        hyper["learning_rate"] = BASE_LEARNING_RATE * spec.hyperparameters.learning_rate_multiplier
+    if spec.seed is not None:
+        hyper["seed"] = spec.seed
+    body = {
+        "type": "finetune",
+        "task": "token-classification",
+        "base_model": spec.model,
+        "train_dataset": spec.training_file,
+        "validation_dataset": spec.validation_file,
+        "hyperparameters": hyper,
+        "model_name": f"ft-{spec.suffix}" if spec.suffix else None,
+    }
+    created = _nested(tp_jobs.submit, "/v1/jobs", json=body)
+    job = _owned(created["id"])
+    session = db()
+    job.spec = {
+        **job.spec,
+        "openai": {"suffix": spec.suffix, "metadata": spec.metadata, "seed": spec.seed},
+    }
+    session.commit()
+    return jsonify(job_object(job))
+
+
+@bp.get("/fine_tuning/jobs")
+def list_jobs() -> Response:
+    """The team's fine-tuning jobs, newest first (``after`` = the last id seen)."""
+    limit = min(max(int(request.args.get("limit", "20") or 20), 1), 100)
+    query = select(Job).where(Job.team_id == team_id(), Job.type == "finetune")
+    if request.args.get("after"):
+        query = query.where(Job.id < request.args["after"])
+    rows = db().scalars(query.order_by(Job.id.desc()).limit(limit + 1)).all()
+    return jsonify(
+        {
+            "object": "list",
+            "data": [job_object(j) for j in rows[:limit]],
+            "has_more": len(rows) > limit,
+        }
+    )
+
+
+@bp.get("/fine_tuning/jobs/<job_id>")
+def retrieve_job(job_id: str) -> Response:
+    """One fine-tuning job."""
+    return jsonify(job_object(_owned(job_id)))
+
+
+@bp.post("/fine_tuning/jobs/<job_id>/cancel")
+@requires("member")
+def cancel_job(job_id: str) -> Response:
+    """Cancel a fine-tuning job (tunepool's cancel: at once, or after a checkpoint)."""
+    _owned(job_id)
+    tp_jobs.cancel(job_id)
+    db().expire_all()
+    return jsonify(job_object(_owned(job_id)))
+
+
+def event_object(e: JobEvent) -> dict[str, Any]:
+    data = e.data or {}
+    if e.kind == "state":
+        message = f"Job {STATUS.get(e.new_state or '', e.new_state)}: {e.reason}"
+        level = "error" if e.new_state == "failed" else "info"
+        kind = "message"
+    elif e.kind == "progress":
+        message = f"Step {data.get('step')}: training loss={data.get('loss')}"
+        level, kind = "info", "metrics"
+        data = {"step": data.get("step"), "train_loss": data.get("loss"), **data}
+    elif e.kind == "evaluation":
+        message = f"Epoch {data.get('epoch')} evaluated"
+        level, kind = "info", "metrics"
+    else:
+        message, level, kind = f"{e.kind}: {data}", "info", "message"
+    return {
+        "object": "fine_tuning.job.event",
+        "id": f"ftevent-{e.id}",
+        "created_at": int(e.at),
+        "level": level,
+        "message": message,
+        "data": data,
+        "type": kind,
+    }
+
+
+@bp.get("/fine_tuning/jobs/<job_id>/events")
+def list_events(job_id: str) -> Response:
+    """The job's events, newest first, as OpenAI lists them (``after`` = an event id seen)."""
+    _owned(job_id)
+    limit = min(max(int(request.args.get("limit", "20") or 20), 1), 1000)
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind != "log")
+    after = (request.args.get("after") or "").removeprefix("ftevent-")
+    if after.isdigit():
+        query = query.where(JobEvent.id < int(after))
+    rows = db().scalars(query.order_by(JobEvent.id.desc()).limit(limit + 1)).all()
+    return jsonify(
+        {
+            "object": "list",
+            "data": [event_object(e) for e in rows[:limit]],
+            "has_more": len(rows) > limit,
+        }
+    )
+
+
+@bp.get("/fine_tuning/jobs/<job_id>/checkpoints")
+def list_checkpoints(job_id: str) -> Response:
+    """The job's kept checkpoints, newest first."""
+    job = _owned(job_id)
+    rows = (
+        db()
+        .scalars(
+            select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.step.desc())
+        )
+        .all()
+    )
+    data = [
+        {
+            "object": "fine_tuning.job.checkpoint",
+            "id": f"ftckpt-{c.id}",
+            "created_at": int(c.created_at),
+            "fine_tuned_model_checkpoint": f"{job.id}:step-{c.step}",
+            "fine_tuning_job_id": job.id,
+            "step_number": c.step,
+            "metrics": {"step": c.step, **(c.metrics or {})},
+        }
+        for c in rows
+    ]
+    return jsonify({"object": "list", "data": data, "has_more": False})
