@@ -167,9 +167,12 @@ def _prepare(
     if newest is not None:
         with transaction(platform.sessions) as session:
             set_start_step(session, claimed.job_id, claimed.owner, newest.step)
+    base_model = _registered_base_model(
+        platform, claimed, spec.get("base_model") or "all-MiniLM-L6-v2", workdir
+    )
     return TrainSpec(
         task=task,
-        base_model=resolve_base_model(spec.get("base_model") or "all-MiniLM-L6-v2"),
+        base_model=resolve_base_model(base_model),
         train_file=train_path,
         train_format=train.format,
         validation_file=validation_path,
@@ -179,6 +182,26 @@ def _prepare(
         hyperparameters=Hyperparameters.from_dict(hyper, omitted_auto=True),
         resume_from=resume_from,
     )
+
+
+def _registered_base_model(platform: Platform, claimed: Claim, name: str, workdir: Path) -> str:
+    """A model of the team's registry (``name:version``, ``name@alias``, ``name``) is
+    fetched and trained from, so a masked-lm job's output can be a later job's base;
+    any other name (builtin alias, local path, hub id) is returned unchanged."""
+    from storage.registry import resolve
+
+    if Path(name).is_dir():
+        return name
+    with platform.sessions() as session:
+        job = session.get(Job, claimed.job_id)
+        assert job is not None
+        try:
+            version = resolve(session, job.team_id, name)
+        except (LookupError, ValueError):
+            return name
+        target = workdir / "base_model"
+        fetch_dir(session, platform.store, version.prefix, target)
+    return str(target)
 
 
 def _succeed(

@@ -79,6 +79,11 @@ def mask_batch(
         attention_mask[row, :length] = 1
         maskable[row, :length] = ~torch.tensor(item.special, dtype=torch.bool)
     chosen = (torch.rand(input_ids.shape, generator=generator) < MASK_PROBABILITY) & maskable
+    # A short document may draw no position; give it one, so that no batch has an
+    # empty loss (a mean over nothing is NaN and would poison the weights).
+    fallback = (torch.rand(input_ids.shape, generator=generator) * maskable).argmax(dim=1)
+    empty = ~chosen.any(dim=1) & maskable.any(dim=1)
+    chosen[empty.nonzero(as_tuple=True)[0], fallback[empty]] = True
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
     action = torch.rand(input_ids.shape, generator=generator)
     random_ids = torch.randint(tokens.vocab_size, input_ids.shape, generator=generator)
