@@ -26,6 +26,7 @@ import heapq
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 PRIORITIES = {"high": 2, "normal": 1, "low": 0}
 DEFAULT_RUNTIME_S = 600.0
@@ -93,8 +94,10 @@ class Placement:
     kind: str = "finetune"
 
 
-@dataclass(frozen=True)
-class Wait:
+class Wait(NamedTuple):
+    """Why a job waits, its place in the order, and when it should start (a tuple: the pass
+    builds one per waiting job, 10,000 of them in the benchmark)."""
+
     reason_code: str
     reason: str
     position: int
@@ -200,12 +203,20 @@ class _Pool:
             taken = busy[w.name][: w.slots]
             self.times[w.name] = sorted([now] * (w.slots - len(taken)) + taken)
         self.largest = max((w.slots for w in workers), default=0)
+        self._max_free: int | None = None
+        # For each job size k, a heap of (time the worker has k slots free, worker, version):
+        # the estimate for 10,000 waiting jobs then costs a heap lookup each, not a scan of
+        # the pool. Entries of a worker whose slots were booked since are stale and skipped.
+        self._by_size: dict[int, list[tuple[float, str, int]]] = {}
+        self._version: dict[str, int] = dict.fromkeys(self.times, 0)
 
     def free_now(self, worker: str) -> int:
         return len(self.indices[worker])
 
     def max_free(self) -> int:
-        return max((len(f) for f in self.indices.values()), default=0)
+        if self._max_free is None:
+            self._max_free = max((len(f) for f in self.indices.values()), default=0)
+        return self._max_free
 
     def best_fit(self, slots: int) -> str | None:
         best: tuple[int, str] | None = None
@@ -217,26 +228,37 @@ class _Pool:
     def take(self, worker: str, slots: int, end: float) -> tuple[int, ...]:
         free = sorted(self.indices[worker])
         taken, self.indices[worker] = tuple(free[:slots]), free[slots:]
+        self._max_free = None
         self.book(worker, slots, end)
         return taken
 
     def book(self, worker: str, slots: int, end: float) -> None:
         """The earliest-free ``slots`` slots are busy until ``end``."""
-        times = self.times[worker]
-        self.times[worker] = sorted(times[slots:] + [end] * slots)
+        new = self.times[worker] = sorted(self.times[worker][slots:] + [end] * slots)
+        version = self._version[worker] = self._version[worker] + 1
+        for k, heap in self._by_size.items():
+            if len(new) >= k:
+                heapq.heappush(heap, (new[k - 1], worker, version))
 
     def free_at(self, worker: str, at: float) -> int:
         return bisect.bisect_right(self.times[worker], at)
 
     def earliest(self, slots: int) -> tuple[float, str] | None:
         """When some worker first has ``slots`` free, given expected finish times."""
-        best: tuple[float, str] | None = None
-        for name, times in self.times.items():
-            if len(times) >= slots:
-                at = max(self.now, times[slots - 1])
-                if best is None or (at, name) < best:
-                    best = (at, name)
-        return best
+        heap = self._by_size.get(slots)
+        if heap is None:
+            heap = self._by_size[slots] = [
+                (times[slots - 1], name, self._version[name])
+                for name, times in self.times.items()
+                if len(times) >= slots
+            ]
+            heapq.heapify(heap)
+        while heap and heap[0][2] != self._version[heap[0][1]]:
+            heapq.heappop(heap)
+        if not heap:
+            return None
+        at, name, _ = heap[0]
+        return max(self.now, at), name
 
 
 def plan(
@@ -432,10 +454,10 @@ def _explain(
     preempting_for = {p.for_job_id for p in result.preemptions}
     blocked_ids = {j.id for j in blocked}
     position = 0
-    ahead: list[PendingJob] = []
+    ahead = _Ahead()
     for job in ordered:
         if job.id in placed:
-            ahead.append(job)
+            ahead.add(job)
             continue
         position += 1
         wait = result.waits.get(job.id)
@@ -452,19 +474,32 @@ def _explain(
             estimated = start[0]
             # Book it, so that the jobs behind it are estimated after it.
             pool.book(start[1], job.slots, estimated + job.estimated_runtime_s)
-        code, text = _why(job, ahead, preempting_for, pool)
+        code, text = _why(job, ahead, preempting_for)
         result.waits[job.id] = Wait(code, text, position, estimated)
-        ahead.append(job)
+        ahead.add(job)
 
 
-def _why(
-    job: PendingJob, ahead: list[PendingJob], preempting_for: set[str], pool: _Pool
-) -> tuple[str, str]:
+class _Ahead:
+    """What is ahead of a job in the order, kept as running aggregates (not a list to scan)."""
+
+    def __init__(self) -> None:
+        self.top_priority = -1
+        self.teams: dict[str, int] = {}
+
+    def add(self, job: PendingJob) -> None:
+        self.top_priority = max(self.top_priority, job.priority)
+        self.teams[job.team] = self.teams.get(job.team, 0) + 1
+
+    def other_team(self, team: str) -> bool:
+        return len(self.teams) > 1 or (len(self.teams) == 1 and team not in self.teams)
+
+
+def _why(job: PendingJob, ahead: _Ahead, preempting_for: set[str]) -> tuple[str, str]:
     if job.id in preempting_for:
         return "priority", "lower-priority or borrowing jobs are checkpointing to make room for it"
-    if any(a.priority > job.priority for a in ahead):
+    if ahead.top_priority > job.priority:
         return "priority", f"higher-priority jobs come first; needs {job.slots} free slot(s)"
-    if any(a.team != job.team for a in ahead):
+    if ahead.other_team(job.team):
         return "fair_share", "teams below their fair share of the pool go first"
     if job.previous_reason == "worker_lost":
         return "worker_lost", "its worker was lost; waiting for free slots to resume elsewhere"
