@@ -8,7 +8,7 @@ row is committed, and a message lost on the way is recovered from SQL.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,8 +34,12 @@ from tunepool.settings import Settings
 __all__ = ["PRIORITIES", "Placement", "Publish", "admit", "load_and_plan"]
 
 S = JobState
-# publish(job_id, queue, job_type): the job type picks the Celery task.
-Publish = Callable[[str, str, str], None]
+
+
+class Publish(Protocol):
+    """publish(job_id, queue, job_type, team=""): the job type picks the Celery task."""
+
+    def __call__(self, job_id: str, queue: str, job_type: str, team: str = "") -> None: ...
 
 
 def _runtime_estimate(job: Job) -> float:
@@ -152,7 +156,18 @@ def admit(
             continue
         job.reason_code, job.reason = wait.reason_code, wait.reason
         job.queue_position, job.estimated_start = wait.position, wait.estimated_start
+    labels = (
+        dict(
+            session.execute(
+                select(Job.id, Team.name)
+                .join(Team, Team.id == Job.team_id)
+                .where(Job.id.in_([p.job_id for p in placed]))
+            ).all()
+        )
+        if placed
+        else {}
+    )
     session.commit()
     for p in placed:
-        publish(p.job_id, p.queue, p.kind)
+        publish(p.job_id, p.queue, p.kind, labels.get(p.job_id, ""))
     return placed

@@ -20,9 +20,11 @@ TASK_FOR_TYPE = {"finetune": TRAIN_TASK, "inference": INFER_TASK, "compress": CO
 
 
 def celery_publisher(celery: Celery) -> Publish:
-    def publish(job_id: str, queue: str, job_type: str) -> None:
+    def publish(job_id: str, queue: str, job_type: str, team: str = "") -> None:
         try:
-            celery.send_task(TASK_FOR_TYPE[job_type], args=[job_id], queue=queue)
+            # The team goes along as a keyword so that Flower shows whose job a task is.
+            kwargs = {"team": team} if team else {}
+            celery.send_task(TASK_FOR_TYPE[job_type], args=[job_id], kwargs=kwargs, queue=queue)
         except Exception as exc:  # broker down: the job stays queued in SQL
             # The reaper's requeue of unclaimed jobs re-places it once the broker is back.
             log.warning("could not publish %s to %s: %s", job_id, queue, exc)

@@ -159,12 +159,9 @@ def flower(address: str, port: int) -> None:
     settings = load_settings()
     if not settings.flower_password:
         raise click.ClickException("set TUNEPOOL_FLOWER_PASSWORD: Flower never runs without auth")
-    _exec_celery(
-        "flower",
-        f"--address={address}",
-        f"--port={port}",
-        f"--basic-auth={settings.flower_user}:{settings.flower_password}",
-    )
+    # Through Flower's own environment option, not argv, where `ps` would show the password.
+    os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower_user}:{settings.flower_password}"
+    _exec_celery("flower", f"--address={address}", f"--port={port}")
 
 
 def _exec_celery(*args: str) -> None:

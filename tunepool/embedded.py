@@ -23,8 +23,6 @@ from tunepool.netutil import free_port, wait_for_port
 from tunepool.redis_server import RedisServer, start_redis
 from tunepool.settings import Settings
 
-CELERY = [sys.executable, "-m", "celery", "-A", "worker.app:app"]
-
 
 @dataclass
 class Embedded:
@@ -108,7 +106,11 @@ def start_platform(
         settings = settings.model_copy(update={"redis_url": redis.url})
     flower_password = settings.flower_password or _stored_flower_password(settings)
     api_port, flower_port = api_port or free_port(), flower_port or free_port()
-    env = child_env(settings, TUNEPOOL_FLOWER_PASSWORD=flower_password)
+    env = child_env(
+        settings,
+        TUNEPOOL_FLOWER_PASSWORD=flower_password,
+        TUNEPOOL_FLOWER_USER=settings.flower_user,
+    )
     platform = Embedded(
         settings, env, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{flower_port}", redis
     )
@@ -148,11 +150,12 @@ def start_platform(
     platform.start(
         "flower",
         [
-            *CELERY,
+            sys.executable,
+            "-m",
+            "tunepool",
             "flower",
             "--address=127.0.0.1",
             f"--port={flower_port}",
-            f"--basic-auth={settings.flower_user}:{flower_password}",
         ],
     )
     try:

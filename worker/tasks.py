@@ -26,7 +26,8 @@ _stop_heartbeat = threading.Event()
 
 
 @shared_task(name="tunepool.train", ignore_result=True)
-def train(job_id: str) -> str:
+def train(job_id: str, team: str = "") -> str:
+    # `team` only labels the task for operators (Flower shows its arguments).
     from worker.runner import run_training_job
 
     platform = current_platform()
@@ -41,14 +42,16 @@ def train(job_id: str) -> str:
 
 
 @shared_task(name="tunepool.infer", ignore_result=True)
-def infer(job_id: str) -> str:
+def infer(job_id: str, team: str = "") -> str:
+    # `team` only labels the task for operators (Flower shows its arguments).
     from worker.model_jobs import run_inference_job
 
     return _run_model_job(run_inference_job, job_id)
 
 
 @shared_task(name="tunepool.compress", ignore_result=True)
-def compress(job_id: str) -> str:
+def compress(job_id: str, team: str = "") -> str:
+    # `team` only labels the task for operators (Flower shows its arguments).
     from worker.model_jobs import run_compress_job
 
     return _run_model_job(run_compress_job, job_id)
