@@ -46,21 +46,31 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
 
 def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
     """Parse and describe the file; DataError (naming the line) if it is malformed."""
+    from tunepool.data.findings import file_findings
     from tunepool.data.stats import token_dataset_stats
     from tunepool.data.token_files import read_token_examples
 
+    stats: dict[str, Any]
     if task == "sequence-classification":
         from tunepool.data.text_files import read_text_examples
         from tunepool.data.text_stats import text_dataset_stats
 
-        return text_dataset_stats(read_text_examples(path, fmt))
-    if task == "masked-lm":
+        stats = text_dataset_stats(read_text_examples(path, fmt))
+    elif task == "masked-lm":
         from tunepool.data.text_files import read_text_documents
         from tunepool.data.text_stats import corpus_stats
 
-        return corpus_stats(read_text_documents(path, fmt))
-    examples = read_token_examples(path, fmt)
-    return token_dataset_stats(examples)
+        stats = corpus_stats(read_text_documents(path, fmt))
+    else:
+        from worker.training.validation import base_model_tokenizer
+
+        # Word pieces of the default base model at its default max length; a job's
+        # validate_only report recounts with the job's own model and settings.
+        stats = token_dataset_stats(
+            read_token_examples(path, fmt), base_model_tokenizer("all-MiniLM-L6-v2"), 128
+        )
+    stats["file"] = file_findings(path.read_bytes())
+    return stats
 
 
 @bp.post("")

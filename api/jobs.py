@@ -18,6 +18,7 @@ from api.errors import ApiError, invalid, not_found
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import page_params, paged
 from api.schemas import JobCreate
+from api.training_checks import check_validation_labels, training_report
 from scheduler.admission import PRIORITIES
 from scheduler.ticks import run_admission
 from storage.ids import new_id
@@ -106,12 +107,20 @@ def submit() -> tuple[Response, int]:
         validation = owned_dataset(spec.validation_dataset, "validation_dataset")
         if validation.task != spec.task:
             raise invalid("validation_dataset", f"is a {validation.task} dataset, not {spec.task}")
+        check_validation_labels(train, validation)
     _check_hyperparameters(spec.hyperparameters)
     _check_base_model(spec.base_model)
     session = db()
     check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
     if spec.validate_only:
-        return jsonify({"valid": True, "train_dataset": train.stats}), 200
+        report = training_report(
+            spec.task,
+            train,
+            owned_dataset(spec.validation_dataset) if spec.validation_dataset else None,
+            spec.hyperparameters,
+            spec.base_model,
+        )
+        return jsonify({"valid": True, "train_dataset": train.stats, "report": report}), 200
     now = time.time()
     job = Job(
         id=new_id("job"),

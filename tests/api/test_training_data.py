@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 
+from scheduler.pool import WorkerInfo, register
+from storage.blobs import store_file
+from storage.db import transaction
+from storage.ids import new_id
+from storage.models import Dataset
 from tests.api.conftest import KeyFactory
+from tests.data.corpus_cases import CASES, CORPUS, UNKNOWN_LABEL
+from tunepool.platform import Platform
+from tunepool.synthetic import conll_text
+from worker.runner import run_training_job
+from worker.training.models import make_tiny_model_dir
+
+WNUT_DEV = Path(__file__).resolve().parents[2].parent / "shared/data/ner/wnut17/dev.conll"
 
 
 def upload(
@@ -65,3 +79,173 @@ def test_masked_lm_corpus_upload(client: FlaskClient, make_key: KeyFactory) -> N
     assert dataset["stats"]["documents"] == 2
     status, body = upload(client, headers, "masked-lm", "csv", "text\nx\n")
     assert status == 422 and body["error"]["field"] == "format"
+
+
+# -- the malformed-file corpus and the validation report ------------------------------
+
+CASE_IDS = [case[0] for case in CASES]
+
+
+@pytest.mark.parametrize(("name", "task", "fmt", "line", "words"), CASES, ids=CASE_IDS)
+def test_every_malformed_file_is_rejected_naming_its_line(
+    client: FlaskClient, make_key: KeyFactory, name, task, fmt, line, words
+) -> None:
+    status, body = upload(client, make_key(), task, fmt, (CORPUS / name).read_bytes(), "bad")
+    assert status == 422, body
+    error = body["error"]
+    assert error["field"] == "file"
+    assert words in error["message"]
+    if line is not None:
+        assert error["line"] == line
+        assert f"line {line}:" in error["message"]
+
+
+def test_evaluation_labels_unknown_to_training_are_refused_naming_the_line(
+    client: FlaskClient, make_key: KeyFactory
+) -> None:
+    headers = make_key()
+    train_name, validation_name, line, words = UNKNOWN_LABEL
+    ids = []
+    for name in (train_name, validation_name):
+        status, body = upload(
+            client, headers, "token-classification", "conll", (CORPUS / name).read_bytes()
+        )
+        assert status == 201, body
+        ids.append(body["id"])
+    for validate_only in (True, False):
+        resp = client.post(
+            "/v1/jobs",
+            headers=headers,
+            json={
+                "task": "token-classification",
+                "train_dataset": ids[0],
+                "validation_dataset": ids[1],
+                "validate_only": validate_only,
+            },
+        )
+        error = resp.get_json()["error"]
+        assert resp.status_code == 422
+        assert error["field"] == "validation_dataset" and error["line"] == line
+        assert words in error["message"] and f"line {line}" in error["message"]
+    assert client.get("/v1/jobs", headers=headers).get_json()["data"] == []
+
+
+def test_validate_only_reports_pieces_truncation_auto_values_and_an_estimate(
+    client: FlaskClient, make_key: KeyFactory
+) -> None:
+    headers = make_key()
+    long_sentence = "".join(f"Tunepoolification{i}\tO\n" for i in range(40)) + "Ada\tB-PER\n"
+    text = conll_text(30, seed=1) + "\n" + long_sentence
+    status, dataset = upload(client, headers, "token-classification", "conll", text)
+    assert status == 201, dataset
+    # The upload itself already counts word pieces with the default model.
+    assert dataset["stats"]["sentence_length_pieces"]["max"] > 128
+    assert dataset["stats"]["truncation"]["labelled_words_cut"] == 1
+    resp = client.post(
+        "/v1/jobs",
+        headers=headers,
+        json={
+            "task": "token-classification",
+            "train_dataset": dataset["id"],
+            "hyperparameters": {"max_length": 64, "epochs": 2},
+            "validate_only": True,
+        },
+    )
+    assert resp.status_code == 200, resp.get_json()
+    report = resp.get_json()["report"]
+    assert report["train"]["truncation"]["max_length"] == 64
+    assert report["train"]["truncation"]["labelled_words_cut"] == 1
+    assert report["train"]["sentence_length_pieces"]["histogram"]
+    # 31 sentences, 3 held out for validation: 28 train; "auto" picks batch 8 for them.
+    assert report["hyperparameters_auto"]["batch_size"] == 8
+    assert report["hyperparameters"]["epochs"] == 2
+    assert report["estimate"]["total_steps"] == 2 * 4
+    assert report["estimate"]["seconds_cpu_minilm"] > 0
+
+
+def test_tolerated_oddities_are_reported_by_line(client: FlaskClient, make_key: KeyFactory) -> None:
+    # CRLF endings, a BOM line where a blank line belongs (as in WNUT-17 dev), a
+    # whitespace-only line: all readable, each reported with its line number.
+    body = b"Alice\tB-PER\r\nworks\tO\r\n\xef\xbb\xbf\r\nBob\tB-PER\r\n \r\nrests\tO\r\n"
+    status, dataset = upload(client, make_key(), "token-classification", "conll", body)
+    assert status == 201, dataset
+    found = dataset["stats"]["file"]
+    assert dataset["stats"]["sentences"] == 3
+    assert found["line_endings"] == "crlf"
+    assert found["bom_lines"] == {"count": 1, "lines": [3]}
+    assert found["whitespace_only_lines"] == {"count": 1, "lines": [5]}
+
+
+@pytest.mark.skipif(not WNUT_DEV.exists(), reason="shared data absent")
+def test_wnut17_dev_bom_line_is_reported(client: FlaskClient, make_key: KeyFactory) -> None:
+    status, dataset = upload(
+        client, make_key(), "token-classification", "conll", WNUT_DEV.read_bytes()
+    )
+    assert status == 201
+    assert dataset["stats"]["sentences"] == 1009
+    assert dataset["stats"]["file"]["bom_lines"]["lines"] == [16730, 16742]
+
+
+def test_the_worker_fails_the_job_with_the_line_instead_of_crashing(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, tmp_path: Path
+) -> None:
+    # Files that skipped upload validation (stored directly, as by an older release)
+    # reach the runner: each job ends failed, naming the line, and the runner returns.
+    with transaction(platform.sessions) as session:
+        register(session, WorkerInfo("w1", "host", "tunepool.worker.w1", 1))
+    headers = make_key()
+    status, good = upload(client, headers, "token-classification", "conll", conll_text(5, 1))
+    assert status == 201
+    with platform.sessions() as session:
+        team = session.get(Dataset, good["id"]).team_id
+    for name, task, fmt, line, words in CASES:
+        if line is None:
+            continue
+        dataset_id = new_id("ds")
+        with transaction(platform.sessions) as session:
+            key = f"teams/{team}/datasets/{dataset_id}/data.{fmt}"
+            source = CORPUS / name
+            stored = store_file(session, platform.store, key, source)
+            session.add(
+                Dataset(
+                    id=dataset_id,
+                    team_id=team,
+                    name=name.replace(".", "-"),
+                    task=task,
+                    format=fmt,
+                    object_key=key,
+                    size=stored.size,
+                    sha256=stored.sha256,
+                    stats={},
+                )
+            )
+        resp = client.post(
+            "/v1/jobs", headers=headers, json={"task": task, "train_dataset": dataset_id}
+        )
+        job = resp.get_json()
+        assert resp.status_code == 201 and job["worker"] == "w1", job
+        assert run_training_job(platform, job["id"], "w1") == "failed", name
+        shown = client.get(f"/v1/jobs/{job['id']}", headers=headers).get_json()
+        assert shown["state"] == "failed"
+        assert shown["error"].startswith(f"invalid data: line {line}:"), shown["error"]
+        assert words in shown["error"]
+
+    # A good job records the hyperparameters it used, "auto" values resolved.
+    tiny = make_tiny_model_dir(tmp_path / "tiny")
+    resp = client.post(
+        "/v1/jobs",
+        headers=headers,
+        json={
+            "task": "token-classification",
+            "train_dataset": good["id"],
+            "base_model": str(tiny),
+            "hyperparameters": {"epochs": 1},
+        },
+    )
+    job = resp.get_json()
+    assert run_training_job(platform, job["id"], "w1") == "succeeded"
+    used = client.get(f"/v1/jobs/{job['id']}", headers=headers).get_json()["metrics"][
+        "hyperparameters_used"
+    ]
+    assert used["epochs"] == 1 and used["batch_size"] == 8 and used["auto"] == []
+    assert used["metric_for_best"] == "f1" and used["learning_rate"] == 1e-4

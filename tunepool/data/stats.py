@@ -27,12 +27,17 @@ def token_dataset_stats(
 ) -> dict[str, Any]:
     """Counts, label frequencies and data-quality findings for a token dataset."""
     tag_counts: Counter[str] = Counter()
+    # Where each label first occurs: lets a job name the line of a validation label
+    # unknown to the training data without reading the file again.
+    first_line: dict[str, int] = {}
     entity_counts: Counter[str] = Counter()
     invalid: list[dict[str, Any]] = []
     invalid_count = 0
     empty_tokens: list[int] = []
     for example in examples:
         tag_counts.update(example.tags)
+        for tag in example.tags:
+            first_line.setdefault(tag, example.line)
         previous: str | None = None
         for index, (token, tag) in enumerate(zip(example.tokens, example.tags, strict=True)):
             if tag.startswith("B-") or invalid_transition(previous, tag):
@@ -53,6 +58,7 @@ def token_dataset_stats(
         "tokens": sum(lengths),
         "entities": dict(sorted(entity_counts.items())),
         "labels": dict(sorted(tag_counts.items(), key=lambda item: (item[0] != "O", item[0]))),
+        "label_first_line": dict(sorted(first_line.items())),
         "invalid_bio": {"count": invalid_count, "examples": invalid},
         "sentence_length_words": length_summary(lengths),
         "duplicates": _duplicates(examples),

@@ -116,13 +116,14 @@ def _parse_table(
     text_at, label_at = _columns(header, text_column, label_column, delimiter)
     examples: list[TextExample] = []
     while True:
+        # A quoted field may span lines: a row is named by the line it starts on.
+        number = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            raise DataError(f"malformed CSV: {exc}", reader.line_num) from None
-        number = reader.line_num
+            raise DataError(f"malformed CSV (an unclosed quote?): {exc}", number) from None
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(header):

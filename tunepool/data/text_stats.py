@@ -32,6 +32,9 @@ def text_dataset_stats(examples: Sequence[TextExample]) -> dict[str, Any]:
     return {
         "examples": len(examples),
         "labels": dict(sorted(labels.items())),
+        "label_first_line": {
+            label: min(e.line for e in examples if e.label == label) for label in sorted(labels)
+        },
         "text_length_words": length_summary(lengths),
         "duplicates": {
             "count": len(duplicates),

@@ -63,7 +63,15 @@ def decoded_lines(data: bytes) -> list[str]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    for number, content in enumerate(lines, start=1):
+        if "\r" in content:
+            # Old Mac line endings (CR only) would make the whole file one line and
+            # silently glue tokens to tags; a stray CR is never meant as data.
+            raise DataError(
+                "a carriage return (CR) inside the line; use LF or CRLF endings", number
+            )
+    return lines
 
 
 def _check_tag(tag: str, line: int) -> None:
