@@ -59,6 +59,10 @@ def test_output_is_a_hugging_face_model_with_label_maps(tiny_model, train_file, 
         "validation_source": "split",
     }
     assert set(report["report"]["entity"]) == {"default", "strict_iob2"}
+    card = (result.model_dir / "README.md").read_text()
+    assert card.startswith("---\npipeline_tag: token-classification")
+    assert "- train sentences: 36" in card and "- validation source: split" in card
+    assert f"| f1 | {result.metrics['f1']:.4f} |" in card and "| batch_size | 4 |" in card
     assert [epoch for epoch, _ in recorder.evaluations] == [0, 1]
     # Checkpoints and the best-weights copy are superseded by the final model.
     assert not (result.model_dir / "checkpoints").exists()

@@ -91,6 +91,12 @@ def test_engine_trains_a_classifier_with_label_maps_report_and_auto_values(tiny_
     assert saved["report"]["confusion_matrix"]["labels"] == ["ham", "spam"]
     assert result.hyperparameters_used["warmup_ratio"] == 0.1
     assert result.hyperparameters_used["auto"] == []
+    card = (result.model_dir / "README.md").read_text()
+    assert "Sequence (text) classification" in card
+    assert "- train examples: 108" in card and "- labels (2): ham, spam" in card
+    assert "| warmup_ratio | 0.1 |" in card and "| epochs | 3 |" in card
+    assert f"| macro_f1 | {result.metrics['macro_f1']:.4f} |" in card
+    assert "by `macro_f1`" in card
 
 
 def test_validation_labels_must_occur_in_training(tiny_model, tmp_path):

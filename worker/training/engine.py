@@ -25,6 +25,7 @@ from safetensors.torch import load_model, save_model
 from worker.training.callbacks import TrainCallbacks
 from worker.training.checkpoint import STATE_FILE, TrainerState, best_weights_in, load_checkpoint
 from worker.training.loop import TrainingLoop
+from worker.training.model_card import model_card
 from worker.training.models import resolve_base_model
 from worker.training.optimization import build_optimizer, build_scheduler
 from worker.training.spec import TASK_METRICS, TrainSpec, canonical_task
@@ -161,6 +162,8 @@ def _write_final_model(
         "hyperparameters": hp.to_dict(),
     }
     _write_json(spec.output_dir / "eval_report.json", report)
+    readme = model_card(spec.base_model, json.loads(json.dumps(report, default=_json_default)))
+    (spec.output_dir / "README.md").write_text(readme, encoding="utf-8")
     _write_json(spec.output_dir / STATE_FILE, asdict(state))
     # The final model supersedes every checkpoint of this run.
     shutil.rmtree(best_path.parent, ignore_errors=True)
