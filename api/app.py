@@ -19,6 +19,7 @@ from api.models import bp as models_bp
 from api.openai_compat import bp as openai_compat_bp
 from api.openapi import bp as openapi_bp
 from api.pool import bp as pool_bp
+from api.schedules import bp as schedules_bp
 from api.teams import bp as teams_bp
 from api.ui import bp as ui_bp
 from tunepool.platform import Platform
@@ -69,4 +70,5 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(openapi_bp)
     app.register_blueprint(ui_bp)
     app.register_blueprint(openai_compat_bp)
+    app.register_blueprint(schedules_bp)
     return app

@@ -30,6 +30,12 @@ def system_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.backup_interval_s,
             "options": {"queue": CONTROL_QUEUE, "expires": settings.backup_interval_s},
         },
+        # Team schedules (storage.schedules): fires due ones, advances finished runs.
+        "model_updates": {
+            "task": "tunepool.model_updates",
+            "schedule": 60.0,
+            "options": {"queue": CONTROL_QUEUE, "expires": 60.0},
+        },
         "alerts": {
             "task": "tunepool.alerts",
             "schedule": settings.alert_interval_s,

@@ -11,12 +11,19 @@ from worker.celery_app import INFER_TASK, TRAIN_TASK
 
 # int8 quantisation of a registered model version (worker.tasks.compress).
 COMPRESS_TASK = "tunepool.compress"
+# Champion/challenger scoring of a scheduled retrain (worker.tasks.evaluate).
+EVALUATE_TASK = "tunepool.evaluate"
 
 log = logging.getLogger(__name__)
 
 
 # Which Celery task runs each job type. A type not listed here cannot be admitted.
-TASK_FOR_TYPE = {"finetune": TRAIN_TASK, "inference": INFER_TASK, "compress": COMPRESS_TASK}
+TASK_FOR_TYPE = {
+    "finetune": TRAIN_TASK,
+    "inference": INFER_TASK,
+    "compress": COMPRESS_TASK,
+    "evaluate": EVALUATE_TASK,
+}
 
 
 def celery_publisher(celery: Celery) -> Publish:

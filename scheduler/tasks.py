@@ -32,6 +32,13 @@ def backup_task() -> dict[str, object]:
     return run_backup(current_platform())
 
 
+@shared_task(name="tunepool.model_updates", ignore_result=True)
+def model_updates_task() -> dict[str, list[str]]:
+    from scheduler.model_updates import run_model_updates
+
+    return run_model_updates(current_platform())
+
+
 @shared_task(name="tunepool.alerts", ignore_result=True)
 def alerts_task() -> int:
     from scheduler.alerts.engine import run_alerts

@@ -57,6 +57,13 @@ def compress(job_id: str, team: str = "") -> str:
     return _run_model_job(run_compress_job, job_id)
 
 
+@shared_task(name="tunepool.evaluate", ignore_result=True)
+def evaluate(job_id: str) -> str:
+    from worker.evaluate_job import run_evaluate_job
+
+    return _run_model_job(run_evaluate_job, job_id)
+
+
 def _run_model_job(run: Any, job_id: str) -> str:
     platform = current_platform()
     outcome: str = run(platform, job_id, worker_name(platform.settings))

@@ -221,6 +221,47 @@ def backup_problems(ctx: Context) -> list[Firing]:
     return out
 
 
+def retrain_scored_worse(ctx: Context) -> list[Firing]:
+    """A scheduled retrain whose candidate scored below the production version it met.
+
+    Kept within the margin is the rule working; strictly worse means the new data or
+    the recipe made the model worse, which someone should look at.
+    """
+    from storage.schedules import Schedule, ScheduleRun
+
+    since = ctx.now - ctx.settings.alert_failed_window_s
+    rows = ctx.session.execute(
+        select(ScheduleRun, Schedule.name, Schedule.model_name)
+        .join(Schedule, Schedule.id == ScheduleRun.schedule_id)
+        .where(
+            ScheduleRun.outcome == "kept",
+            ScheduleRun.decided_at >= since,
+            ScheduleRun.champion_score.is_not(None),
+            ScheduleRun.candidate_score < ScheduleRun.champion_score,
+        )
+    ).all()
+    return [
+        Firing(
+            "retrain_worse",
+            f"schedule_run:{run.id}",
+            f"scheduled retrain {name} of {model}: candidate v{run.candidate_version} scored "
+            f"{run.metric} {run.candidate_score:.4f}, below production "
+            f"v{run.champion_version} at {run.champion_score:.4f}; production kept",
+            team_id=run.team_id,
+            details={
+                "schedule_id": run.schedule_id,
+                "run_id": run.id,
+                "metric": run.metric,
+                "candidate_version": run.candidate_version,
+                "candidate_score": run.candidate_score,
+                "champion_version": run.champion_version,
+                "champion_score": run.champion_score,
+            },
+        )
+        for run, name, model in rows
+    ]
+
+
 RULES: dict[str, Rule] = {
     "job_failed": job_failed,
     "job_pending": job_pending_too_long,
@@ -229,4 +270,5 @@ RULES: dict[str, Rule] = {
     "queue_deep": queue_too_deep,
     "quota_nearly_spent": team_quota_nearly_spent,
     "backup": backup_problems,
+    "retrain_worse": retrain_scored_worse,
 }

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 23:20:17.812952
+Create Date: 2026-11-28 23:38:31.269417
 """
 
 from alembic import op
@@ -206,6 +206,36 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_model_versions_team_id"), ["team_id"], unique=False)
 
     op.create_table(
+        "schedules",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("team_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("trigger", sa.String(length=16), nullable=False),
+        sa.Column("cron", sa.String(length=128), nullable=True),
+        sa.Column("task", sa.String(length=32), nullable=False),
+        sa.Column("model_name", sa.String(length=128), nullable=False),
+        sa.Column("dataset_name", sa.String(length=128), nullable=False),
+        sa.Column("base", sa.String(length=16), nullable=False),
+        sa.Column("base_model", sa.String(length=512), nullable=False),
+        sa.Column("hyperparameters", sa.JSON(), nullable=False),
+        sa.Column("evaluation_dataset", sa.String(length=40), nullable=False),
+        sa.Column("metric", sa.String(length=32), nullable=False),
+        sa.Column("min_margin", sa.Float(), nullable=False),
+        sa.Column("priority", sa.String(length=16), nullable=False),
+        sa.Column("gpus", sa.Integer(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("last_fire_time", sa.Float(), nullable=True),
+        sa.Column("created_by", sa.String(length=160), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("team_id", "name"),
+    )
+    with op.batch_alter_table("schedules", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_schedules_team_id"), ["team_id"], unique=False)
+
+    op.create_table(
         "checkpoints",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("job_id", sa.String(length=40), nullable=False),
@@ -259,11 +289,59 @@ def upgrade() -> None:
     with op.batch_alter_table("job_runs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_job_runs_job_id"), ["job_id"], unique=False)
 
+    op.create_table(
+        "schedule_runs",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("schedule_id", sa.String(length=40), nullable=False),
+        sa.Column("team_id", sa.String(length=40), nullable=False),
+        sa.Column("fire_time", sa.Float(), nullable=False),
+        sa.Column("trigger", sa.String(length=16), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("dataset_id", sa.String(length=40), nullable=True),
+        sa.Column("base_model", sa.String(length=512), nullable=True),
+        sa.Column("job_id", sa.String(length=40), nullable=True),
+        sa.Column("evaluate_job_id", sa.String(length=40), nullable=True),
+        sa.Column("evaluation_dataset", sa.String(length=40), nullable=True),
+        sa.Column("metric", sa.String(length=32), nullable=True),
+        sa.Column("min_margin", sa.Float(), nullable=True),
+        sa.Column("candidate_version", sa.Integer(), nullable=True),
+        sa.Column("champion_version", sa.Integer(), nullable=True),
+        sa.Column("candidate_score", sa.Float(), nullable=True),
+        sa.Column("champion_score", sa.Float(), nullable=True),
+        sa.Column("scores", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("decided_at", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(["schedule_id"], ["schedules.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("schedule_id", "fire_time"),
+    )
+    with op.batch_alter_table("schedule_runs", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_schedule_runs_evaluate_job_id"), ["evaluate_job_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_schedule_runs_job_id"), ["job_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_schedule_runs_schedule_id"), ["schedule_id"], unique=False
+        )
+        batch_op.create_index("ix_schedule_runs_state", ["state"], unique=False)
+        batch_op.create_index(batch_op.f("ix_schedule_runs_team_id"), ["team_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("schedule_runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_schedule_runs_team_id"))
+        batch_op.drop_index("ix_schedule_runs_state")
+        batch_op.drop_index(batch_op.f("ix_schedule_runs_schedule_id"))
+        batch_op.drop_index(batch_op.f("ix_schedule_runs_job_id"))
+        batch_op.drop_index(batch_op.f("ix_schedule_runs_evaluate_job_id"))
+
+    op.drop_table("schedule_runs")
     with op.batch_alter_table("job_runs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_job_runs_job_id"))
 
@@ -276,6 +354,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_checkpoints_job_id"))
 
     op.drop_table("checkpoints")
+    with op.batch_alter_table("schedules", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_schedules_team_id"))
+
+    op.drop_table("schedules")
     with op.batch_alter_table("model_versions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_model_versions_team_id"))
 
