@@ -1,40 +1,16 @@
-"""Refusals at submit time: a job that could never run is a 422 naming the limit, not a
-job left pending for ever (DESIGN §4)."""
+"""Submit-time refusals as API errors (the rules live in scheduler.refusals)."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError, invalid
-from scheduler.planner import PRIORITIES
-from scheduler.pool import largest_worker
-from storage.models import Team
+from api.errors import ApiError
+from scheduler.refusals import refusal
 
 
 def check_admissible(session: Session, team_id: str, slots: int, priority: str) -> None:
-    team = session.get(Team, team_id)
-    assert team is not None
-    if team.queue_state == "draining":
-        raise ApiError(
-            409, "draining", f"team {team.name}'s queue is draining: no new jobs", "team"
-        )
-    if PRIORITIES[priority] > PRIORITIES.get(team.max_priority, PRIORITIES["high"]):
-        raise invalid(
-            "priority",
-            f"team {team.name} may ask for at most {team.max_priority}",
-            limit=team.max_priority,
-        )
-    largest = largest_worker(session)
-    if largest is not None and slots > largest:
-        raise invalid(
-            "resources.gpus",
-            f"{slots} exceeds the largest worker ({largest} slots); the job could never run",
-            limit=largest,
-        )
-    if team.max_gpus is not None and slots > team.max_gpus and not team.can_borrow:
-        raise invalid(
-            "resources.gpus",
-            f"{slots} exceeds team {team.name}'s quota of {team.max_gpus} GPUs "
-            "and the team may not borrow",
-            limit=team.max_gpus,
-        )
+    found = refusal(session, team_id, slots, priority)
+    if found is None:
+        return
+    extra = {"limit": found.limit} if found.limit is not None else {}
+    raise ApiError(found.status, found.code, found.message, found.field, **extra)

@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 
 from scheduler.cron import latest_due
 from scheduler.planner import PRIORITIES
-from scheduler.pool import largest_worker
+from scheduler.refusals import refusal
 from storage.ids import new_id
-from storage.models import Dataset, Job, ModelVersion, Team
+from storage.models import Dataset, Job, ModelVersion
 from storage.registry import resolve
 from storage.schedules import Schedule, ScheduleRun
 from storage.states import JobState, record_event
@@ -152,26 +152,6 @@ def fire(
         return run.id
 
 
-def admission_refusal(session: Session, team_id: str, slots: int, priority: str) -> str | None:
-    """Why a submit would be refused now (the API's rules), or None.
-
-    The same checks as ``api.admission_checks``; the scheduler does not import the API.
-    """
-    team = session.get(Team, team_id)
-    if team is None:
-        return "team not found"
-    if team.queue_state == "draining":
-        return f"team {team.name}'s queue is draining: no new jobs"
-    if PRIORITIES[priority] > PRIORITIES.get(team.max_priority, PRIORITIES["high"]):
-        return f"priority {priority}: team {team.name} may ask for at most {team.max_priority}"
-    largest = largest_worker(session)
-    if largest is not None and slots > largest:
-        return f"{slots} GPU(s) exceed the largest worker ({largest} slots)"
-    if team.max_gpus is not None and slots > team.max_gpus and not team.can_borrow:
-        return f"{slots} GPU(s) exceed team {team.name}'s quota of {team.max_gpus}"
-    return None
-
-
 def _base_model(session: Session, schedule: Schedule) -> str:
     """The production version pinned as ``name:version`` (so the run's lineage is exact)."""
     if schedule.base == "production":
@@ -191,9 +171,9 @@ def _retrain_job(
         raise Refused(f"no dataset named {schedule.dataset_name}")
     if dataset.task != schedule.task:
         raise Refused(f"dataset {dataset.id} is a {dataset.task} dataset, not {schedule.task}")
-    refusal = admission_refusal(session, schedule.team_id, schedule.gpus, schedule.priority)
-    if refusal:
-        raise Refused(refusal)
+    refused = refusal(session, schedule.team_id, schedule.gpus, schedule.priority)
+    if refused is not None:
+        raise Refused(refused.message)
     base = _base_model(session, schedule)
     run.dataset_id, run.base_model = dataset.id, base
     job = Job(

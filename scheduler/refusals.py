@@ -1,0 +1,63 @@
+"""What could never be admitted, decided in one place for every way a job is submitted.
+
+The API turns a refusal into a 4xx naming the field and the limit; the retrain
+scheduler records it on the run. A job that could never run is refused at once,
+not left pending for ever (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from scheduler.planner import PRIORITIES
+from scheduler.pool import largest_worker
+from storage.models import Team
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    field: str
+    message: str
+    limit: str | int | None = None
+
+
+def refusal(session: Session, team_id: str, slots: int, priority: str) -> Refusal | None:
+    team = session.get(Team, team_id)
+    if team is None:
+        return Refusal(404, "not_found", "team", f"team {team_id} not found")
+    if team.queue_state == "draining":
+        return Refusal(
+            409, "draining", "team", f"team {team.name}'s queue is draining: no new jobs"
+        )
+    if PRIORITIES[priority] > PRIORITIES.get(team.max_priority, PRIORITIES["high"]):
+        return Refusal(
+            422,
+            "invalid",
+            "priority",
+            f"priority: team {team.name} may ask for at most {team.max_priority}",
+            team.max_priority,
+        )
+    largest = largest_worker(session)
+    if largest is not None and slots > largest:
+        return Refusal(
+            422,
+            "invalid",
+            "resources.gpus",
+            f"resources.gpus: {slots} exceeds the largest worker ({largest} slots); "
+            "the job could never run",
+            largest,
+        )
+    if team.max_gpus is not None and slots > team.max_gpus and not team.can_borrow:
+        return Refusal(
+            422,
+            "invalid",
+            "resources.gpus",
+            f"resources.gpus: {slots} exceeds team {team.name}'s quota of "
+            f"{team.max_gpus} GPUs and the team may not borrow",
+            team.max_gpus,
+        )
+    return None
