@@ -143,6 +143,9 @@ def _prepare(
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     with platform.sessions() as session:
+        job_row = session.get(Job, claimed.job_id)
+        # One data-parallel process per GPU that admission gave the job (DDP when > 1).
+        world_size = max(1, len(job_row.gpu_indices or [])) if job_row is not None else 1
         train = session.get(Dataset, spec["train_dataset"])
         assert train is not None
         train_path = data_dir / f"train.{train.format}"
@@ -181,6 +184,7 @@ def _prepare(
         # Keys left out are chosen from the data size by the engine ("auto").
         hyperparameters=Hyperparameters.from_dict(hyper, omitted_auto=True),
         resume_from=resume_from,
+        world_size=world_size,
     )
 
 

@@ -16,7 +16,7 @@ import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from safetensors.torch import load_model, save_model
 
 from worker.training.callbacks import TrainCallbacks
 from worker.training.checkpoint import STATE_FILE, TrainerState, best_weights_in, load_checkpoint
+from worker.training.distributed import DistContext, DistributedCallbacks
 from worker.training.loop import TrainingLoop
 from worker.training.model_card import model_card
 from worker.training.models import resolve_base_model
@@ -48,7 +49,21 @@ class TrainResult:
 
 
 def finetune(spec: TrainSpec, callbacks: TrainCallbacks) -> TrainResult:
-    """Fine-tune `spec.base_model` for `spec.task`; see the module docstring."""
+    """Fine-tune `spec.base_model` for `spec.task`; see the module docstring.
+
+    With `spec.world_size` > 1 this process becomes rank 0 of a data-parallel run.
+    """
+    if spec.world_size > 1:
+        from worker.training.distributed import run_data_parallel
+
+        return cast(TrainResult, run_data_parallel(spec, callbacks))
+    return finetune_rank(spec, callbacks, None)
+
+
+def finetune_rank(
+    spec: TrainSpec, callbacks: TrainCallbacks, context: DistContext | None
+) -> TrainResult:
+    """One process's share of a run: the whole run when `context` is None."""
     task = canonical_task(spec.task)
     hp = spec.hyperparameters
     metrics_allowed = TASK_METRICS[task]
@@ -71,6 +86,12 @@ def finetune(spec: TrainSpec, callbacks: TrainCallbacks) -> TrainResult:
     base = resolve_base_model(spec.base_model)
     prepared = prepare_task(data, base, hp, device)
     model, tokenizer = prepared.model, prepared.tokenizer
+    forward_model = model
+    if context is not None:
+        forward_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+        callbacks = DistributedCallbacks(callbacks, context, hp.log_every_steps, device)
 
     batches_per_epoch = math.ceil(len(prepared.train_items) / hp.batch_size)
     total_steps = math.ceil(batches_per_epoch / hp.gradient_accumulation) * hp.epochs
@@ -97,6 +118,8 @@ def finetune(spec: TrainSpec, callbacks: TrainCallbacks) -> TrainResult:
         device=device,
         output_dir=spec.output_dir,
         total_steps=total_steps,
+        forward_model=forward_model,
+        context=context,
     )
     stopped = loop.run()
     if stopped is not None:
@@ -110,9 +133,11 @@ def finetune(spec: TrainSpec, callbacks: TrainCallbacks) -> TrainResult:
             epochs_completed=state.epochs_completed,
             hyperparameters_used=hp.to_dict(),
         )
-    report = _write_final_model(
-        spec, hp, model, tokenizer, state, best_path, _data_summary(data), device
-    )
+    report: dict[str, Any] = {}
+    if context is None or context.is_main:
+        report = _write_final_model(
+            spec, hp, model, tokenizer, state, best_path, _data_summary(data), device
+        )
     return TrainResult(
         model_dir=spec.output_dir,
         metrics=state.best_metrics,

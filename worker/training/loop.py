@@ -19,6 +19,7 @@ from safetensors.torch import save_model
 from worker.training.batching import epoch_seed, length_grouped_batches
 from worker.training.callbacks import TrainCallbacks
 from worker.training.checkpoint import TrainerState, save_checkpoint
+from worker.training.distributed import DistContext
 from worker.training.evaluation import autocast
 from worker.training.spec import LOWER_IS_BETTER, Hyperparameters
 
@@ -44,8 +45,14 @@ class TrainingLoop:
         device: torch.device,
         output_dir: Path,
         total_steps: int,
+        forward_model: torch.nn.Module | None = None,
+        context: DistContext | None = None,
     ) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        # The DDP wrapper in a data-parallel run; `model` is what is saved and evaluated.
+        self.forward_model = forward_model or model
+        self.context = context
+        self.is_main = context is None or context.is_main
         self.hp, self.state, self.sentences = hp, state, sentences
         self.collate, self.evaluate, self.callbacks = collate, evaluate, callbacks
         self.device, self.total_steps = device, total_steps
@@ -89,12 +96,14 @@ class TrainingLoop:
         """One optimizer step over `window` micro-batches (gradient accumulation)."""
         step_loss = torch.zeros((), device=self.device)
         for indices in window:
+            if self.context is not None:
+                indices = self._shard(indices)
             batch = self.collate([self.sentences[i] for i in indices])
             self._interval_samples += len(indices)
             self._interval_tokens += int(batch["attention_mask"].sum())  # CPU tensor: no sync
             inputs = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
             with autocast(self.device):
-                loss = self.model(**inputs).loss / len(window)
+                loss = self.forward_model(**inputs).loss / len(window)
             loss.backward()
             step_loss += loss.detach().float()
         if self.hp.max_grad_norm > 0:
@@ -106,11 +115,21 @@ class TrainingLoop:
         self._steps_this_run += 1
         self._pending.append(step_loss)
 
+    def _shard(self, indices: Sequence[int]) -> list[int]:
+        """This rank's slice of a global batch; never empty, since every rank must
+        run backward for DDP's gradient all-reduce (a tiny last batch repeats one)."""
+        assert self.context is not None
+        shard = self.context.shard(indices)
+        return shard or [indices[self.context.rank % len(indices)]]
+
     def _flush_losses(self) -> None:
         """Read the pending per-step losses back in one transfer."""
         if not self._pending:
             return
-        values = torch.stack(self._pending).tolist()
+        stacked = torch.stack(self._pending)
+        if self.context is not None:
+            stacked = self.context.mean(stacked)  # the loss of the global batch
+        values = stacked.tolist()
         first = self.state.global_step - len(values) + 1
         self.state.loss_history.extend(
             {"step": first + offset, "loss": value} for offset, value in enumerate(values)
@@ -124,6 +143,12 @@ class TrainingLoop:
         elapsed = max(now - self._interval_start, 1e-9)
         per_step = (now - self._run_start) / max(self._steps_this_run, 1)
         losses = self._interval_losses
+        if self.context is not None:
+            counts = torch.tensor(
+                [self._interval_samples, self._interval_tokens], device=self.device
+            )
+            samples, tokens = self.context.total(counts).tolist()
+            self._interval_samples, self._interval_tokens = int(samples), int(tokens)
         self.callbacks.on_progress(
             {
                 "step": self.state.global_step,
@@ -152,8 +177,9 @@ class TrainingLoop:
                 state.best_metric = metrics[hp.metric_for_best]
                 state.best_step, state.best_epoch = state.global_step, epoch
                 state.best_metrics, state.best_report = metrics, report
-                self.best_path.parent.mkdir(parents=True, exist_ok=True)
-                save_model(self.model, str(self.best_path))
+                if self.is_main:
+                    self.best_path.parent.mkdir(parents=True, exist_ok=True)
+                    save_model(self.model, str(self.best_path))
         state.epoch, state.batches_done = epoch + 1, 0
         state.epochs_completed = state.epoch
         # After the last epoch (or early stopping) the final model is written instead.
@@ -180,6 +206,9 @@ class TrainingLoop:
         self._flush_losses()
         state = self.state
         path = self.checkpoint_dir / f"step-{state.global_step:08d}"
+        self.last_checkpoint = path
+        if not self.is_main:
+            return  # rank 0 writes the checkpoint of a data-parallel run
         best = self.best_path if self.best_path.exists() else None
         save_checkpoint(path, self.model, self.optimizer, self.scheduler, state, best)
         self.callbacks.on_checkpoint(

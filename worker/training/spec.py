@@ -193,3 +193,5 @@ class TrainSpec:
     resume_from: Path | None = None
     # "auto" picks CUDA when present, else CPU; or an explicit torch device string.
     device: str = "auto"
+    # Data-parallel processes (one per GPU); >1 runs DDP (see worker.training.distributed).
+    world_size: int = 1
