@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint typecheck unit clean
+.PHONY: setup demo test lint typecheck unit soak clean
 
 # Re-install whenever pyproject.toml changes. torch is pinned to the CPU wheel in pyproject.
 $(STAMP): pyproject.toml
@@ -29,6 +29,10 @@ unit: setup
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 test: lint typecheck unit
+
+# The long chaos run (tests/e2e/test_chaos.py): 20 SIGKILL trials, a 30 s S3 outage, ...
+soak: setup
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m chaos --soak tests/e2e/test_chaos.py
 
 clean:
 	rm -rf $(VENV) .tunepool .mypy_cache .ruff_cache .pytest_cache

@@ -30,6 +30,21 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="chaos tests run their long version: more trials, longer outages (make soak)",
+    )
+
+
+@pytest.fixture(scope="session")
+def soak(request: pytest.FixtureRequest) -> bool:
+    """True under --soak: chaos tests repeat their trials and lengthen their outages."""
+    return bool(request.config.getoption("--soak"))
+
+
 def postgres_answers() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 5432), timeout=1):

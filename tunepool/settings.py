@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     checkpoint_every_steps: int = 0  # 0: each epoch only (plus on stop requests)
     keep_checkpoints: int = 2
+    # Fault tests and bench/load.py only: base_model "noop:..." runs worker.noop_engine.
+    allow_noop_engine: bool = False
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -20,6 +20,7 @@ from storage.lease import renew_lease
 from storage.models import Checkpoint, Job
 from storage.states import JobState, record_event
 from tunepool.platform import Platform
+from worker import shutdown as worker_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class JobCallbacks:
                 self._stop = "cancel"
             elif state == JobState.PREEMPTING.value:
                 self._stop = "preempt"
+        if self._stop is None and worker_shutdown.requested():
+            return "shutdown"  # SIGTERM: checkpoint, give the job back (worker.shutdown)
         return self._stop
 
     # -- reports -------------------------------------------------------------

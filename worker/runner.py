@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from storage.blobs import fetch_dir, fetch_file, store_dir
 from storage.db import transaction
@@ -22,8 +23,10 @@ from storage.lease import Claim, claim, end_run, set_start_step
 from storage.models import Checkpoint, Dataset, Job, ModelVersion
 from storage.states import JobState, transition
 from tunepool.platform import Platform
+from worker import noop_engine
 from worker.job_callbacks import JobCallbacks
 from worker.job_logs import JobLogHandler
+from worker.shutdown import give_back, stop_on_sigterm
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -49,7 +52,9 @@ def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
     job_log = JobLogHandler.attach(platform, job_id)
     log.info("job %s: attempt %d claimed by %s", job_id, claimed.attempt, worker_name)
     try:
-        return _run_claimed(platform, claimed, workdir)
+        # A warm shutdown (SIGTERM) now checkpoints and gives the job back instead of killing it.
+        with stop_on_sigterm():
+            return _run_claimed(platform, claimed, workdir)
     finally:
         job_log.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -70,6 +75,9 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_indices)
     callbacks = JobCallbacks(platform, job_id, team_id, owner, claimed.attempt)
     callbacks.keep_alive_during_setup()
+    noop = noop_engine.requested(spec, platform.settings.allow_noop_engine)
+    if noop is not None:
+        return _run_noop(platform, claimed, callbacks, noop)
     try:
         train_spec = _prepare(platform, claimed, spec, task, workdir)
         from worker.training.engine import finetune
@@ -90,37 +98,9 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
     if callbacks.lease_lost or result.stopped == "lease_lost":
         # The reaper or another runner owns the job now; record nothing more.
         return "lease_lost"
-    with transaction(platform.sessions) as session:
-        if result.stopped == "cancel":
-            transition(
-                session,
-                job_id,
-                S.CANCELLED,
-                reason="cancelled by request; checkpoint saved",
-                expect={S.CANCELLING},
-                lease_owner=owner,
-                values={"worker_name": None},
-            )
-            end_run(session, job_id, owner, "cancelled")
-            return "cancelled"
-        if result.stopped == "preempt":
-            transition(
-                session,
-                job_id,
-                S.PENDING,
-                reason="preempted; resumes from its checkpoint",
-                expect={S.PREEMPTING},
-                lease_owner=owner,
-                values={
-                    "worker_name": None,
-                    "lease_owner": None,
-                    "lease_until": None,
-                    "reason_code": "priority",
-                    "reason": "preempted by a higher-priority job",
-                },
-            )
-            end_run(session, job_id, owner, "preempted")
-            return "preempted"
+    if result.stopped is not None:
+        with transaction(platform.sessions) as session:
+            return _record_stop(session, claimed, result.stopped)
     metrics = {
         **result.metrics,
         "report": result.report,
@@ -129,6 +109,71 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
         "hyperparameters_used": result.hyperparameters_used,
     }
     return _succeed(platform, claimed, team_id, spec, task, result.model_dir, metrics)
+
+
+def _record_stop(session: Session, claimed: Claim, stopped: str) -> str:
+    """The run checkpointed and stopped on request: record why, release the lease."""
+    job_id, owner = claimed.job_id, claimed.owner
+    if stopped == "cancel":
+        transition(
+            session,
+            job_id,
+            S.CANCELLED,
+            reason="cancelled by request; checkpoint saved",
+            expect={S.CANCELLING},
+            lease_owner=owner,
+            values={"worker_name": None},
+        )
+        end_run(session, job_id, owner, "cancelled")
+        return "cancelled"
+    if stopped == "preempt":
+        transition(
+            session,
+            job_id,
+            S.PENDING,
+            reason="preempted; resumes from its checkpoint",
+            expect={S.PREEMPTING},
+            lease_owner=owner,
+            values={
+                "worker_name": None,
+                "lease_owner": None,
+                "lease_until": None,
+                "reason_code": "priority",
+                "reason": "preempted by a higher-priority job",
+            },
+        )
+        end_run(session, job_id, owner, "preempted")
+        return "preempted"
+    if stopped == "shutdown":
+        return give_back(session, job_id, owner)
+    raise ValueError(f"job {job_id}: unknown stop reason {stopped!r}")
+
+
+def _run_noop(platform: Platform, claimed: Claim, callbacks: JobCallbacks, behaviour: str) -> str:
+    """worker.noop_engine instead of training (tests and bench/load.py only)."""
+    try:
+        stopped = noop_engine.run(behaviour, callbacks)
+    except ValueError as exc:
+        callbacks.end_setup()
+        return _fail(platform, claimed, str(exc))
+    callbacks.end_setup()
+    if callbacks.lease_lost or stopped == "lease_lost":
+        return "lease_lost"
+    with transaction(platform.sessions) as session:
+        if stopped is not None:
+            return _record_stop(session, claimed, stopped)
+        moved = transition(
+            session,
+            claimed.job_id,
+            S.SUCCEEDED,
+            reason=f"no-op engine ({behaviour}) finished",
+            expect={S.RUNNING, S.CANCELLING, S.PREEMPTING},
+            lease_owner=claimed.owner,
+            values={"metrics": {"engine": "noop"}},
+        )
+        if moved:
+            end_run(session, claimed.job_id, claimed.owner, "succeeded")
+    return "succeeded" if moved else "lease_lost"
 
 
 def _prepare(

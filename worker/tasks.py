@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from scheduler.cancellation import enforce_cancellations
 from scheduler.pool import heartbeat, register, retire
@@ -20,6 +20,7 @@ from tunepool.gpu_stats import sample_gpus
 from tunepool.observations import publish_gpu_samples
 from tunepool.platform import current_platform
 from worker.identity import describe, worker_name
+from worker.shutdown import begin_warm_shutdown
 
 log = logging.getLogger(__name__)
 _stop_heartbeat = threading.Event()
@@ -105,6 +106,20 @@ def _beat_heart(name: str) -> None:
                 enforce_cancellations(session, name, platform.settings.cancel_grace_s)
         except Exception:
             log.exception("heartbeat of %s failed; will retry", name)
+
+
+@worker_shutting_down.connect
+def _on_shutting_down(**_: Any) -> None:
+    """Warm shutdown began (SIGTERM): running jobs checkpoint and go back to pending."""
+    _stop_heartbeat.set()  # a heartbeat would mark this worker alive again
+    platform = current_platform()
+    # This runs inside the signal handler: SQL and signalling go to a thread.
+    threading.Thread(
+        target=begin_warm_shutdown,
+        args=(platform.sessions, worker_name(platform.settings)),
+        name="warm-shutdown",
+        daemon=True,
+    ).start()
 
 
 @worker_shutdown.connect

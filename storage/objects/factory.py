@@ -47,7 +47,9 @@ def open_store(url: str, access_key: str = "", secret_key: str = "") -> ObjectSt
             raise ValueError(f"object store URL {url!r}: unknown options {sorted(unknown)}")
         retry = None
         if "retry_total_s" in query:
-            retry = RetryPolicy(total_s=float(query["retry_total_s"]))
+            # The time is the bound (e.g. ride out a MinIO restart), not a count of tries.
+            total_s = float(query["retry_total_s"])
+            retry = RetryPolicy(total_s=total_s, attempts=max(5, int(total_s) + 1))
         return S3Store(
             bucket,
             query.get("endpoint", "s3.amazonaws.com"),

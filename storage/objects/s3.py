@@ -40,6 +40,9 @@ class RetryPolicy:
     attempts: int = 5
     first_delay_s: float = 0.5
     total_s: float = 30.0  # no retry starts after this long; bounds a call's wall time
+    # Waits double up to this, so a long total_s keeps probing an outage instead of
+    # sleeping through most of it after the endpoint came back.
+    max_delay_s: float = 8.0
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 120.0
 
@@ -50,13 +53,14 @@ class _Backoff:
     def __init__(self, policy: RetryPolicy) -> None:
         self._deadline = time.monotonic() + policy.total_s
         self._delay = policy.first_delay_s
+        self._max_delay = policy.max_delay_s
         self._left = policy.attempts - 1
 
     def wait(self) -> bool:
         if self._left <= 0 or time.monotonic() + self._delay > self._deadline:
             return False
         time.sleep(self._delay)
-        self._delay *= 2
+        self._delay = min(self._delay * 2, self._max_delay)
         self._left -= 1
         return True
 
