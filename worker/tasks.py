@@ -79,6 +79,10 @@ def _run_model_job(run: Any, job_id: str) -> str:
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
     platform = current_platform()
+    if not platform.settings.worker_name:
+        # Only `tunepool worker` names its process; the control worker (scheduler ticks)
+        # loads these tasks too, but it offers no slots and must never be given jobs.
+        return
     info = describe(platform.settings)
     with transaction(platform.sessions) as session:
         register(session, info)
@@ -126,6 +130,8 @@ def _on_shutting_down(**_: Any) -> None:
 def _on_shutdown(**_: Any) -> None:
     _stop_heartbeat.set()
     platform = current_platform()
+    if not platform.settings.worker_name:
+        return
     try:
         with transaction(platform.sessions) as session:
             retire(session, worker_name(platform.settings))
