@@ -135,6 +135,8 @@ def list_versions(name: str) -> Response:
 
 @bp.get("/<name>/versions/<int:version>")
 def show_version(name: str, version: int) -> Response:
+    if version > 2**31 - 1:  # beyond any SQL INTEGER: no such version, not a 500
+        raise not_found("model version", f"{name}:{version}")
     return jsonify(version_json(owned_version(f"{name}:{version}")))
 
 

@@ -97,7 +97,14 @@ def team_json(team: Team) -> dict[str, Any]:
     }
 
 
+# null means "no limit" only for these; the other settings always have a value.
+NULLABLE_LIMITS = frozenset({"max_gpus", "gpu_hours_budget"})
+
+
 def _apply(team: Team, limits: TeamLimits, fields: set[str]) -> None:
+    for name in sorted(fields - NULLABLE_LIMITS):
+        if getattr(limits, name) is None:
+            raise invalid(name, "may not be null; leave it out to keep the current value")
     for name in fields:
         setattr(team, name, getattr(limits, name))
 
