@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # renewed for lease_ttl_s is reaped and the job resumes from its newest checkpoint.
     lease_ttl_s: float = 60.0
     lease_renew_s: float = 15.0
+    # A run that reports no progress for this long is hung: its lease is no longer renewed.
+    loop_stall_s: float = 600.0
     max_attempts: int = 3
     # A queued job whose worker never claimed it goes back to pending after this long.
     claim_timeout_s: float = 120.0
@@ -84,6 +86,9 @@ class Settings(BaseSettings):
     alert_email_to: str = Field("", description="Comma-separated recipients.")
 
     max_upload_bytes: int = 512 * 1024 * 1024
+    # Per API key, per API process (api/guards.py): a token bucket; 0 turns it off.
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 200
     checkpoint_every_steps: int = 0  # 0: each epoch only (plus on stop requests)
     keep_checkpoints: int = 2
     # Fault tests and bench/load.py only: base_model "noop:..." runs worker.noop_engine.

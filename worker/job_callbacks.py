@@ -43,25 +43,38 @@ class JobCallbacks:
         self._last_renew = time.monotonic()
         self._last_check = 0.0
         self._stop: str | None = None
-        self._loop_started = threading.Event()
+        self._finished = threading.Event()
+        self._last_activity = time.monotonic()
 
-    # -- setup ---------------------------------------------------------------
-    def keep_alive_during_setup(self) -> None:
-        """Renew from a thread while inputs download and torch loads, until the loop runs.
+    # -- lease keeper ----------------------------------------------------------
+    def start_lease_keeper(self) -> None:
+        """Renew from a thread for the whole run, as long as the run shows signs of life.
 
-        Once the training loop calls back, renewal is the loop's job alone: a hung
-        loop must lose its lease (DESIGN §3), but a slow import must not.
+        Downloads, imports, evaluation and the final upload call no step callback, yet
+        must not lose the lease; a loop that made no progress for ``loop_stall_s`` is
+        hung, stops being renewed, and loses its lease to the reaper (DESIGN §3).
         """
 
         def renew() -> None:
-            while not self._loop_started.wait(self.settings.lease_renew_s):
+            while not self._finished.wait(self.settings.lease_renew_s):
+                stalled = time.monotonic() - self._last_activity
+                if stalled > self.settings.loop_stall_s:
+                    log.error(
+                        "job %s: no progress for %.0fs; letting the lease expire",
+                        self.job_id,
+                        stalled,
+                    )
+                    return
                 if not self._renew():
                     return
 
-        threading.Thread(target=renew, name=f"lease-setup-{self.job_id}", daemon=True).start()
+        threading.Thread(target=renew, name=f"lease-{self.job_id}", daemon=True).start()
 
-    def end_setup(self) -> None:
-        self._loop_started.set()
+    def stop_lease_keeper(self) -> None:
+        self._finished.set()
+
+    def _touch(self) -> None:
+        self._last_activity = time.monotonic()
 
     # -- lease ---------------------------------------------------------------
     def _renew(self) -> bool:
@@ -74,7 +87,7 @@ class JobCallbacks:
         return ok
 
     def should_stop(self) -> str | None:
-        self._loop_started.set()
+        self._touch()
         now = time.monotonic()
         if now - self._last_renew >= self.settings.lease_renew_s and not self._renew():
             return "lease_lost"
@@ -94,6 +107,7 @@ class JobCallbacks:
 
     # -- reports -------------------------------------------------------------
     def on_progress(self, event: dict[str, Any]) -> None:
+        self._touch()
         with transaction(self.platform.sessions) as session:
             job = session.get(Job, self.job_id)
             if job is not None:
@@ -108,6 +122,7 @@ class JobCallbacks:
         )
 
     def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
+        self._touch()
         with transaction(self.platform.sessions) as session:
             job = session.get(Job, self.job_id)
             if job is not None:
@@ -119,6 +134,7 @@ class JobCallbacks:
             )
 
     def on_checkpoint(self, step: int, epoch: float, path: Path, metrics: dict[str, Any]) -> None:
+        self._touch()
         """Upload the checkpoint; record it only while this runner still holds the lease."""
         if not self._renew():
             return

@@ -61,8 +61,6 @@ def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
 
 
 def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
-    from tunepool.data.errors import DataError
-
     job_id, owner = claimed.job_id, claimed.owner
     with platform.sessions() as session:
         job = session.get(Job, job_id)
@@ -74,7 +72,25 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
         # so the job sees exactly the GPUs admission gave it.
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_indices)
     callbacks = JobCallbacks(platform, job_id, team_id, owner, claimed.attempt)
-    callbacks.keep_alive_during_setup()
+    callbacks.start_lease_keeper()
+    try:
+        return _train(platform, claimed, callbacks, team_id, spec, task, workdir)
+    finally:
+        callbacks.stop_lease_keeper()
+
+
+def _train(
+    platform: Platform,
+    claimed: Claim,
+    callbacks: JobCallbacks,
+    team_id: str,
+    spec: dict[str, Any],
+    task: str,
+    workdir: Path,
+) -> str:
+    from tunepool.data.errors import DataError
+
+    job_id = claimed.job_id
     noop = noop_engine.requested(spec, platform.settings.allow_noop_engine)
     if noop is not None:
         return _run_noop(platform, claimed, callbacks, noop)
@@ -84,17 +100,14 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:
 
         result = finetune(train_spec, callbacks)
     except DataError as exc:
-        callbacks.end_setup()
         # Bad data fails the same way on every attempt: no retry.
         return _fail(platform, claimed, f"invalid data: {exc}")
     except Exception as exc:
-        callbacks.end_setup()
         log.exception("job %s failed", job_id)
         return _fail(
             platform, claimed, f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()
         )
 
-    callbacks.end_setup()
     if callbacks.lease_lost or result.stopped == "lease_lost":
         # The reaper or another runner owns the job now; record nothing more.
         return "lease_lost"
@@ -154,9 +167,7 @@ def _run_noop(platform: Platform, claimed: Claim, callbacks: JobCallbacks, behav
     try:
         stopped = noop_engine.run(behaviour, callbacks)
     except ValueError as exc:
-        callbacks.end_setup()
         return _fail(platform, claimed, str(exc))
-    callbacks.end_setup()
     if callbacks.lease_lost or stopped == "lease_lost":
         return "lease_lost"
     with transaction(platform.sessions) as session:
