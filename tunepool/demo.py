@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +36,9 @@ class Phases:
 
 
 def run_demo(sentences: int = 480, epochs: int = 3) -> int:
+    # SIGTERM (a CI timeout, `kill`) must still stop every service: turn it into an exit
+    # so that the `finally` below runs instead of orphaning the platform's processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     phases = Phases()
     settings = load_settings()
     platform: Embedded | None = None
@@ -49,8 +54,11 @@ def run_demo(sentences: int = 480, epochs: int = 3) -> int:
         with phases.phase(
             f"upload a generated NER data set ({sentences} + {sentences // 4} sentences)"
         ):
-            train = api.upload("demo-ner-train", conll_text(sentences, seed=1))
-            validation = api.upload("demo-ner-validation", conll_text(sentences // 4, seed=2))
+            # Validation sentences name people, places and companies never seen in training.
+            train = api.upload("demo-ner-train", conll_text(sentences, seed=1, split="train"))
+            validation = api.upload(
+                "demo-ner-validation", conll_text(sentences // 4, seed=2, split="heldout")
+            )
             click.echo(f"   train {train['id']}: {_describe(train['stats'])}")
         with phases.phase("fine-tune all-MiniLM-L6-v2 (token classification)"):
             job = api.post(
@@ -162,7 +170,7 @@ def _event_line(event: dict[str, Any]) -> str:
         )
     if event["kind"] == "evaluation":
         scores = " ".join(f"{k} {v:.4f}" for k, v in data.items() if isinstance(v, float))
-        return f"[eval] epoch {data.get('epoch')}: {scores}"
+        return f"[eval] after epoch {int(data.get('epoch', 0)) + 1}: {scores}"
     return f"[{event['kind']}] {data}"
 
 

@@ -71,13 +71,23 @@ TEMPLATES = [
 POOLS = {"PER": PEOPLE, "LOC": PLACES, "ORG": ORGS}
 
 
-def sentence(rng: random.Random) -> tuple[list[str], list[str]]:
+def _names(kind: str, split: str) -> list[str]:
+    """Every third name is held out of training, so evaluation measures whether the model
+    learned the contexts and not only the names it has seen."""
+    pool = POOLS[kind]
+    if split == "all":
+        return pool
+    held_out = pool[::3]
+    return held_out if split == "heldout" else [n for n in pool if n not in held_out]
+
+
+def sentence(rng: random.Random, split: str = "all") -> tuple[list[str], list[str]]:
     tokens: list[str] = []
     tags: list[str] = []
     for word in rng.choice(TEMPLATES).split():
         if word.startswith("{") and word.endswith("}"):
             kind = word[1:-1]
-            for i, part in enumerate(rng.choice(POOLS[kind]).split()):
+            for i, part in enumerate(rng.choice(_names(kind, split)).split()):
                 tokens.append(part)
                 tags.append(("B-" if i == 0 else "I-") + kind)
         else:
@@ -86,11 +96,14 @@ def sentence(rng: random.Random) -> tuple[list[str], list[str]]:
     return tokens, tags
 
 
-def conll_text(n: int, seed: int = 0) -> str:
-    """n sentences in CoNLL format (token TAB tag, blank line between sentences)."""
+def conll_text(n: int, seed: int = 0, split: str = "all") -> str:
+    """n sentences in CoNLL format (token TAB tag, blank line between sentences).
+
+    split: "all" names, "train" (two thirds of them) or "heldout" (the other third).
+    """
     rng = random.Random(seed)
     blocks = []
     for _ in range(n):
-        tokens, tags = sentence(rng)
+        tokens, tags = sentence(rng, split)
         blocks.append("\n".join(f"{t}\t{g}" for t, g in zip(tokens, tags, strict=True)))
     return "\n\n".join(blocks) + "\n"
