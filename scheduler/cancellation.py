@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from storage.lease import end_run
 from storage.models import Job, JobEvent, JobRun
 from storage.states import JobState, transition
+from tunepool.gpu_stats import compute_pids
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -43,18 +43,8 @@ def process_alive(pid: int) -> bool:
 
 
 def gpu_holds_memory(pid: int) -> bool:
-    """Whether NVML (through nvidia-smi) still lists the process on a GPU; False without GPUs."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return str(pid) in {line.strip() for line in out.splitlines()}
+    """Whether NVML still lists the process on a GPU; False on hosts without GPUs."""
+    return pid in compute_pids()
 
 
 def enforce_cancellations(

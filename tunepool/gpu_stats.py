@@ -44,17 +44,26 @@ def _via_pynvml() -> list[dict[str, Any]]:
         pynvml.nvmlShutdown()
 
 
-def _via_nvidia_smi() -> list[dict[str, Any]]:
-    query = "index,name,utilization.gpu,memory.used,memory.total"
+def nvidia_smi(*args: str) -> str | None:
+    """nvidia-smi's output, or None where there is no driver (CPU-only hosts)."""
     try:
-        out = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+        return subprocess.run(
+            ["nvidia-smi", *args], capture_output=True, text=True, timeout=10, check=True
         ).stdout
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def compute_pids() -> set[int]:
+    """Processes the driver lists as holding GPU memory (empty without GPUs)."""
+    out = nvidia_smi("--query-compute-apps=pid", "--format=csv,noheader") or ""
+    return {int(line) for line in (raw.strip() for raw in out.splitlines()) if line.isdigit()}
+
+
+def _via_nvidia_smi() -> list[dict[str, Any]]:
+    query = "index,name,utilization.gpu,memory.used,memory.total"
+    out = nvidia_smi(f"--query-gpu={query}", "--format=csv,noheader,nounits")
+    if out is None:
         return []
     samples = []
     mib = 1024 * 1024

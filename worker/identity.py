@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from typing import Any
 
 from scheduler.pool import WorkerInfo
+from tunepool.gpu_stats import sample_gpus
 from tunepool.settings import Settings
 from worker.celery_app import worker_queue
 
@@ -17,22 +17,11 @@ def worker_name(settings: Settings) -> str:
 
 
 def detect_gpus() -> list[dict[str, Any]]:
-    """GPUs as nvidia-smi sees them, without touching CUDA in this (parent) process."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        index, name, memory = (part.strip() for part in line.split(","))
-        gpus.append({"index": int(index), "name": name, "memory_mib": int(float(memory))})
-    return gpus
+    """GPUs as NVML sees them, without touching CUDA in this (parent) process."""
+    return [
+        {"index": g["index"], "name": g["name"], "memory_mib": g["memory_total_bytes"] // 2**20}
+        for g in sample_gpus()
+    ]
 
 
 def describe(settings: Settings) -> WorkerInfo:

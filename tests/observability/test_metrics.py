@@ -50,6 +50,7 @@ def submit(client: FlaskClient, headers: dict[str, str], dataset: str) -> dict:
 def test_metrics_after_a_known_sequence_of_jobs(
     client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
+    started = time.time()
     store = redis.Redis.from_url(platform.settings.redis_url)
     store.delete(ADMISSION_KEY)
     for key in store.scan_iter(match=GPU_KEY_PREFIX + "*"):
@@ -141,9 +142,9 @@ def test_metrics_after_a_known_sequence_of_jobs(
     assert value(m, "tunepool_worker_up", worker="w2") == 0
     assert value(m, "tunepool_worker_slots", worker="w2") == 2
     assert value(m, "tunepool_worker_slots_used", worker="w1") == 1
-    assert (
-        time.time() - value(m, "tunepool_worker_last_heartbeat_timestamp_seconds", worker="w1") < 60
-    )
+    # The heartbeat registered during this test (not "recently": a loaded machine is slow).
+    heartbeat = value(m, "tunepool_worker_last_heartbeat_timestamp_seconds", worker="w1")
+    assert started <= heartbeat <= time.time()
 
     # GPU readings published by a worker's heartbeat.
     gpu = {"worker": "w1", "gpu": "0", "model": "H200"}
