@@ -16,6 +16,26 @@ from sqlalchemy.orm import Session
 from storage.models import Job, JobRun
 
 
+def _runs(session: Session, since: float, now: float) -> list[tuple[str, int, float, float]]:
+    """(team, slots, start, end) of every run overlapping [since, now].
+
+    A run still going (or whose process died) counts up to its lease: past that
+    nobody held the slots.
+    """
+    rows = session.execute(
+        select(Job.team_id, JobRun.slots, JobRun.started_at, JobRun.ended_at, JobRun.lease_until)
+        .join(Job, Job.id == JobRun.job_id)
+        .where(or_(JobRun.ended_at.is_(None), JobRun.ended_at > since))
+    ).all()
+    runs = []
+    for team, slots, started, ended, lease_until in rows:
+        end = min(now, ended if ended is not None else max(lease_until, started))
+        start = max(started, since)
+        if end > start:
+            runs.append((team, slots, start, end))
+    return runs
+
+
 def decayed_usage(
     session: Session, half_life_s: float, now: float | None = None
 ) -> dict[str, float]:
@@ -26,19 +46,10 @@ def decayed_usage(
     """
     now = now or time.time()
     rate = math.log(2) / half_life_s
-    horizon = now - 8 * half_life_s  # older runs weigh under 1/256: ignore them
-    rows = session.execute(
-        select(Job.team_id, JobRun.slots, JobRun.started_at, JobRun.ended_at, JobRun.lease_until)
-        .join(Job, Job.id == JobRun.job_id)
-        .where(or_(JobRun.ended_at.is_(None), JobRun.ended_at > horizon))
-    ).all()
     usage: dict[str, float] = defaultdict(float)
-    for team, slots, started, ended, lease_until in rows:
-        end = min(now, ended if ended is not None else max(lease_until, started))
-        start = max(started, horizon)
-        if end <= start:
-            continue
-        # Integral of slots * exp(-rate (now - t)) dt over [start, end], times rate.
+    # Older runs weigh under 1/256: leave them out.
+    for team, slots, start, end in _runs(session, now - 8 * half_life_s, now):
+        # Integral of slots * rate * exp(-rate (now - t)) dt over [start, end].
         usage[team] += slots * (math.exp(-rate * (now - end)) - math.exp(-rate * (now - start)))
     return dict(usage)
 
@@ -46,15 +57,9 @@ def decayed_usage(
 def gpu_hours_by_team(session: Session, since: float, now: float | None = None) -> dict[str, float]:
     """GPU-hours each team's runs used since the given time (budgets, /teams/me)."""
     now = now or time.time()
-    rows = session.execute(
-        select(Job.team_id, JobRun.slots, JobRun.started_at, JobRun.ended_at, JobRun.lease_until)
-        .join(Job, Job.id == JobRun.job_id)
-        .where(or_(JobRun.ended_at.is_(None), JobRun.ended_at > since))
-    ).all()
     hours: dict[str, float] = defaultdict(float)
-    for team, slots, started, ended, lease_until in rows:
-        end = min(now, ended if ended is not None else max(lease_until, started))
-        hours[team] += slots * max(0.0, end - max(started, since)) / 3600.0
+    for team, slots, start, end in _runs(session, since, now):
+        hours[team] += slots * (end - start) / 3600.0
     return dict(hours)
 
 
