@@ -19,7 +19,7 @@ import torch
 
 from tunepool.data.text_files import TextDocument
 from worker.training.batching import sorted_batches
-from worker.training.collate import padded_length
+from worker.training.collate import PAD_MULTIPLE, padded_length
 from worker.training.evaluation import autocast
 from worker.training.token_classification import IGNORE_INDEX
 
@@ -67,9 +67,10 @@ def mask_batch(
     items: Sequence[EncodedDocument],
     tokens: MaskingTokens,
     generator: torch.Generator | None = None,
+    multiple: int = PAD_MULTIPLE,
 ) -> dict[str, torch.Tensor]:
     """Pad, then mask; `generator` None draws from (and advances) the global one."""
-    width = padded_length(max(len(item.input_ids) for item in items))
+    width = padded_length(max(len(item.input_ids) for item in items), multiple)
     input_ids = torch.full((len(items), width), tokens.pad, dtype=torch.long)
     attention_mask = torch.zeros((len(items), width), dtype=torch.long)
     maskable = torch.zeros((len(items), width), dtype=torch.bool)

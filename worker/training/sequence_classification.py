@@ -19,7 +19,7 @@ import torch
 from tunepool.data import DataError
 from tunepool.data.text_files import TextExample
 from worker.training.batching import sorted_batches
-from worker.training.collate import padded_length
+from worker.training.collate import PAD_MULTIPLE, padded_length
 from worker.training.evaluation import autocast
 from worker.training.metrics import token_report
 
@@ -80,9 +80,11 @@ def encode_texts(
     return encoded
 
 
-def pad_texts(items: Sequence[EncodedText], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """input_ids and attention_mask padded to a multiple of 8; one label per row."""
-    width = padded_length(max(len(item.input_ids) for item in items))
+def pad_texts(
+    items: Sequence[EncodedText], pad_token_id: int, multiple: int = PAD_MULTIPLE
+) -> dict[str, torch.Tensor]:
+    """input_ids and attention_mask padded (see collate.py); one label per row."""
+    width = padded_length(max(len(item.input_ids) for item in items), multiple)
     input_ids = torch.full((len(items), width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(items), width), dtype=torch.long)
     for row, item in enumerate(items):

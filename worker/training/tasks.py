@@ -18,7 +18,7 @@ import torch
 
 from tunepool.data import DataError, read_token_examples
 from tunepool.data.text_files import read_text_documents, read_text_examples
-from worker.training.collate import pad_batch
+from worker.training.collate import PAD_MULTIPLE, pad_batch
 from worker.training.evaluation import evaluate
 from worker.training.masked_lm import (
     encode_documents,
@@ -114,6 +114,7 @@ def prepare_task(
     id2label = dict(enumerate(data.labels))
     label2id = {label: index for index, label in id2label.items()}
     eval_batch = hp.batch_size * 2
+    multiple = PAD_MULTIPLE if device.type == "cuda" else 1  # see collate.py
 
     if data.task == "token-classification":
         train_sentences = encode_sentences(data.train, tokenizer, label2id, hp.max_length)
@@ -122,7 +123,7 @@ def prepare_task(
             model,
             tokenizer,
             train_sentences,
-            lambda items: pad_batch(items, pad_token_id),
+            lambda items: pad_batch(items, pad_token_id, multiple),
             lambda: evaluate(
                 model,
                 data.validation,
@@ -140,7 +141,7 @@ def prepare_task(
             model,
             tokenizer,
             train_texts,
-            lambda items: pad_texts(items, pad_token_id),
+            lambda items: pad_texts(items, pad_token_id, multiple),
             lambda: evaluate_texts(
                 model, validation_texts, id2label, eval_batch, pad_token_id, device
             ),
@@ -154,6 +155,6 @@ def prepare_task(
         model,
         tokenizer,
         train_documents,
-        lambda items: mask_batch(items, tokens),
+        lambda items: mask_batch(items, tokens, None, multiple),
         lambda: evaluate_masked_lm(model, validation_batches, device),
     )
