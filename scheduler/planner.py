@@ -273,9 +273,10 @@ def plan(
     result = AdmissionPlan()
     pool = _Pool(workers, running, now)
     allocation: dict[str, int] = defaultdict(int)
+    # A team's allocation counts every GPU it holds: whether it borrows is a property of
+    # its usage against its quota now (as in Kueue), not of how a job was first admitted.
     for held in running:
-        if not held.borrowed:
-            allocation[held.team] += held.slots
+        allocation[held.team] += held.slots
     ordered = fair_order(jobs, teams, allocation, now, policy)
 
     blocked: list[PendingJob] = []
@@ -381,6 +382,12 @@ def _preempt(
     """Ask the cheapest victims to yield for waiting jobs that outrank them."""
     chosen: list[Preemption] = []
     taken: set[str] = set()
+    # GPUs each team holds beyond its quota: what others may reclaim from it.
+    excess = {
+        team: allocation.get(team, 0) - state.max_gpus
+        for team, state in teams.items()
+        if state.max_gpus is not None
+    }
     # Slots already being given back count as free for the jobs that asked for them.
     incoming: dict[str, int] = defaultdict(int)
     for job in running:
@@ -402,9 +409,10 @@ def _preempt(
                     if r.worker == worker
                     and r.id not in taken
                     and not r.yielding
-                    and _outranks(waiting, r, teams, allocation)
+                    and _outranks(waiting, r, teams, allocation, excess)
                 ),
-                key=lambda r: now - r.last_checkpoint_at,
+                # Least work lost first; on a tie, the job admitted as borrowing.
+                key=lambda r: (now - r.last_checkpoint_at, not r.borrowed),
             )
             picked: list[RunningJob] = []
             for victim in victims:
@@ -422,24 +430,31 @@ def _preempt(
         for victim in picked:
             taken.add(victim.id)
             incoming[worker] += victim.slots
-            why = (
-                "borrows GPUs beyond its team's quota" if victim.borrowed else "has lower priority"
-            )
-            chosen.append(
-                Preemption(victim.id, waiting.id, f"preempted for {waiting.id}: it {why}")
-            )
+            borrowing = victim.priority >= waiting.priority
+            if borrowing:
+                excess[victim.team] -= victim.slots
+            why = "its team holds GPUs beyond its quota" if borrowing else "it has lower priority"
+            chosen.append(Preemption(victim.id, waiting.id, f"preempted for {waiting.id}: {why}"))
     return chosen
 
 
 def _outranks(
-    waiting: PendingJob, victim: RunningJob, teams: dict[str, TeamState], allocation: dict[str, int]
+    waiting: PendingJob,
+    victim: RunningJob,
+    teams: dict[str, TeamState],
+    allocation: dict[str, int],
+    excess: dict[str, int],
 ) -> bool:
+    """Lower priority always yields; at equal priority, a team within its quota reclaims
+    GPUs from another team while that team holds more than its quota."""
     if waiting.priority > victim.priority:
         return True
-    if victim.borrowed and victim.team != waiting.team and waiting.priority >= victim.priority:
-        team = teams.get(waiting.team) or TeamState(waiting.team)
-        return team.max_gpus is None or allocation[waiting.team] + waiting.slots <= team.max_gpus
-    return False
+    if waiting.priority < victim.priority or victim.team == waiting.team:
+        return False
+    if excess.get(victim.team, 0) <= 0:
+        return False
+    team = teams.get(waiting.team) or TeamState(waiting.team)
+    return team.max_gpus is None or allocation[waiting.team] + waiting.slots <= team.max_gpus
 
 
 def _explain(

@@ -160,3 +160,16 @@ def test_waiting_jobs_have_positions_and_monotone_estimates() -> None:
 def test_held_team_is_not_admitted() -> None:
     result = plan([pending("a1")], [], {"a": TeamState("a", held=True)}, workers(1), NOW)
     assert result.placements == [] and result.waits["a1"].reason_code == "quota"
+
+
+def test_reclaim_follows_usage_against_quota_not_how_a_job_was_admitted() -> None:
+    # Team a's quota was lowered to 1 while it ran two jobs admitted within quota: it now
+    # holds one GPU beyond its quota, and team b (within its own) may reclaim exactly that.
+    teams = {"a": TeamState("a", max_gpus=1), "b": TeamState("b", max_gpus=2)}
+    busy = [
+        running("a1", "w0", (0,), team="a", checkpoint_age=300),
+        running("a2", "w0", (1,), team="a", checkpoint_age=10),
+    ]
+    result = plan([pending("b1", "b"), pending("b2", "b")], busy, teams, workers(2), NOW)
+    assert [(p.victim_id, p.for_job_id) for p in result.preemptions] == [("a2", "b1")]
+    assert "beyond its quota" in result.preemptions[0].reason
