@@ -249,3 +249,45 @@ def test_the_worker_fails_the_job_with_the_line_instead_of_crashing(
     ]
     assert used["epochs"] == 1 and used["batch_size"] == 8 and used["auto"] == []
     assert used["metric_for_best"] == "f1" and used["learning_rate"] == 1e-4
+
+
+def test_a_masked_lm_model_version_is_the_base_of_a_later_ner_job(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, tmp_path: Path
+) -> None:
+    with transaction(platform.sessions) as session:
+        register(session, WorkerInfo("w1", "host", "tunepool.worker.w1", 1))
+    headers = make_key()
+    corpus = "".join(f"Ada visited Paris on day {i} with Bob\n" for i in range(30))
+    _, texts = upload(client, headers, "masked-lm", "text", corpus, "corpus")
+    tiny = make_tiny_model_dir(tmp_path / "tiny")
+    adapted = client.post(
+        "/v1/jobs",
+        headers=headers,
+        json={
+            "task": "masked-lm",
+            "train_dataset": texts["id"],
+            "base_model": str(tiny),
+            "model_name": "adapted",
+            "hyperparameters": {"epochs": 1},
+        },
+    ).get_json()
+    assert run_training_job(platform, adapted["id"], "w1") == "succeeded"
+    shown = client.get(f"/v1/jobs/{adapted['id']}", headers=headers).get_json()
+    assert "perplexity" in shown["metrics"]
+
+    _, ner = upload(client, headers, "token-classification", "conll", conll_text(20, 2))
+    job = client.post(
+        "/v1/jobs",
+        headers=headers,
+        json={
+            "task": "token-classification",
+            "train_dataset": ner["id"],
+            "base_model": "adapted:1",
+            "hyperparameters": {"epochs": 1},
+        },
+    ).get_json()
+    # "adapted:1" is no hub id this offline machine could load: success means the
+    # runner fetched the registered masked-lm version and trained from it.
+    assert run_training_job(platform, job["id"], "w1") == "succeeded"
+    shown = client.get(f"/v1/jobs/{job['id']}", headers=headers).get_json()
+    assert shown["state"] == "succeeded" and "f1" in shown["metrics"]

@@ -211,3 +211,26 @@ def test_package_and_spec_import_without_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_early_stopping_ends_after_patience_evaluations_without_improvement(
+    tiny_model, train_file, tmp_path
+):
+    # f1 reaches 1.0 within a few epochs at this rate; a tie is no improvement.
+    spec = tiny_spec(
+        tiny_model,
+        train_file,
+        tmp_path / "out",
+        epochs=8,
+        learning_rate=1e-2,
+        early_stopping_patience=1,
+    )
+    result = finetune(spec, Recorder())
+    history = result.report["history"]
+    best = result.report["best_epoch"]
+    assert result.metrics["f1"] == 1.0
+    # Stopped at the first evaluation that did not improve on the best one.
+    assert len(history) < 8 and result.epochs_completed == len(history)
+    assert history[-1]["epoch"] == best + 1
+    assert history[-1]["f1"] <= history[best]["f1"]
+    assert not (result.model_dir / "checkpoints").exists()
