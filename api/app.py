@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from api import errors
+from api import errors, guards
 from api.alerts import bp as alerts_bp
 from api.auth import load_caller
 from api.datasets import bp as datasets_bp
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             return jsonify({"status": "degraded", "database": type(exc).__name__}), 503
         return jsonify(status), 200
 
+    guards.install(app)  # after authentication: rate limits per key, audit of changes
     app.register_blueprint(datasets_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(job_priority_bp)

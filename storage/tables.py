@@ -8,6 +8,7 @@ from __future__ import annotations
 import storage.models  # noqa: F401
 from storage import alerts, registry  # noqa: F401
 from storage import schedules  # noqa: F401
+from storage import audit  # noqa: F401
 from storage.models import Base
 
 metadata = Base.metadata

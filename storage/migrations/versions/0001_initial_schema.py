@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 23:38:31.269417
+Create Date: 2026-11-28 23:47:41.256066
 """
 
 from alembic import op
@@ -41,6 +41,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_alert_incidents_rule"), ["rule"], unique=False)
         batch_op.create_index(batch_op.f("ix_alert_incidents_state"), ["state"], unique=False)
         batch_op.create_index(batch_op.f("ix_alert_incidents_team_id"), ["team_id"], unique=False)
+
+    op.create_table(
+        "audit_events",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.Column("team_id", sa.String(length=40), nullable=True),
+        sa.Column("key_id", sa.String(length=40), nullable=True),
+        sa.Column("role", sa.String(length=16), nullable=True),
+        sa.Column("method", sa.String(length=8), nullable=False),
+        sa.Column("path", sa.String(length=512), nullable=False),
+        sa.Column("endpoint", sa.String(length=128), nullable=True),
+        sa.Column("status", sa.Integer(), nullable=False),
+        sa.Column("remote_addr", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_events_at"), ["at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_events_team_id"), ["team_id"], unique=False)
 
     op.create_table(
         "stored_objects",
@@ -389,6 +407,11 @@ def downgrade() -> None:
     op.drop_table("workers")
     op.drop_table("teams")
     op.drop_table("stored_objects")
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_events_team_id"))
+        batch_op.drop_index(batch_op.f("ix_audit_events_at"))
+
+    op.drop_table("audit_events")
     with op.batch_alter_table("alert_incidents", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alert_incidents_team_id"))
         batch_op.drop_index(batch_op.f("ix_alert_incidents_state"))

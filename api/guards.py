@@ -1,0 +1,102 @@
+"""Per-key rate limits (429) and the audit log of mutating calls, as request hooks.
+
+The limit is a token bucket per API key in this process: ``rate_limit_per_s`` tokens a
+second up to ``rate_limit_burst``; 0 turns it off. Under gunicorn each worker process
+keeps its own buckets, so the effective limit is at most workers times the setting,
+which is enough to stop one runaway client from starving the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+from flask import Flask, Response, g, request
+
+from api.context import platform
+from api.errors import ApiError
+from storage.audit import record
+from storage.db import transaction
+from tunepool.settings import Settings
+
+log = logging.getLogger(__name__)
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class TokenBuckets:
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate, self.burst = rate_per_s, burst
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 if the call may go ahead, else the seconds until a token is back."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+def install(app: Flask) -> None:
+    settings = platform_settings(app)
+    buckets = (
+        TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)
+        if settings.rate_limit_per_s > 0 and settings.rate_limit_burst > 0
+        else None
+    )
+
+    @app.before_request
+    def _rate_limit() -> None:
+        key = g.get("api_key")
+        if buckets is None or key is None:
+            return
+        wait = buckets.take(key.id)
+        if wait:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests for this key; retry in {math.ceil(wait)}s",
+                retry_after=math.ceil(wait),
+            )
+
+    @app.after_request
+    def _audit(response: Response) -> Response:
+        if response.status_code == 429:
+            response.headers["Retry-After"] = str(response.get_json()["error"]["retry_after"])
+        if request.method not in MUTATING or not request.path.startswith("/v1/"):
+            return response
+        key = g.get("api_key")
+        # The view is done and has committed what it meant to; end its transaction now
+        # (as teardown would) so that on SQLite it no longer holds the write lock.
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+        try:
+            with transaction(platform().sessions) as session:
+                record(
+                    session,
+                    team_id=key.team_id if key else None,
+                    key_id=key.id if key else None,
+                    role=key.role if key else None,
+                    method=request.method,
+                    path=request.path,
+                    endpoint=request.endpoint,
+                    status=response.status_code,
+                    remote_addr=request.remote_addr,
+                )
+        except Exception:
+            # The call already happened; a lost audit row must not turn it into an error.
+            log.exception("could not write the audit event for %s %s", request.method, request.path)
+        return response
+
+
+def platform_settings(app: Flask) -> Settings:
+    settings: Settings = app.extensions["tunepool"].settings
+    return settings
