@@ -6,9 +6,12 @@ Alembic and the tests use this; a new model module adds its import here.
 from __future__ import annotations
 
 import storage.models  # noqa: F401
-from storage import alerts, registry  # noqa: F401
-from storage import schedules  # noqa: F401
-from storage import audit  # noqa: F401
+from storage import (  # noqa: F401
+    alerts,
+    audit,
+    registry,
+    schedules,
+)
 from storage.models import Base
 
 metadata = Base.metadata
