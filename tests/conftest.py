@@ -79,7 +79,17 @@ def postgres_url() -> Iterator[str]:
 
 
 def _reset_postgres(engine: Engine) -> None:
+    # A connection an earlier test left open (a killed worker's, a pool not yet disposed)
+    # would hold locks that make DROP SCHEMA wait for ever: end them first.
     with engine.begin() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL lock_timeout = '30s'"))
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
 
