@@ -14,13 +14,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.blobs import fetch_dir, fetch_file, store_dir
 from storage.db import transaction
 from storage.lease import Claim, claim, end_run, set_start_step
 from storage.models import Checkpoint, Dataset, Job, ModelVersion
+from storage.registry import next_version
 from storage.states import JobState, transition
 from tunepool.platform import Platform
 from worker import noop_engine
@@ -278,14 +279,7 @@ def _succeed(
         job = session.get(Job, job_id)
         assert job is not None
         name = job.model_name or f"{task}-{job_id[-8:]}"
-        version = (
-            session.scalar(
-                select(func.max(ModelVersion.version)).where(
-                    ModelVersion.team_id == team_id, ModelVersion.name == name
-                )
-            )
-            or 0
-        ) + 1
+        version = next_version(session, team_id, name)
     prefix = model_prefix(team_id, name, version)
     with transaction(platform.sessions) as session:
         store_dir(session, platform.store, prefix, model_dir)
