@@ -37,7 +37,7 @@ def redis_box(tmp_path: Path) -> Iterator[list[RedisServer]]:
 
 @pytest.fixture
 def live_own_redis(
-    tmp_path: Path, redis_box: list[RedisServer], database_url: str
+    tmp_path: Path, redis_box: list[RedisServer], e2e_database_url: str
 ) -> Iterator[WorkerProcs]:
     # Lost workers and unclaimed jobs are only noticed after minutes here, so that a job
     # whose message Redis lost can only finish in time if the reconciler publishes it again.
@@ -51,7 +51,8 @@ def live_own_redis(
     }
     settings = Settings(
         home=tmp_path / "home",
-        database_url=database_url,
+        # SQLite only: the broker is what fails here, and real processes are slow on 2 cores.
+        database_url=e2e_database_url,
         object_store_url=(tmp_path / "objects").as_uri(),
         redis_url=redis_box[0].url,
         **tuning,  # type: ignore[arg-type]
