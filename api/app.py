@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from api import errors, guards
+from api import errors, guards, idempotency
 from api.alerts import bp as alerts_bp
 from api.auth import load_caller
 from api.datasets import bp as datasets_bp
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         return jsonify(status), 200
 
     guards.install(app)  # after authentication: rate limits per key, audit of changes
+    idempotency.install(app)  # after rate limits: a replay is still a call
     app.register_blueprint(datasets_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(job_priority_bp)

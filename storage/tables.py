@@ -9,6 +9,7 @@ import storage.models  # noqa: F401
 from storage import (  # noqa: F401
     alerts,
     audit,
+    idempotency,
     registry,
     schedules,
 )

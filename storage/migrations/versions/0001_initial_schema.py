@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 23:47:41.256066
+Create Date: 2026-11-29 00:51:45.088845
 """
 
 from alembic import op
@@ -59,6 +59,25 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_events_at"), ["at"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_events_team_id"), ["team_id"], unique=False)
+
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("team_id", sa.String(length=40), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("body", sa.Text(), nullable=True),
+        sa.Column("content_type", sa.String(length=128), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("team_id", "key"),
+    )
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_idempotency_keys_created_at"), ["created_at"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_idempotency_keys_team_id"), ["team_id"], unique=False)
 
     op.create_table(
         "stored_objects",
@@ -407,6 +426,11 @@ def downgrade() -> None:
     op.drop_table("workers")
     op.drop_table("teams")
     op.drop_table("stored_objects")
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_idempotency_keys_team_id"))
+        batch_op.drop_index(batch_op.f("ix_idempotency_keys_created_at"))
+
+    op.drop_table("idempotency_keys")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_events_team_id"))
         batch_op.drop_index(batch_op.f("ix_audit_events_at"))

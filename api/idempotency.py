@@ -1,0 +1,140 @@
+"""The Idempotency-Key header on every POST that creates something.
+
+The first call with a key runs and its answer (status and body) is kept; a retry
+with the same key and the same request gets that answer again and creates
+nothing; the same key with a different request is a 422; a retry that arrives
+while the first call is still running gets a 409. Answers of 5xx are not kept, so
+a retry after a server error runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from flask import Flask, Response, g, request
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from api.context import platform
+from api.errors import ApiError
+from storage.db import transaction
+from storage.idempotency import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+KEY = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
+
+
+def _fingerprint() -> str:
+    """What makes two calls 'the same request': route and body (uploads by their bytes)."""
+    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    if request.files:
+        for name in sorted(request.form):
+            digest.update(f"{name}={request.form[name]}\n".encode())
+        for name, upload in sorted(request.files.items()):
+            digest.update(name.encode())
+            while chunk := upload.stream.read(1 << 20):
+                digest.update(chunk)
+            upload.stream.seek(0)
+    else:
+        digest.update(request.get_data(cache=True))
+    return digest.hexdigest()
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def _replay_or_reserve() -> Response | None:
+        key = request.headers.get(HEADER)
+        api_key = g.get("api_key")
+        if key is None or request.method != "POST" or api_key is None:
+            return None
+        if not KEY.match(key):
+            raise ApiError(422, "invalid", f"{HEADER}: 1-255 letters, digits or . _ : -", HEADER)
+        fingerprint = _fingerprint()
+        # Authentication's read began the request session's transaction, which on SQLite
+        # holds the write lock (BEGIN IMMEDIATE): end it before writing on another connection.
+        request_session = g.get("db")
+        if request_session is not None:
+            request_session.commit()
+        sessions = platform().sessions
+        with sessions() as session:
+            found = session.scalar(
+                select(IdempotencyKey).where(
+                    IdempotencyKey.team_id == api_key.team_id, IdempotencyKey.key == key
+                )
+            )
+        if found is None:
+            try:
+                with transaction(sessions) as session:
+                    session.add(
+                        IdempotencyKey(team_id=api_key.team_id, key=key, fingerprint=fingerprint)
+                    )
+            except IntegrityError:
+                raise _in_progress() from None
+            g.idempotency = (api_key.team_id, key)
+            return None
+        if found.fingerprint != fingerprint:
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                f"{HEADER} {key} was used for a different request",
+                HEADER,
+            )
+        if found.status is None:
+            raise _in_progress()
+        replay = Response(
+            found.body or "",
+            status=found.status,
+            content_type=found.content_type or "application/json",
+        )
+        replay.headers["Idempotent-Replayed"] = "true"
+        return replay
+
+    @app.after_request
+    def _remember(response: Response) -> Response:
+        held = g.pop("idempotency", None)
+        if held is None:
+            return response
+        team_id, key = held
+        where = (IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
+        # On SQLite the request's own session may still hold the write lock (a refresh
+        # after its commit begins a transaction): end it before writing here.
+        request_session = g.pop("db", None)
+        if request_session is not None:
+            request_session.close()
+        with transaction(platform().sessions) as session:
+            if response.status_code >= 500 or response.is_streamed or response.direct_passthrough:
+                # Not an answer worth replaying: let a retry run again.
+                session.execute(delete(IdempotencyKey).where(*where))
+            else:
+                row = session.scalar(select(IdempotencyKey).where(*where))
+                if row is not None:
+                    row.status = response.status_code
+                    row.body = response.get_data(as_text=True)
+                    row.content_type = response.content_type
+        return response
+
+    @app.teardown_request
+    def _release(exc: BaseException | None) -> None:
+        # An exception that escaped every handler leaves no answer: free the key.
+        held = g.pop("idempotency", None)
+        if held is not None:
+            team_id, key = held
+            request_session = g.pop("db", None)
+            if request_session is not None:
+                request_session.close()
+            with transaction(platform().sessions) as session:
+                session.execute(
+                    delete(IdempotencyKey).where(
+                        IdempotencyKey.team_id == team_id, IdempotencyKey.key == key
+                    )
+                )
+
+
+def _in_progress() -> ApiError:
+    return ApiError(
+        409,
+        "idempotency_key_in_use",
+        f"a request with this {HEADER} is still being answered; retry shortly",
+        HEADER,
+    )
