@@ -109,6 +109,32 @@ def end_run(
     )
 
 
+def release(
+    session: Session,
+    job_id: str,
+    owner: str,
+    new: JobState,
+    *,
+    expect: set[JobState],
+    reason: str,
+    outcome: str,
+    waiting: tuple[str, str] | None = None,
+) -> bool:
+    """A runner that stopped on request hands its job on: the move, the cleared placement
+    and lease, and the end of its run, together. ``waiting`` is the (reason_code, reason)
+    a job going back to pending shows while it waits."""
+    values: dict[str, str | None] = {"worker_name": None}
+    if new == S.PENDING:
+        code, text = waiting or ("admission", reason)
+        values.update(lease_owner=None, lease_until=None, reason_code=code, reason=text)
+    moved = transition(
+        session, job_id, new, reason=reason, expect=expect, lease_owner=owner, values=values
+    )
+    if moved:
+        end_run(session, job_id, owner, outcome)
+    return moved
+
+
 def set_start_step(session: Session, job_id: str, owner: str, step: int) -> None:
     session.execute(
         update(JobRun)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from storage.blobs import fetch_dir, fetch_file, store_dir
 from storage.db import transaction
-from storage.lease import Claim, claim, end_run, set_start_step
+from storage.lease import Claim, claim, end_run, release, set_start_step
 from storage.models import Checkpoint, Dataset, Job, ModelVersion
 from storage.registry import next_version
 from storage.states import JobState, transition
@@ -129,34 +129,27 @@ def _record_stop(session: Session, claimed: Claim, stopped: str) -> str:
     """The run checkpointed and stopped on request: record why, release the lease."""
     job_id, owner = claimed.job_id, claimed.owner
     if stopped == "cancel":
-        transition(
+        release(
             session,
             job_id,
+            owner,
             S.CANCELLED,
-            reason="cancelled by request; checkpoint saved",
             expect={S.CANCELLING},
-            lease_owner=owner,
-            values={"worker_name": None},
+            reason="cancelled by request; checkpoint saved",
+            outcome="cancelled",
         )
-        end_run(session, job_id, owner, "cancelled")
         return "cancelled"
     if stopped == "preempt":
-        transition(
+        release(
             session,
             job_id,
+            owner,
             S.PENDING,
-            reason="preempted; resumes from its checkpoint",
             expect={S.PREEMPTING},
-            lease_owner=owner,
-            values={
-                "worker_name": None,
-                "lease_owner": None,
-                "lease_until": None,
-                "reason_code": "priority",
-                "reason": "preempted by a higher-priority job",
-            },
+            reason="preempted; resumes from its checkpoint",
+            outcome="preempted",
+            waiting=("priority", "preempted by a higher-priority job"),
         )
-        end_run(session, job_id, owner, "preempted")
         return "preempted"
     if stopped == "shutdown":
         return give_back(session, job_id, owner)

@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scheduler.pool import retire
 from storage.db import transaction
-from storage.lease import end_run
+from storage.lease import release
 from storage.models import Job, JobRun
-from storage.states import LEASED, JobState, transition
+from storage.states import LEASED, JobState
 
 log = logging.getLogger(__name__)
 
@@ -107,36 +107,27 @@ def give_back(session: Session, job_id: str, owner: str) -> str:
     S = JobState
     job = session.get(Job, job_id, populate_existing=True)
     if job is not None and job.state == S.CANCELLING.value:
-        transition(
+        release(
             session,
             job_id,
+            owner,
             S.CANCELLED,
-            reason="cancelled by request; its worker shut down after the checkpoint",
             expect={S.CANCELLING},
-            lease_owner=owner,
-            values={"worker_name": None},
+            reason="cancelled by request; its worker shut down after the checkpoint",
+            outcome="cancelled",
         )
-        end_run(session, job_id, owner, "cancelled")
         return "cancelled"
-    moved = transition(
+    moved = release(
         session,
         job_id,
+        owner,
         S.PENDING,
-        reason="its worker is shutting down; resumes from its checkpoint",
         expect={S.RUNNING, S.PREEMPTING},
-        lease_owner=owner,
-        values={
-            "worker_name": None,
-            "lease_owner": None,
-            "lease_until": None,
-            "reason_code": "worker_shutdown",
-            "reason": "its worker shut down; waiting to resume",
-        },
+        reason="its worker is shutting down; resumes from its checkpoint",
+        outcome="shutdown",
+        waiting=("worker_shutdown", "its worker shut down; waiting to resume"),
     )
-    if not moved:
-        return "lease_lost"
-    end_run(session, job_id, owner, "shutdown")
-    return "shutdown"
+    return "shutdown" if moved else "lease_lost"
 
 
 def begin_warm_shutdown(sessions: sessionmaker[Session], worker_name: str) -> list[int]:
