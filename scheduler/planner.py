@@ -330,7 +330,7 @@ def plan(
 
     blocked: list[PendingJob] = []
     borrowers: list[PendingJob] = []
-    reservation: tuple[PendingJob, float, str] | None = None
+    reservations: list[_Reservation] = []
     for job in ordered:
         team = teams.get(job.team) or TeamState(job.team)
         if team.held or team.budget_spent:
@@ -353,14 +353,12 @@ def plan(
                 )
             continue
         worker = pool.best_fit(job.slots) if job.slots <= pool.max_free() else None
-        if worker is not None and reservation is not None:
-            worker = _backfill_worker(pool, job, reservation, now)
+        if worker is not None and reservations:
+            worker = _backfill_worker(pool, job, reservations, now)
         if worker is None:
             blocked.append(job)
-            if reservation is None:
-                start = pool.earliest(job.slots)
-                if start is not None:
-                    reservation = (job, start[0], start[1])
+            if not reservations:
+                _reserve(pool, job, reservations)
             continue
         indices = pool.take(worker, job.slots, now + job.estimated_runtime_s)
         allocation[job.team] += job.slots
@@ -369,10 +367,11 @@ def plan(
         )
 
     # Borrowing: idle GPUs beyond quota, only where no job within quota is waiting for them.
+    claimants = list(blocked)
     for job in borrowers:
         worker = pool.best_fit(job.slots) if job.slots <= pool.max_free() else None
-        if worker is not None and reservation is not None:
-            worker = _backfill_worker(pool, job, reservation, now)
+        if worker is not None and reservations:
+            worker = _backfill_worker(pool, job, reservations, now)
         if worker is None:
             team = teams[job.team]
             result.waits[job.id] = Wait(
@@ -389,9 +388,19 @@ def plan(
         )
 
     if policy.preemption:
-        result.preemptions = _preempt(blocked, running, teams, allocation, pool, now, policy)
+        result.preemptions = _preempt(claimants, running, teams, allocation, pool, now, policy)
     _explain(blocked, ordered, result, pool, now)
     return result
+
+
+# A waiting job's reservation: its earliest start and the worker it is expected on.
+_Reservation = tuple[PendingJob, float, str]
+
+
+def _reserve(pool: _Pool, job: PendingJob, reservations: list[_Reservation]) -> None:
+    start = pool.earliest(job.slots)
+    if start is not None:
+        reservations.append((job, start[0], start[1]))
 
 
 def _quota_text(team: TeamState) -> str:
@@ -401,18 +410,18 @@ def _quota_text(team: TeamState) -> str:
 
 
 def _backfill_worker(
-    pool: _Pool, job: PendingJob, reservation: tuple[PendingJob, float, str], now: float
+    pool: _Pool, job: PendingJob, reservations: list[_Reservation], now: float
 ) -> str | None:
-    """A worker where the job can start now without delaying the reserved job."""
-    reserved, start, reserved_worker = reservation
+    """A worker where the job can start now without delaying any reserved job."""
     best: tuple[int, str] | None = None
     for name, free in pool.indices.items():
         if len(free) < job.slots:
             continue
-        harmless = (
+        harmless = all(
             name != reserved_worker
             or now + job.estimated_runtime_s <= start
             or pool.free_at(name, start) - job.slots >= reserved.slots
+            for reserved, start, reserved_worker in reservations
         )
         if harmless and (best is None or (len(free), name) < best):
             best = (len(free), name)
@@ -420,7 +429,7 @@ def _backfill_worker(
 
 
 def _preempt(
-    blocked: list[PendingJob],
+    claimants: list[PendingJob],
     running: Sequence[RunningJob],
     teams: dict[str, TeamState],
     allocation: dict[str, int],
@@ -439,43 +448,32 @@ def _preempt(
     }
     # Slots already being given back count as free for the jobs that asked for them.
     incoming: dict[str, int] = defaultdict(int)
+    on_worker: dict[str, list[RunningJob]] = defaultdict(list)
     for job in running:
         if job.yielding:
             incoming[job.worker] += job.slots
-    for waiting in blocked:
+        else:
+            on_worker[job.worker].append(job)
+    # Cheapest first: least work lost; on a tie, the job admitted as borrowing.
+    for jobs in on_worker.values():
+        jobs.sort(key=lambda r: (now - r.last_checkpoint_at, not r.borrowed))
+    # Whether a job finds victims depends only on its team, priority and size until a
+    # victim is picked: at a deep queue (10,000 jobs) most searches repeat a failed one.
+    failed: set[tuple[str, int, int]] = set()
+    for waiting in claimants:
         if len(chosen) >= policy.max_preemptions_per_pass:
             break
-        best: tuple[float, str, list[RunningJob]] | None = None
-        for worker in pool.workers:
-            have = pool.free_now(worker) + incoming[worker]
-            if have >= waiting.slots:
-                best = None  # capacity is already on its way: wait for it
-                break
-            victims = sorted(
-                (
-                    r
-                    for r in running
-                    if r.worker == worker
-                    and r.id not in taken
-                    and not r.yielding
-                    and _outranks(waiting, r, teams, allocation, excess)
-                ),
-                # Least work lost first; on a tie, the job admitted as borrowing.
-                key=lambda r: (now - r.last_checkpoint_at, not r.borrowed),
-            )
-            picked: list[RunningJob] = []
-            for victim in victims:
-                if have >= waiting.slots:
-                    break
-                picked.append(victim)
-                have += victim.slots
-            if have >= waiting.slots:
-                lost = sum((now - v.last_checkpoint_at) * v.slots for v in picked)
-                if best is None or lost < best[0]:
-                    best = (lost, worker, picked)
-        if best is None:
+        kind = (waiting.team, waiting.priority, waiting.slots)
+        if kind in failed:
             continue
-        _, worker, picked = best
+        best = _cheapest_victims(
+            waiting, on_worker, taken, incoming, pool, teams, allocation, excess, now
+        )
+        if best is None:
+            failed.add(kind)
+            continue
+        failed.clear()
+        worker, picked = best
         for victim in picked:
             taken.add(victim.id)
             incoming[worker] += victim.slots
@@ -487,6 +485,38 @@ def _preempt(
     return chosen
 
 
+def _cheapest_victims(
+    waiting: PendingJob,
+    on_worker: dict[str, list[RunningJob]],
+    taken: set[str],
+    incoming: dict[str, int],
+    pool: _Pool,
+    teams: dict[str, TeamState],
+    allocation: dict[str, int],
+    excess: dict[str, int],
+    now: float,
+) -> tuple[str, list[RunningJob]] | None:
+    """The worker, and its victims, where the job starts losing the least work."""
+    best: tuple[float, str, list[RunningJob]] | None = None
+    for worker in pool.workers:
+        have = pool.free_now(worker) + incoming[worker]
+        if have >= waiting.slots:
+            return None  # capacity is already on its way: wait for it
+        picked: list[RunningJob] = []
+        for victim in on_worker.get(worker, ()):
+            if have >= waiting.slots:
+                break
+            if victim.id in taken or not _outranks(waiting, victim, teams, allocation, excess):
+                continue
+            picked.append(victim)
+            have += victim.slots
+        if have >= waiting.slots:
+            lost = sum((now - v.last_checkpoint_at) * v.slots for v in picked)
+            if best is None or lost < best[0]:
+                best = (lost, worker, picked)
+    return (best[1], best[2]) if best else None
+
+
 def _outranks(
     waiting: PendingJob,
     victim: RunningJob,
@@ -495,7 +525,9 @@ def _outranks(
     excess: dict[str, int],
 ) -> bool:
     """Lower priority always yields; at equal priority, a team within its quota reclaims
-    GPUs from another team while that team holds more than its quota."""
+    GPUs from another team while that team holds more than its quota.
+
+    """
     if waiting.priority > victim.priority:
         return True
     if waiting.priority < victim.priority or victim.team == waiting.team:
