@@ -13,9 +13,13 @@ the admission pass. In order:
 3. Placement: best fit on one worker (fewest free slots that suffice), specific GPU
    indices chosen for CUDA_VISIBLE_DEVICES.
 4. Backfill (EASY): the first job that cannot start gets a reservation at its
-   earliest start; later jobs start now only where they do not delay it.
+   earliest start; later jobs start now only where they do not delay it. Among the
+   borrowers, the first waiting job of each team still short of its quota (a 4-GPU
+   job of a team holding 7 of 8) gets one too, so other teams' borrowers cannot keep
+   it out by taking each GPU as it frees up.
 5. Preemption: a waiting job may ask lower-priority or borrowing jobs to yield; the
-   victims chosen are those that lose the least work (newest checkpoint).
+   victims chosen are those that lose the least work (newest checkpoint). A team short
+   of its quota reclaims borrowed GPUs for such a job too, where that is fairer.
 6. Every job left waiting gets a reason code, its position and an estimated start.
 """
 
@@ -367,6 +371,7 @@ def plan(
         )
 
     # Borrowing: idle GPUs beyond quota, only where no job within quota is waiting for them.
+    short = _short_of_quota(teams, allocation)
     claimants = list(blocked)
     for job in borrowers:
         worker = pool.best_fit(job.slots) if job.slots <= pool.max_free() else None
@@ -374,6 +379,13 @@ def plan(
             worker = _backfill_worker(pool, job, reservations, now)
         if worker is None:
             team = teams[job.team]
+            if job.team in short:
+                # Its team holds less than its quota, but this job would take it over (a
+                # multi-GPU job): it claims borrowed GPUs back (see _outranks), and the
+                # other teams' borrowers may not starve it (as for EASY's first job).
+                claimants.append(job)
+                if all(r[0].team != job.team for r in reservations):
+                    _reserve(pool, job, reservations)
             result.waits[job.id] = Wait(
                 "quota",
                 f"team {job.team} is at its quota of {team.max_gpus} GPUs "
@@ -401,6 +413,15 @@ def _reserve(pool: _Pool, job: PendingJob, reservations: list[_Reservation]) -> 
     start = pool.earliest(job.slots)
     if start is not None:
         reservations.append((job, start[0], start[1]))
+
+
+def _short_of_quota(teams: dict[str, TeamState], allocation: dict[str, int]) -> set[str]:
+    """Teams that hold fewer GPUs than their quota (after this pass's placements)."""
+    return {
+        team
+        for team, state in teams.items()
+        if state.max_gpus is not None and allocation.get(team, 0) < state.max_gpus
+    }
 
 
 def _quota_text(team: TeamState) -> str:
@@ -527,6 +548,10 @@ def _outranks(
     """Lower priority always yields; at equal priority, a team within its quota reclaims
     GPUs from another team while that team holds more than its quota.
 
+    A team short of its quota whose next job would take it over (a 2- or 4-GPU job when
+    it holds 7 of 8) reclaims too, but only where that is fairer: its share with the job
+    stays at most the victim team's share without the victim (Kueue's
+    LessThanOrEqualToFinalShare), so the two teams cannot take GPUs back and forth.
     """
     if waiting.priority > victim.priority:
         return True
@@ -535,7 +560,23 @@ def _outranks(
     if excess.get(victim.team, 0) <= 0:
         return False
     team = teams.get(waiting.team) or TeamState(waiting.team)
-    return team.max_gpus is None or allocation[waiting.team] + waiting.slots <= team.max_gpus
+    if team.max_gpus is None:
+        return True
+    held = allocation[waiting.team]
+    if held + waiting.slots <= team.max_gpus:
+        return True
+    if held >= team.max_gpus:
+        return False
+    owner = teams[victim.team]
+    if owner.max_gpus is None:  # (never: only a team with a quota has an excess)
+        return False
+    victim_left = owner.max_gpus + excess[victim.team] - victim.slots
+    return _share(team, held + waiting.slots) <= _share(owner, victim_left)
+
+
+def _share(team: TeamState, held: float) -> float:
+    """A team's share as the fair order counts it: GPUs held plus decayed usage, per weight."""
+    return (held + team.usage) / max(team.weight, 1e-9)
 
 
 def _explain(
@@ -561,7 +602,8 @@ def _explain(
         position += 1
         wait = waits.get(job_id)
         if wait is not None:
-            waits[job_id] = Wait(wait.reason_code, wait.reason, position, wait.estimated_start)
+            code, text = _PREEMPTING_FOR if job_id in preempting_for else wait[:2]
+            waits[job_id] = Wait(code, text, position, wait.estimated_start)
             continue
         if job_id not in blocked_ids:
             continue

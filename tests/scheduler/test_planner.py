@@ -173,3 +173,84 @@ def test_reclaim_follows_usage_against_quota_not_how_a_job_was_admitted() -> Non
     result = plan([pending("b1", "b"), pending("b2", "b")], busy, teams, workers(2), NOW)
     assert [(p.victim_id, p.for_job_id) for p in result.preemptions] == [("a2", "b1")]
     assert "beyond its quota" in result.preemptions[0].reason
+
+
+def test_a_team_short_of_quota_keeps_its_big_job_from_being_starved_by_borrowers() -> None:
+    # v holds 1 of its 2 GPUs; its 2-GPU job would take it to 3, so it may only borrow, and
+    # the one free slot is too few. n is at its quota and borrows too: its long job, first in
+    # line, would hold the slot that v's job needs at NOW + 100; its short one ends before.
+    teams = {
+        "v": TeamState("v", weight=2, max_gpus=2),
+        "n": TeamState("n", weight=1, max_gpus=1),
+        "s": TeamState("s"),
+    }
+    busy = [
+        running("v1", "w0", (0,), team="v", ends_in=100),
+        running("n1", "w0", (1,), team="n", ends_in=5000),
+        running("s1", "w0", (2,), team="s", ends_in=5000),
+    ]
+    jobs = [
+        pending("v-big", "v", slots=2, age=30),
+        pending("n-long", "n", age=20, runtime=5000),
+        pending("n-short", "n", age=10, runtime=50),
+    ]
+    result = plan(jobs, busy, teams, workers(4), NOW)
+    assert [(p.job_id, p.borrowed) for p in result.placements] == [("n-short", True)]
+    assert result.waits["v-big"].reason_code == "quota"
+    assert result.waits["n-long"].reason_code == "quota"
+
+
+def test_a_team_short_of_quota_reclaims_for_a_job_that_takes_it_over_when_fairer() -> None:
+    # v holds 1 of 2 and waits with a 2-GPU job; n holds 3 against a quota of 1. With the
+    # job v's share is (1 + 2) / 2 = 1.5; n keeps 2 / 1 = 2 after each victim: fairer.
+    teams = {"v": TeamState("v", weight=2, max_gpus=2), "n": TeamState("n", weight=1, max_gpus=1)}
+    busy = [
+        running("v1", "w0", (0,), team="v"),
+        running("n1", "w0", (1,), team="n", checkpoint_age=900),
+        running("n2", "w0", (2,), team="n", borrowed=True, checkpoint_age=10),
+        running("n3", "w0", (3,), team="n", borrowed=True, checkpoint_age=20),
+    ]
+    result = plan([pending("v-big", "v", slots=2)], busy, teams, workers(4), NOW)
+    assert [(p.victim_id, p.for_job_id) for p in result.preemptions] == [
+        ("n2", "v-big"),
+        ("n3", "v-big"),
+    ]
+    assert all("beyond its quota" in p.reason for p in result.preemptions)
+    assert result.waits["v-big"].reason_code == "priority"
+    assert "checkpointing" in result.waits["v-big"].reason
+
+
+def test_a_team_short_of_quota_does_not_reclaim_where_that_is_less_fair() -> None:
+    # n holds only 1 beyond its quota: without a victim it keeps 1 / 1 = 1, less than v's
+    # 1.5 with its job, so n's GPUs stay where they are (v would just take them back and
+    # forth with n otherwise).
+    teams = {
+        "v": TeamState("v", weight=2, max_gpus=2),
+        "n": TeamState("n", weight=1, max_gpus=1),
+        "s": TeamState("s"),
+    }
+    busy = [
+        running("v1", "w0", (0,), team="v"),
+        running("n1", "w0", (1,), team="n", borrowed=True),
+        running("n2", "w0", (2,), team="n"),
+        running("s1", "w0", (3,), team="s"),
+    ]
+    result = plan([pending("v-big", "v", slots=2)], busy, teams, workers(4), NOW)
+    assert result.preemptions == []
+    assert result.waits["v-big"].reason_code == "quota"
+
+
+def test_a_job_that_finds_no_victims_does_not_stop_a_smaller_one_behind_it() -> None:
+    # The 2-slot jobs find one low-priority victim only (the other job is their own team's);
+    # the 1-slot job behind them, of the same team and priority, still gets it.
+    busy = [
+        running("low", "w0", (0,), team="b", priority=0),
+        running("mine", "w0", (1,), team="a"),
+    ]
+    jobs = [
+        pending("a1", "a", slots=2, age=30),
+        pending("a2", "a", slots=2, age=20),
+        pending("a3", "a", slots=1, age=10),
+    ]
+    result = plan(jobs, busy, {}, workers(2), NOW)
+    assert [(p.victim_id, p.for_job_id) for p in result.preemptions] == [("low", "a3")]
