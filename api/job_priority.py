@@ -11,8 +11,8 @@ from api.auth import requires
 from api.context import db, platform
 from api.errors import ApiError, invalid
 from api.jobs import job_json, owned_job
+from scheduler.admission_requests import request_admission
 from scheduler.planner import PRIORITIES
-from scheduler.ticks import run_admission
 from storage.models import Team
 from storage.states import JobState, record_event
 
@@ -54,6 +54,6 @@ def edit(job_id: str) -> Response:
         data={"priority": change.priority},
     )
     db().commit()
-    run_admission(platform())
+    request_admission(platform())
     db().refresh(job)
     return jsonify(job_json(job))

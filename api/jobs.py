@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from api.paging import page_params, paged
 from api.schemas import JobCreate
 from api.training_checks import check_validation_labels, training_report
 from scheduler.admission import PRIORITIES
-from scheduler.ticks import run_admission
+from scheduler.admission_requests import request_admission
+from scheduler.wait_board import Place, read_board
 from storage.ids import new_id
 from storage.models import Job, JobEvent
 from storage.states import JobState, record_event, transition
+from tunepool.redis_client import redis_client
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 S = JobState
@@ -33,8 +36,17 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    waiting = job.state == S.PENDING.value
+def waiting_places(jobs: Iterable[Job]) -> dict[str, Place]:
+    """Positions and estimated starts of the pending ones among ``jobs`` (the wait board)."""
+    waiting = [j.id for j in jobs if j.state == S.PENDING.value]
+    if not waiting:
+        return {}
+    return read_board(redis_client(platform().settings.redis_url), waiting)
+
+
+def job_json(job: Job, places: Mapping[str, Place] | None = None) -> dict[str, Any]:
+    """``places``: from ``waiting_places`` when rendering many jobs (one Redis read)."""
+    place = (waiting_places([job]) if places is None else places).get(job.id)
     return {
         "id": job.id,
         "type": job.type,
@@ -42,8 +54,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "state": job.state,
         "reason_code": job.reason_code,
         "reason": job.reason,
-        "queue_position": job.queue_position if waiting else None,
-        "estimated_start": _iso(job.estimated_start) if waiting else None,
+        "queue_position": place.position if place else None,
+        "estimated_start": _iso(place.estimated_start) if place else None,
         "priority": next((k for k, v in PRIORITIES.items() if v == job.priority), "normal"),
         "resources": {"gpus": job.slots},
         "worker": job.worker_name,
@@ -133,14 +145,14 @@ def submit() -> tuple[Response, int]:
         slots=spec.resources.gpus,
         state=S.PENDING.value,
         reason_code="admission",
-        reason="waiting for the first admission pass",
+        reason="waiting for the next admission pass",
         max_attempts=spec.max_attempts or platform().settings.max_attempts,
         created_at=now,
     )
     session.add(job)
     record_event(session, job.id, "state", new=S.PENDING.value, reason="accepted")
     session.commit()
-    run_admission(platform())
+    request_admission(platform())
     session.refresh(job)
     return jsonify(job_json(job)), 201
 
@@ -163,7 +175,8 @@ def list_jobs() -> Response:
     if cursor:
         query = query.where(Job.id < cursor)
     rows = db().scalars(query.order_by(Job.id.desc()).limit(limit + 1)).all()
-    return jsonify(paged([job_json(j) for j in rows], limit))
+    places = waiting_places(rows)
+    return jsonify(paged([job_json(j, places) for j in rows], limit))
 
 
 @bp.get("/<job_id>")

@@ -21,7 +21,7 @@ from api.datasets import owned_dataset
 from api.errors import ApiError, invalid
 from api.schemas import CompressJobCreate, InferenceJobCreate
 from scheduler.admission import PRIORITIES
-from scheduler.ticks import run_admission
+from scheduler.admission_requests import request_admission
 from storage.blobs import ChecksumMismatch
 from storage.ids import new_id
 from storage.models import Job, ModelVersion, StoredObject
@@ -81,7 +81,7 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
     session.add(job)
     record_event(session, job.id, "state", new=JobState.PENDING.value, reason="accepted")
     session.commit()
-    run_admission(platform())
+    request_admission(platform())
     session.refresh(job)
     return jsonify(job_json(job)), 201
 

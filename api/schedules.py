@@ -315,7 +315,7 @@ def runs(schedule_id: str) -> Response:
 @requires("member")
 def run_now(schedule_id: str) -> tuple[Response, int]:
     """Fire once now, outside the timetable (the same path as a due time)."""
-    from scheduler.ticks import run_admission
+    from scheduler.admission_requests import request_admission
 
     row = owned_schedule(schedule_id)
     ident = row.id
@@ -323,7 +323,7 @@ def run_now(schedule_id: str) -> tuple[Response, int]:
     run_id = fire(platform(), ident, time.time(), trigger="manual")
     if run_id is None:
         raise ApiError(409, "conflict", "a run for this instant already exists; retry", "schedule")
-    run_admission(platform())
+    request_admission(platform())
     found = db().get(ScheduleRun, run_id)
     assert found is not None
     return jsonify(run_json(found)), 201

@@ -149,9 +149,9 @@ def update(ident: str) -> Response:
         raise ApiError(403, "forbidden", "only the operators' admins change quotas and weights")
     _apply(team, limits, fields)
     db().commit()
-    from scheduler.ticks import run_admission
+    from scheduler.admission_requests import request_admission
 
-    run_admission(platform())
+    request_admission(platform())
     return jsonify(team_json(team))
 
 

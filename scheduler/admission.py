@@ -8,9 +8,10 @@ row is committed, and a message lost on the way is recovered from SQL.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.planner import (
@@ -26,6 +27,7 @@ from scheduler.planner import (
     plan,
 )
 from scheduler.usage import decayed_usage, gpu_hours_by_team, period_start
+from scheduler.wait_board import Place
 from storage.db import lock_scheduler
 from storage.models import Checkpoint, Job, Team, Worker
 from storage.states import HOLDING_SLOTS, JobState, transition
@@ -46,21 +48,41 @@ def _runtime_estimate(job: Job) -> float:
     return float(job.spec.get("estimated_runtime_s") or DEFAULT_RUNTIME_S)
 
 
-def load_and_plan(session: Session, settings: Settings, now: float) -> AdmissionPlan:
-    pending_rows = session.scalars(select(Job).where(Job.state == S.PENDING.value)).all()
+# Why each pending job waited after the last pass, to write only what a pass changes.
+Reasons = dict[str, tuple[str | None, str | None]]
+
+
+def _load_pending(session: Session) -> tuple[list[PendingJob], Reasons]:
+    # Plain rows, not ORM objects, and only the spec's runtime estimate: this runs over
+    # the whole queue on every pass.
+    runtime = Job.spec["estimated_runtime_s"].as_float()
+    rows = session.execute(
+        select(
+            Job.id,
+            Job.team_id,
+            Job.priority,
+            Job.slots,
+            Job.created_at,
+            runtime,
+            Job.type,
+            Job.reason_code,
+            Job.reason,
+        ).where(Job.state == S.PENDING.value)
+    ).all()
     pending = [
-        PendingJob(
-            j.id,
-            j.team_id,
-            j.priority,
-            j.slots,
-            j.created_at,
-            _runtime_estimate(j),
-            j.type,
-            j.reason_code,
-        )
-        for j in pending_rows
+        PendingJob(r[0], r[1], r[2], r[3], r[4], r[5] or DEFAULT_RUNTIME_S, r[6], r[7])
+        for r in rows
     ]
+    return pending, {r[0]: (r[7], r[8]) for r in rows}
+
+
+def load_and_plan(session: Session, settings: Settings, now: float) -> AdmissionPlan:
+    return _plan(session, settings, now, _load_pending(session)[0])
+
+
+def _plan(
+    session: Session, settings: Settings, now: float, pending: list[PendingJob]
+) -> AdmissionPlan:
     holding = session.scalars(
         select(Job).where(
             Job.state.in_([s.value for s in HOLDING_SLOTS]), Job.worker_name.is_not(None)
@@ -113,12 +135,22 @@ def load_and_plan(session: Session, settings: Settings, now: float) -> Admission
 
 
 def admit(
-    session: Session, publish: Publish, settings: Settings, now: float | None = None
+    session: Session,
+    publish: Publish,
+    settings: Settings,
+    now: float | None = None,
+    post: Callable[[dict[str, Place]], None] | None = None,
 ) -> list[Placement]:
-    """One admission pass. Commits; then publishes each placed job to its worker's queue."""
+    """One admission pass. Commits; then publishes each placed job to its worker's queue.
+
+    ``post`` receives every waiting job's position and estimated start (the wait board);
+    it is called while the pass still holds the scheduler lock, so boards arrive in the
+    order of the passes that made them.
+    """
     now = now or time.time()
     lock_scheduler(session)
-    decided = load_and_plan(session, settings, now)
+    pending, reasons = _load_pending(session)
+    decided = _plan(session, settings, now, pending)
     placed: list[Placement] = []
     for p in decided.placements:
         if transition(
@@ -135,8 +167,6 @@ def admit(
                 "borrowed": p.borrowed,
                 "reason_code": None,
                 "reason": None,
-                "queue_position": None,
-                "estimated_start": None,
             },
             data={"worker": p.worker, "gpu_indices": list(p.gpu_indices), "borrowed": p.borrowed},
         ):
@@ -150,12 +180,9 @@ def admit(
             expect={S.RUNNING},
             data={"for_job": pre.for_job_id},
         )
-    for job_id, wait in decided.waits.items():
-        job = session.get(Job, job_id)
-        if job is None or job.state != S.PENDING.value:
-            continue
-        job.reason_code, job.reason = wait.reason_code, wait.reason
-        job.queue_position, job.estimated_start = wait.position, wait.estimated_start
+    _record_reasons(session, decided, reasons)
+    if post is not None:
+        post({job_id: Place(w.position, w.estimated_start) for job_id, w in decided.waits.items()})
     labels = (
         dict(
             session.execute(
@@ -171,3 +198,24 @@ def admit(
     for p in placed:
         publish(p.job_id, p.queue, p.kind, labels.get(p.job_id, ""))
     return placed
+
+
+def _record_reasons(session: Session, decided: AdmissionPlan, before: Reasons) -> None:
+    """Write a waiting job's reason only when this pass changed it: at a deep queue most
+    reasons stay the same from pass to pass, and each write is a row update."""
+    changed = [
+        {"b_id": job_id, "b_code": w.reason_code, "b_text": w.reason}
+        for job_id, w in decided.waits.items()
+        if before.get(job_id, (None, None)) != (w.reason_code, w.reason)
+    ]
+    if changed:
+        # One executemany on the table (Core): the ORM's bulk path wants no WHERE clause,
+        # and the state condition keeps a job another process just moved untouched.
+        table = cast(Table, Job.__table__)
+        jobs = table.c
+        session.connection().execute(
+            update(table)
+            .where(jobs.id == bindparam("b_id"), jobs.state == S.PENDING.value)
+            .values(reason_code=bindparam("b_code"), reason=bindparam("b_text")),
+            changed,
+        )

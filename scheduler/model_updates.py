@@ -52,9 +52,9 @@ def run_model_updates(platform: Platform, now: float | None = None) -> dict[str,
     fired = fire_due(platform, now)
     advanced = advance_runs(platform, now)
     if fired or advanced:
-        from scheduler.ticks import run_admission
+        from scheduler.admission_requests import request_admission
 
-        run_admission(platform)
+        request_admission(platform)
     return {"fired": fired, "advanced": advanced}
 
 

@@ -8,10 +8,12 @@ import time
 from scheduler.admission import Placement, admit
 from scheduler.dispatch import celery_publisher
 from scheduler.pool import mark_lost
+from scheduler.wait_board import post_board
 from storage.db import transaction
 from storage.lease import reap_expired, requeue_unclaimed
 from tunepool.observations import observe_admission_pass
 from tunepool.platform import Platform
+from tunepool.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,13 @@ def run_admission(platform: Platform) -> list[Placement]:
     session = platform.sessions()
     started = time.perf_counter()
     try:
-        return admit(session, celery_publisher(platform.celery), platform.settings)
+        board = redis_client(platform.settings.redis_url)
+        return admit(
+            session,
+            celery_publisher(platform.celery),
+            platform.settings,
+            post=lambda places: post_board(board, places),
+        )
     finally:
         session.close()
         # Passes run in the API, workers and the control worker; /metrics reads them all.

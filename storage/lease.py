@@ -55,8 +55,6 @@ def claim(
             "started_at": job.started_at or now,
             "reason_code": None,
             "reason": None,
-            "queue_position": None,
-            "estimated_start": None,
         },
         data={"owner": owner, "attempt": attempt, "worker": worker_name},
     )

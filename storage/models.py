@@ -122,8 +122,6 @@ class Job(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     reason_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    queue_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    estimated_start: Mapped[float | None] = mapped_column(Float, nullable=True)
     worker_name: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     # The worker's GPU indices the job was placed on (CUDA_VISIBLE_DEVICES of its process).
     gpu_indices: Mapped[list[int]] = mapped_column(JSON, default=list)

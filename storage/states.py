@@ -123,8 +123,6 @@ def transition(
         changes.setdefault("lease_owner", None)
         changes.setdefault("lease_until", None)
         changes.setdefault("reason_code", None)
-        changes.setdefault("queue_position", None)
-        changes.setdefault("estimated_start", None)
     result = session.execute(
         update(Job)
         .where(*conditions)

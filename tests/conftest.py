@@ -24,6 +24,11 @@ from tunepool.redis_server import RedisServer, start_redis
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Admission runs inline in the call that asks for it: most tests have no control worker
+# to run a deferred pass (their Settings and worker subprocesses read this variable).
+# tests/scheduler/test_admission_requests.py and the e2e burst test use the deferred,
+# coalesced default of production.
+os.environ.setdefault("TUNEPOOL_ADMISSION_COALESCE_S", "0")
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TUNEPOOL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
-import redis
+from tunepool.redis_client import redis_client as _client
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +24,6 @@ ADMISSION_KEY = "tunepool:metrics:admission_pass_seconds"
 GPU_KEY_PREFIX = "tunepool:metrics:gpus:"
 # Upper bounds (seconds) of the admission histogram's buckets; +Inf is implied.
 ADMISSION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-_clients: dict[tuple[int, str], redis.Redis] = {}
-
-
-def _client(url: str) -> redis.Redis:
-    # One client per process and URL: a forked child must not share its parent's sockets.
-    key = (os.getpid(), url)
-    if key not in _clients:
-        _clients[key] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    return _clients[key]
 
 
 def observe_admission_pass(redis_url: str, seconds: float) -> None:

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     worker_lost_after_s: float = 60.0
 
     admission_interval_s: float = 5.0
+    # Submits and finished jobs ask for a pass due this many seconds later; asks within
+    # the window share that one pass (scheduler.admission_requests). 0: pass inline.
+    admission_coalesce_s: float = 0.5
     # Fair share: past usage decays with this half-life; budgets run over fixed periods.
     fair_share_half_life_s: float = 24 * 3600.0
     budget_period_days: float = 30.0

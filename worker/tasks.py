@@ -12,13 +12,14 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
+from scheduler.admission_requests import request_admission
 from scheduler.cancellation import enforce_cancellations
 from scheduler.pool import heartbeat, register, retire
-from scheduler.ticks import run_admission
 from storage.db import transaction
 from tunepool.gpu_stats import sample_gpus
 from tunepool.observations import publish_gpu_samples
 from tunepool.platform import current_platform
+from worker import fork_guard
 from worker.identity import describe, worker_name
 from worker.shutdown import begin_warm_shutdown
 
@@ -36,7 +37,7 @@ def train(job_id: str, team: str = "") -> str:
     if outcome != "not_claimed":
         # Slots just freed: let the next job in without waiting for the beat tick.
         try:
-            run_admission(platform)
+            request_admission(platform)
         except Exception:
             log.exception("admission after job %s failed; the beat tick will retry", job_id)
     return outcome
@@ -70,7 +71,7 @@ def _run_model_job(run: Any, job_id: str) -> str:
     outcome: str = run(platform, job_id, worker_name(platform.settings))
     if outcome != "not_claimed":
         try:
-            run_admission(platform)
+            request_admission(platform)
         except Exception:
             log.exception("admission after job %s failed; the beat tick will retry", job_id)
     return outcome
@@ -88,14 +89,15 @@ def _on_ready(**_: Any) -> None:
         register(session, info)
     log.info("worker %s registered with %d slot(s) on queue %s", info.name, info.slots, info.queue)
     threading.Thread(target=_beat_heart, args=(info.name,), name="heartbeat", daemon=True).start()
-    run_admission(platform)
+    request_admission(platform)
 
 
 def _beat_heart(name: str) -> None:
     platform = current_platform()
+    fork_guard.install()
     while not _stop_heartbeat.wait(platform.settings.worker_heartbeat_s):
         try:
-            with transaction(platform.sessions) as session:
+            with fork_guard.guard, transaction(platform.sessions) as session:
                 if not heartbeat(session, name):
                     register(session, describe(platform.settings))
             # Only this host can read its GPUs; /metrics serves them from Redis.
@@ -106,7 +108,7 @@ def _beat_heart(name: str) -> None:
                 ttl_s=3 * platform.settings.worker_heartbeat_s,
             )
             # Only this host can signal its own job processes.
-            with transaction(platform.sessions) as session:
+            with fork_guard.guard, transaction(platform.sessions) as session:
                 enforce_cancellations(session, name, platform.settings.cancel_grace_s)
         except Exception:
             log.exception("heartbeat of %s failed; will retry", name)

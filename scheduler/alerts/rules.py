@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from scheduler.wait_board import read_board
 from storage.models import Job, Team, Worker
 from storage.objects.base import ObjectStore
 from storage.states import HOLDING_SLOTS, JobState
+from tunepool.redis_client import redis_client
 from tunepool.settings import Settings
 
 S = JobState
@@ -65,20 +67,22 @@ def job_pending_too_long(ctx: Context) -> list[Firing]:
     limit = ctx.settings.alert_pending_after_s
     jobs = ctx.session.scalars(
         select(Job).where(Job.state == S.PENDING.value, Job.created_at < ctx.now - limit)
-    )
+    ).all()
+    # Positions live on the admission pass's wait board; unknown if Redis cannot be read.
+    places = read_board(redis_client(ctx.settings.redis_url), [j.id for j in jobs])
     return [
         Firing(
             "job_pending",
             f"job:{j.id}",
             f"job {j.id} pending for {(ctx.now - j.created_at) / 60:.0f} min: "
             f"{j.reason_code or 'unknown'} ({j.reason or 'no reason given'}), "
-            f"position {j.queue_position}",
+            f"position {places[j.id].position if j.id in places else 'unknown'}",
             team_id=j.team_id,
             details={
                 "job_id": j.id,
                 "reason_code": j.reason_code,
                 "reason": j.reason,
-                "queue_position": j.queue_position,
+                "queue_position": places[j.id].position if j.id in places else None,
                 "pending_s": round(ctx.now - j.created_at, 1),
             },
         )

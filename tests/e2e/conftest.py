@@ -50,6 +50,19 @@ class WorkerProcs:
         self.procs[name] = proc
         return proc
 
+    def start_control(self) -> subprocess.Popen[bytes]:
+        """The control worker that runs deferred admission passes (``tunepool control``)."""
+        log = (self.logs / "control.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunepool", "control", "--loglevel", "info"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs["control"] = proc
+        return proc
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal the worker's whole process tree, as when its machine dies."""
         proc = self.procs[name]

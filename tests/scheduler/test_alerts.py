@@ -18,10 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from scheduler.alerts.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, configured, signature
 from scheduler.alerts.engine import deliver, evaluate
 from scheduler.alerts.rules import RULES
+from scheduler.wait_board import Place, post_board
 from storage.alerts import Incident
 from storage.models import Job, Worker
 from storage.teams import create_team
 from tunepool.netutil import free_port
+from tunepool.redis_client import redis_client
+from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 SECRET = "webhook-secret"
@@ -80,8 +83,11 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 
 
 @pytest.fixture
-def settings(receiver: Receiver, mailbox: tuple[Mailbox, int]) -> Settings:
+def settings(
+    receiver: Receiver, mailbox: tuple[Mailbox, int], redis_server: RedisServer
+) -> Settings:
     return Settings(
+        redis_url=redis_server.url,
         alert_webhook_url=receiver.url,
         alert_webhook_secret=SECRET,
         alert_smtp_host="127.0.0.1",
@@ -170,11 +176,12 @@ def test_a_lasting_condition_repeats_after_the_interval_and_a_dead_webhook_is_re
                 state="pending",
                 reason_code="no_capacity",
                 reason="every GPU is busy",
-                queue_position=3,
                 created_at=t0 - settings.alert_pending_after_s - 5,
             )
         )
         session.commit()
+    # The last admission pass put it third on the wait board.
+    post_board(redis_client(settings.redis_url), {"job_stuck": Place(3, None)})
     receiver.fail = True
     assert tick(sessions, settings, t0) == []  # the webhook refused: not counted as sent
     receiver.fail = False

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 00:51:45.088845
+Create Date: 2026-11-29 01:33:43.620210
 """
 
 from alembic import op
@@ -161,8 +161,6 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("reason_code", sa.String(length=32), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("queue_position", sa.Integer(), nullable=True),
-        sa.Column("estimated_start", sa.Float(), nullable=True),
         sa.Column("worker_name", sa.String(length=128), nullable=True),
         sa.Column("gpu_indices", sa.JSON(), nullable=False),
         sa.Column("borrowed", sa.Boolean(), nullable=False),

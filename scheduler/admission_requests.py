@@ -1,0 +1,50 @@
+"""Asking for an admission pass without running one: how submits and finished jobs wake
+the scheduler.
+
+A pass reads the whole pending queue, so running one inside every submit makes each
+submit cost O(queue) and a burst of N submits O(N x queue). Instead a caller commits
+its job and asks for a pass; the first ask in a window sends one ``tunepool.admit``
+to the control queue, due when the window closes, and later asks in that window are
+already covered by it: each of them committed before the window closed, and the pass
+reads the queue after it. The beat's admission tick (``admission_interval_s``) covers
+a lost message or an unreachable Redis, so an ask can fail without losing a job.
+
+``admission_coalesce_s = 0`` runs the pass inline instead (single-process setups and
+tests without a control worker).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tunepool.platform import Platform
+from tunepool.redis_client import redis_client
+
+log = logging.getLogger(__name__)
+
+ASK_KEY = "tunepool:admission:asked"
+ADMIT_TASK = "tunepool.admit"
+
+
+def request_admission(platform: Platform) -> None:
+    settings = platform.settings
+    window = settings.admission_coalesce_s
+    if window <= 0:
+        from scheduler.ticks import run_admission
+
+        run_admission(platform)
+        return
+    try:
+        first = redis_client(settings.redis_url).set(ASK_KEY, "1", nx=True, px=int(window * 1000))
+        if first:
+            from worker.celery_app import CONTROL_QUEUE
+
+            # `expires`: a pass that could not run for a whole tick is superseded by the tick.
+            platform.celery.send_task(
+                ADMIT_TASK,
+                queue=CONTROL_QUEUE,
+                countdown=window,
+                expires=window + settings.admission_interval_s,
+            )
+    except Exception as exc:  # Redis or the broker unreachable: the beat tick admits
+        log.warning("could not ask for an admission pass (the next tick will admit): %s", exc)

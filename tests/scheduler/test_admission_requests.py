@@ -1,0 +1,83 @@
+"""Deferred admission: asks coalesce into one pass per window; the wait board round-trips."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import redis
+
+from scheduler.admission_requests import ADMIT_TASK, ASK_KEY, request_admission
+from scheduler.wait_board import BOARD_KEY, Place, post_board, read_board
+from tunepool.platform import Platform
+from tunepool.redis_server import RedisServer
+from tunepool.settings import Settings
+from worker.celery_app import CONTROL_QUEUE
+
+
+def _platform(tmp_path: Path, redis_url: str, window: float) -> Platform:
+    return Platform(
+        Settings(
+            home=tmp_path,
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            redis_url=redis_url,
+            admission_coalesce_s=window,
+        )
+    )
+
+
+def _admit_messages(client: redis.Redis) -> list[dict[str, object]]:
+    raw: list[bytes] = client.lrange(CONTROL_QUEUE, 0, -1)  # type: ignore[assignment]
+    return [json.loads(m)["headers"] for m in raw]
+
+
+def test_a_burst_of_asks_sends_one_pass_due_at_the_end_of_the_window(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    platform = _platform(tmp_path, redis_server.url, window=0.5)
+    for _ in range(50):
+        request_admission(platform)
+    messages = _admit_messages(client)
+    assert len(messages) == 1
+    assert messages[0]["task"] == ADMIT_TASK
+    # Due when the window closes, so the pass sees every job committed within it.
+    assert messages[0]["eta"] is not None
+    time.sleep(0.6)
+    assert not client.exists(ASK_KEY)
+    request_admission(platform)
+    assert len(_admit_messages(client)) == 2
+    platform.close()
+
+
+def test_an_unreachable_redis_does_not_fail_the_ask(tmp_path: Path) -> None:
+    # Port 1 refuses at once; the beat's tick admits the job later.
+    platform = _platform(tmp_path, "redis://127.0.0.1:1/0", window=0.5)
+    request_admission(platform)
+    platform.close()
+
+
+def test_the_board_is_replaced_whole_and_unknown_jobs_have_no_place(
+    redis_server: RedisServer,
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.delete(BOARD_KEY)
+    post_board(client, {"a": Place(1, 1700000000.0), "b": Place(2, None)})
+    assert read_board(client, ["a", "b", "c"]) == {
+        "a": Place(1, 1700000000.0),
+        "b": Place(2, None),
+    }
+    # The next pass no longer has "a" waiting: it leaves the board with it.
+    post_board(client, {"b": Place(1, None)})
+    assert read_board(client, ["a", "b"]) == {"b": Place(1, None)}
+    post_board(client, {})
+    assert read_board(client, ["b"]) == {}
+    assert read_board(client, []) == {}
+
+
+def test_an_unreachable_board_reads_as_unknown_positions() -> None:
+    client = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    post_board(client, {"a": Place(1, None)})
+    assert read_board(client, ["a"]) == {}
