@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from api import errors, guards, idempotency
+from api import after_writes, errors, guards, idempotency
 from api.alerts import bp as alerts_bp
 from api.auth import load_caller
 from api.datasets import bp as datasets_bp
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             return jsonify({"status": "degraded", "database": type(exc).__name__}), 503
         return jsonify(status), 200
 
+    after_writes.install(app)  # first, so that its hook runs after the two below
     guards.install(app)  # after authentication: rate limits per key, audit of changes
     idempotency.install(app)  # after rate limits: a replay is still a call
     app.register_blueprint(datasets_bp)

@@ -12,13 +12,13 @@ import logging
 import math
 import threading
 import time
+from functools import partial
 
 from flask import Flask, Response, g, request
 
-from api.context import platform
+from api.after_writes import defer
 from api.errors import ApiError
 from storage.audit import record
-from storage.db import transaction
 from tunepool.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,27 +73,22 @@ def install(app: Flask) -> None:
         if request.method not in MUTATING or not request.path.startswith("/v1/"):
             return response
         key = g.get("api_key")
-        # The view is done and has committed what it meant to; end its transaction now
-        # (as teardown would) so that on SQLite it no longer holds the write lock.
-        session = g.pop("db", None)
-        if session is not None:
-            session.close()
-        try:
-            with transaction(platform().sessions) as session:
-                record(
-                    session,
-                    team_id=key.team_id if key else None,
-                    key_id=key.id if key else None,
-                    role=key.role if key else None,
-                    method=request.method,
-                    path=request.path,
-                    endpoint=request.endpoint,
-                    status=response.status_code,
-                    remote_addr=request.remote_addr,
-                )
-        except Exception:
-            # The call already happened; a lost audit row must not turn it into an error.
-            log.exception("could not write the audit event for %s %s", request.method, request.path)
+        # A lost audit row must not turn the call, which already happened, into an error:
+        # after_writes logs a failure instead of raising it.
+        defer(
+            partial(
+                record,
+                team_id=key.team_id if key else None,
+                key_id=key.id if key else None,
+                role=key.role if key else None,
+                method=request.method,
+                path=request.path,
+                endpoint=request.endpoint,
+                status=response.status_code,
+                remote_addr=request.remote_addr,
+            ),
+            f"the audit event for {request.method} {request.path}",
+        )
         return response
 
 

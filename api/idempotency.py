@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 from flask import Flask, Response, g, request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from api.after_writes import defer
 from api.context import platform
 from api.errors import ApiError
 from storage.db import transaction
@@ -57,22 +60,26 @@ def install(app: Flask) -> None:
         if request_session is not None:
             request_session.commit()
         sessions = platform().sessions
+        # Reserve first: a new key (the common case) costs one INSERT; only a key already
+        # taken is read back, to replay its answer or say why not.
+        try:
+            with transaction(sessions) as session:
+                session.add(
+                    IdempotencyKey(team_id=api_key.team_id, key=key, fingerprint=fingerprint)
+                )
+        except IntegrityError:
+            pass
+        else:
+            g.idempotency = (api_key.team_id, key)
+            return None
         with sessions() as session:
             found = session.scalar(
                 select(IdempotencyKey).where(
                     IdempotencyKey.team_id == api_key.team_id, IdempotencyKey.key == key
                 )
             )
-        if found is None:
-            try:
-                with transaction(sessions) as session:
-                    session.add(
-                        IdempotencyKey(team_id=api_key.team_id, key=key, fingerprint=fingerprint)
-                    )
-            except IntegrityError:
-                raise _in_progress() from None
-            g.idempotency = (api_key.team_id, key)
-            return None
+        if found is None:  # the first call failed and freed its key meanwhile: run again
+            raise _in_progress()
         if found.fingerprint != fingerprint:
             raise ApiError(
                 422,
@@ -97,21 +104,25 @@ def install(app: Flask) -> None:
             return response
         team_id, key = held
         where = (IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
-        # On SQLite the request's own session may still hold the write lock (a refresh
-        # after its commit begins a transaction): end it before writing here.
-        request_session = g.pop("db", None)
-        if request_session is not None:
-            request_session.close()
-        with transaction(platform().sessions) as session:
-            if response.status_code >= 500 or response.is_streamed or response.direct_passthrough:
-                # Not an answer worth replaying: let a retry run again.
-                session.execute(delete(IdempotencyKey).where(*where))
-            else:
-                row = session.scalar(select(IdempotencyKey).where(*where))
-                if row is not None:
-                    row.status = response.status_code
-                    row.body = response.get_data(as_text=True)
-                    row.content_type = response.content_type
+        if response.status_code >= 500 or response.is_streamed or response.direct_passthrough:
+            # Not an answer worth replaying: let a retry run again.
+            statement: Any = delete(IdempotencyKey).where(*where)
+        else:
+            statement = (
+                update(IdempotencyKey)
+                .where(*where)
+                .values(
+                    status=response.status_code,
+                    body=response.get_data(as_text=True),
+                    content_type=response.content_type,
+                )
+            )
+
+        # With the audit row, in one transaction (api.after_writes).
+        def keep(session: Session) -> None:
+            session.execute(statement)
+
+        defer(keep, f"the answer for {HEADER} {key}")
         return response
 
     @app.teardown_request
