@@ -54,6 +54,6 @@ def edit(job_id: str) -> Response:
         data={"priority": change.priority},
     )
     db().commit()
-    request_admission(platform())
-    db().refresh(job)
+    if request_admission(platform()):
+        db().refresh(job)
     return jsonify(job_json(job))

@@ -152,8 +152,8 @@ def submit() -> tuple[Response, int]:
     session.add(job)
     record_event(session, job.id, "state", new=S.PENDING.value, reason="accepted")
     session.commit()
-    request_admission(platform())
-    session.refresh(job)
+    if request_admission(platform()):
+        session.refresh(job)
     return jsonify(job_json(job)), 201
 
 

@@ -81,8 +81,8 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
     session.add(job)
     record_event(session, job.id, "state", new=JobState.PENDING.value, reason="accepted")
     session.commit()
-    request_admission(platform())
-    session.refresh(job)
+    if request_admission(platform()):
+        session.refresh(job)
     return jsonify(job_json(job)), 201
 
 

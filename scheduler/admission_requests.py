@@ -26,14 +26,15 @@ ASK_KEY = "tunepool:admission:asked"
 ADMIT_TASK = "tunepool.admit"
 
 
-def request_admission(platform: Platform) -> None:
+def request_admission(platform: Platform) -> bool:
+    """True if a pass ran here and then (the caller's rows may have changed), else False."""
     settings = platform.settings
     window = settings.admission_coalesce_s
     if window <= 0:
         from scheduler.ticks import run_admission
 
         run_admission(platform)
-        return
+        return True
     try:
         first = redis_client(settings.redis_url).set(ASK_KEY, "1", nx=True, px=int(window * 1000))
         if first:
@@ -48,3 +49,4 @@ def request_admission(platform: Platform) -> None:
             )
     except Exception as exc:  # Redis or the broker unreachable: the beat tick admits
         log.warning("could not ask for an admission pass (the next tick will admit): %s", exc)
+    return False
