@@ -5,6 +5,7 @@ Tasks take ids, never rows: load, call a plain function, record the outcome.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from typing import Any
@@ -79,6 +80,11 @@ def _run_model_job(run: Any, job_id: str) -> str:
 
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
+    # Celery's prefork pool runs gc.collect() before forking each child (celery#2927), and
+    # with one task per child that is once per job: over every object the parent holds,
+    # most of the parent's CPU under load. Objects alive now (imports, the app) are
+    # permanent: freezing them takes them out of every later collection.
+    gc.freeze()
     platform = current_platform()
     if not platform.settings.worker_name:
         # Only `tunepool worker` names its process; the control worker (scheduler ticks)
