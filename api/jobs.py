@@ -154,7 +154,9 @@ def submit() -> tuple[Response, int]:
     session.commit()
     if request_admission(platform()):
         session.refresh(job)
-    return jsonify(job_json(job)), 201
+        return jsonify(job_json(job)), 201
+    # No pass has seen it yet, so it is not on the wait board: nothing to read there.
+    return jsonify(job_json(job, places={})), 201
 
 
 def _check_base_model(name: str) -> None:

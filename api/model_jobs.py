@@ -83,7 +83,9 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
     session.commit()
     if request_admission(platform()):
         session.refresh(job)
-    return jsonify(job_json(job)), 201
+        return jsonify(job_json(job)), 201
+    # No pass has seen it yet, so it is not on the wait board: nothing to read there.
+    return jsonify(job_json(job, places={})), 201
 
 
 @bp.get("/<job_id>/output")
