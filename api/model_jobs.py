@@ -74,7 +74,7 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
         slots=1,
         state=JobState.PENDING.value,
         reason_code="admission",
-        reason="waiting for the first admission pass",
+        reason="waiting for the next admission pass",
         max_attempts=spec.max_attempts or platform().settings.max_attempts,
         created_at=time.time(),
     )

@@ -198,7 +198,7 @@ def _retrain_job(
         slots=schedule.gpus,
         state=S.PENDING.value,
         reason_code="admission",
-        reason="waiting for the first admission pass",
+        reason="waiting for the next admission pass",
         max_attempts=platform.settings.max_attempts,
         created_at=now,
     )
@@ -307,7 +307,7 @@ def _after_training(
         slots=1,
         state=S.PENDING.value,
         reason_code="admission",
-        reason="waiting for the first admission pass",
+        reason="waiting for the next admission pass",
         max_attempts=platform.settings.max_attempts,
         created_at=now,
     )
