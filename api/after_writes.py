@@ -16,7 +16,7 @@ from collections.abc import Callable
 from flask import Flask, Response, g
 from sqlalchemy.orm import Session
 
-from api.context import platform
+from api.context import close_db, platform
 from storage.db import transaction
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,7 @@ def install(app: Flask) -> None:
         writes: list[tuple[Write, str]] = g.pop("after_writes", [])
         if not writes:
             return response
-        # The view has committed what it meant to; end the request session's transaction
-        # (as teardown would) so that on SQLite it no longer holds the write lock.
-        request_session = g.pop("db", None)
-        if request_session is not None:
-            request_session.close()
+        close_db()  # the view has committed what it meant to
         sessions = platform().sessions
         try:
             with transaction(sessions) as session:

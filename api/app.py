@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 
 from api import after_writes, errors, guards, idempotency
 from api.alerts import bp as alerts_bp
 from api.auth import load_caller
+from api.context import close_db
 from api.datasets import bp as datasets_bp
 from api.events_stream import bp as events_stream_bp
 from api.job_priority import bp as job_priority_bp
@@ -40,9 +41,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     @app.teardown_request
     def _close_session(_exc: BaseException | None) -> None:
-        session = g.pop("db", None)
-        if session is not None:
-            session.close()
+        close_db()
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.after_writes import defer
-from api.context import platform
+from api.context import close_db, platform
 from api.errors import ApiError
 from storage.db import transaction
 from storage.idempotency import IdempotencyKey
@@ -131,9 +131,7 @@ def install(app: Flask) -> None:
         held = g.pop("idempotency", None)
         if held is not None:
             team_id, key = held
-            request_session = g.pop("db", None)
-            if request_session is not None:
-                request_session.close()
+            close_db()
             with transaction(platform().sessions) as session:
                 session.execute(
                     delete(IdempotencyKey).where(
