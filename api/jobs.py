@@ -152,8 +152,13 @@ def submit() -> tuple[Response, int]:
     session.add(job)
     record_event(session, job.id, "state", new=S.PENDING.value, reason="accepted")
     session.commit()
+    return accepted(job)
+
+
+def accepted(job: Job) -> tuple[Response, int]:
+    """The 201 for a job just committed as pending, after asking for its admission."""
     if request_admission(platform()):
-        session.refresh(job)
+        db().refresh(job)
         return jsonify(job_json(job)), 201
     # No pass has seen it yet, so it is not on the wait board: nothing to read there.
     return jsonify(job_json(job, places={})), 201

@@ -14,14 +14,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, redirect
+from flask import Blueprint, Response, redirect
 
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid
 from api.schemas import CompressJobCreate, InferenceJobCreate
 from scheduler.admission import PRIORITIES
-from scheduler.admission_requests import request_admission
 from storage.blobs import ChecksumMismatch
 from storage.ids import new_id
 from storage.models import Job, ModelVersion, StoredObject
@@ -41,7 +40,7 @@ def _model(ref: str) -> ModelVersion:
 
 
 def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
-    from api.jobs import job_json
+    from api.jobs import accepted
 
     spec: InferenceJobCreate | CompressJobCreate
     if body.get("type") == "inference":
@@ -81,11 +80,7 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
     session.add(job)
     record_event(session, job.id, "state", new=JobState.PENDING.value, reason="accepted")
     session.commit()
-    if request_admission(platform()):
-        session.refresh(job)
-        return jsonify(job_json(job)), 201
-    # No pass has seen it yet, so it is not on the wait board: nothing to read there.
-    return jsonify(job_json(job, places={})), 201
+    return accepted(job)
 
 
 @bp.get("/<job_id>/output")
