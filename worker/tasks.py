@@ -33,15 +33,7 @@ def train(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     from worker.runner import run_training_job
 
-    platform = current_platform()
-    outcome = run_training_job(platform, job_id, worker_name(platform.settings))
-    if outcome != "not_claimed":
-        # Slots just freed: let the next job in without waiting for the beat tick.
-        try:
-            request_admission(platform)
-        except Exception:
-            log.exception("admission after job %s failed; the beat tick will retry", job_id)
-    return outcome
+    return _run_job(run_training_job, job_id)
 
 
 @shared_task(name="tunepool.infer", ignore_result=True)
@@ -49,7 +41,7 @@ def infer(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     from worker.model_jobs import run_inference_job
 
-    return _run_model_job(run_inference_job, job_id)
+    return _run_job(run_inference_job, job_id)
 
 
 @shared_task(name="tunepool.compress", ignore_result=True)
@@ -57,20 +49,21 @@ def compress(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     from worker.model_jobs import run_compress_job
 
-    return _run_model_job(run_compress_job, job_id)
+    return _run_job(run_compress_job, job_id)
 
 
 @shared_task(name="tunepool.evaluate", ignore_result=True)
 def evaluate(job_id: str) -> str:
     from worker.evaluate_job import run_evaluate_job
 
-    return _run_model_job(run_evaluate_job, job_id)
+    return _run_job(run_evaluate_job, job_id)
 
 
-def _run_model_job(run: Any, job_id: str) -> str:
+def _run_job(run: Any, job_id: str) -> str:
     platform = current_platform()
     outcome: str = run(platform, job_id, worker_name(platform.settings))
     if outcome != "not_claimed":
+        # Slots just freed: let the next job in without waiting for the beat tick.
         try:
             request_admission(platform)
         except Exception:
