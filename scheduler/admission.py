@@ -33,7 +33,7 @@ from storage.models import Checkpoint, Job, Team, Worker
 from storage.states import HOLDING_SLOTS, JobState, transition
 from tunepool.settings import Settings
 
-__all__ = ["PRIORITIES", "Placement", "Publish", "admit", "load_and_plan"]
+__all__ = ["PRIORITIES", "Placement", "Publish", "admit"]
 
 S = JobState
 
@@ -74,10 +74,6 @@ def _load_pending(session: Session) -> tuple[list[PendingJob], Reasons]:
         for r in rows
     ]
     return pending, {r[0]: (r[7], r[8]) for r in rows}
-
-
-def load_and_plan(session: Session, settings: Settings, now: float) -> AdmissionPlan:
-    return _plan(session, settings, now, _load_pending(session)[0])
 
 
 def _plan(
