@@ -8,8 +8,9 @@ from pathlib import Path
 
 from storage.db import transaction
 from storage.lease import claim
-from storage.models import Job, Team
+from storage.models import Job
 from storage.schema import upgrade
+from tests.storage.test_lease import queued_job
 from tunepool.platform import Platform
 from tunepool.settings import Settings
 from worker.job_callbacks import JobCallbacks
@@ -25,25 +26,14 @@ def test_keeper_renews_while_alive_and_stops_when_the_run_stalls(tmp_path: Path)
     )
     platform = Platform(settings)
     upgrade(platform.engine)
+    job_id = queued_job(platform.sessions)
     with transaction(platform.sessions) as session:
-        team = Team(name="keeper")
-        session.add(team)
-        session.flush()
-        job = Job(
-            team_id=team.id,
-            type="finetune",
-            task="token-classification",
-            spec={},
-            state="queued",
-            worker_name="w1",
-            queued_at=time.time(),
-        )
-        session.add(job)
-        session.flush()
-        job_id = job.id
         got = claim(session, job_id, "w1", "w1/1", settings.lease_ttl_s)
         assert got is not None
-    callbacks = JobCallbacks(platform, job_id, team.id, "w1/1", 1)
+        job = session.get(Job, job_id)
+        assert job is not None
+        team_id = job.team_id
+    callbacks = JobCallbacks(platform, job_id, team_id, "w1/1", 1)
     callbacks.start_lease_keeper()
 
     def lease_until() -> float:
