@@ -34,7 +34,6 @@ import multiprocessing as mp
 import random
 import resource
 import secrets
-import socket
 import sys
 import tempfile
 import threading
@@ -53,7 +52,7 @@ from storage.models import Job, JobRun
 from storage.schema import upgrade
 from storage.teams import create_team, issue_key
 from tunepool.embedded import Embedded, child_env
-from tunepool.netutil import free_port, wait_for_port
+from tunepool.netutil import answers, free_port, wait_for_port
 from tunepool.redis_server import start_redis
 from tunepool.settings import Settings
 from tunepool.synthetic import conll_text
@@ -61,14 +60,6 @@ from tunepool.synthetic import conll_text
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TEAMS = 5
-
-
-def postgres_answers() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def compose_api_argv(port: int) -> list[str]:
@@ -288,7 +279,7 @@ def cpu_snapshot(platform: Embedded, redis_pid: int) -> dict[str, float]:
 def database(kind: str, home: Path) -> tuple[str, str | None]:
     """(url, name of a PostgreSQL database to drop afterwards)."""
     if kind == "auto":
-        kind = "postgresql" if postgres_answers() else "sqlite"
+        kind = "postgresql" if answers(5432) else "sqlite"
     if kind == "sqlite":
         return f"sqlite:///{home / 'tunepool.sqlite3'}", None
     name = f"tunepool_load_{secrets.token_hex(4)}"

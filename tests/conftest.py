@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.db import make_engine, make_session_factory
 from storage.schema import upgrade
+from tunepool.netutil import answers
 from tunepool.redis_server import RedisServer, start_redis
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,14 +50,6 @@ def soak(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--soak"))
 
 
-def postgres_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = start_redis(tmp_path_factory.mktemp("redis"), persist=False)
@@ -68,7 +60,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    if not postgres_answers():
+    if not answers(5432):
         if os.environ.get("CI") == "true":
             pytest.fail("PostgreSQL must answer on 127.0.0.1:5432 when CI=true")
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
