@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import Engine
 
 from storage.db import make_engine, make_session_factory, transaction
 from storage.models import Job, JobRun
@@ -328,15 +329,13 @@ def upload_dataset(port: int, key: str) -> str:
 
 
 def account(
-    url: str, team_ids: list[str], answers: dict[int, str], submitted: int
+    engine: Engine, team_ids: list[str], answers: dict[int, str], submitted: int
 ) -> dict[str, int]:
-    engine = make_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(select(Job.id, Job.state).where(Job.team_id.in_(team_ids))).all()
         runs = Counter(
             r[0] for r in conn.execute(select(JobRun.job_id).join(Job, Job.id == JobRun.job_id))
         )
-    engine.dispose()
     states = dict(rows)
     ids = list(answers.values())
     missing_answer = submitted - len(answers)
@@ -354,15 +353,13 @@ def account(
     }
 
 
-def drained(url: str, team_ids: list[str]) -> int:
-    engine = make_engine(url)
+def drained(engine: Engine, team_ids: list[str]) -> int:
     with engine.connect() as conn:
         done = conn.execute(
             select(func.count())
             .select_from(Job)
             .where(Job.team_id.in_(team_ids), Job.state.in_(["succeeded", "failed", "cancelled"]))
         ).scalar_one()
-    engine.dispose()
     return int(done)
 
 
@@ -401,7 +398,6 @@ def main() -> int:
             keys.append(first)
             for _ in range(args.clients // TEAMS - 1):
                 keys.append(issue_key(session, team, "member"))
-    engine.dispose()
 
     # Per-key rate limits stay at their defaults: each client has its own key, and a
     # 429 is answered like any client should, by waiting Retry-After.
@@ -475,10 +471,10 @@ def main() -> int:
             f"{retried} submissions needed a retry",
             flush=True,
         )
-        done_at_submit_end = drained(url, team_ids)
+        done_at_submit_end = drained(engine, team_ids)
         deadline = time.monotonic() + args.drain_timeout
         while time.monotonic() < deadline:
-            done = drained(url, team_ids)
+            done = drained(engine, team_ids)
             if done >= len(answers):
                 break
             dead = platform.dead()
@@ -486,8 +482,8 @@ def main() -> int:
                 raise RuntimeError(f"services died: {dead}; logs in {home / 'logs'}")
             time.sleep(1.0)
         drain_s = time.perf_counter() - submit_started
-        finished = drained(url, team_ids)
-        figures = account(url, team_ids, answers, args.jobs)
+        finished = drained(engine, team_ids)
+        figures = account(engine, team_ids, answers, args.jobs)
         print(
             f"drain: {finished} jobs finished {drain_s:.1f} s after the first submit "
             f"({done_at_submit_end} by the end of submitting) = {finished / drain_s:.0f} "
@@ -500,6 +496,7 @@ def main() -> int:
     finally:
         platform.stop()
         redis.stop()
+        engine.dispose()
         drop_database(pg_name)
     print(
         f"raw apply_async: {raw:.0f} messages/s from the same {args.clients} threads; "
