@@ -312,10 +312,13 @@ def test_s3_unreachable_during_checkpoint_upload_is_retried_and_the_job_continue
     train = upload(client, headers, 240, 1)
     live.start("wA")
     job_id = train_job(client, headers, tiny_model, train, checkpoint_every_steps=10, epochs=1)
-    wait_until(lambda: step_of(live, job_id) >= 6, 180, "step 6", every_s=0.05)
+    wait_until(lambda: step_of(live, job_id) >= 2, 180, "step 2", every_s=0.05)
     proxy.cut()  # the checkpoint at step 10 is uploaded into the outage
-    cut_at = time.monotonic()
-    while time.monotonic() - cut_at < outage_s:
+    # The outage lasts outage_s from the first refused upload, however long the run takes
+    # to reach step 10 (cutting at a fixed step raced the upload on a loaded machine).
+    wait_until(lambda: proxy.refused > 0, 180, "the step-10 checkpoint upload", every_s=0.1)
+    refused_at = time.monotonic()
+    while time.monotonic() - refused_at < outage_s:
         run_reaper(live.platform)  # the reaper runs as usual: the lease must not lapse
         time.sleep(0.5)
     step_after_outage = step_of(live, job_id)
