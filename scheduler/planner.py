@@ -9,7 +9,13 @@ the admission pass. In order:
    first. Jobs that waited past ``starvation_s`` move up one class (aging).
 2. Quotas: a job that would take its team over ``max_gpus`` waits with ``quota``,
    unless the team may borrow: then it gets only GPUs that no job within quota can
-   use in this pass, and it is marked as borrowing (first to be preempted).
+   use in this pass, and it is marked as borrowing (first to be preempted). One
+   exception: a team that may borrow, holds less than its quota and is furthest below
+   its weighted share of all teams with waiting jobs starts its next job as if within
+   quota even where that job takes it over (a 4-GPU job at 6 of 8), as YARN's capacity
+   scheduler checks a queue's usage before the container it assigns, not after.
+   Otherwise a team whose jobs come in 2s and 4s sits below its quota and never above
+   it, short of its weighted share for as long as others keep the pool busy.
 3. Placement: best fit on one worker (fewest free slots that suffice), specific GPU
    indices chosen for CUDA_VISIBLE_DEVICES.
 4. Backfill (EASY): the first job that cannot start gets a reservation at its
@@ -349,6 +355,7 @@ def plan(
     # per pending job, 10,000 in the benchmark.
     states = {job.team: TeamState(job.team) for job in jobs if job.team not in teams} | teams
     max_free = pool.max_free()
+    furthest_below = _FurthestBelow(jobs, states, allocation)
     for job in ordered:
         team = states[job.team]
         if team.held or team.budget_spent:
@@ -362,7 +369,11 @@ def plan(
             )
             result.waits[job.id] = Wait("no_free_gpu", text, 0, None)
             continue
-        if team.max_gpus is not None and allocation[job.team] + job.slots > team.max_gpus:
+        if (
+            team.max_gpus is not None
+            and allocation[job.team] + job.slots > team.max_gpus
+            and not _may_cross_quota(job, team, allocation, furthest_below)
+        ):
             if team.can_borrow:
                 borrowers.append(job)
             else:
@@ -381,6 +392,7 @@ def plan(
         indices = pool.take(worker, job.slots, now + job.estimated_runtime_s)
         max_free = pool.max_free()
         allocation[job.team] += job.slots
+        furthest_below.changed()
         result.placements.append(
             Placement(job.id, worker, pool.workers[worker].queue, indices, False, job.kind)
         )
@@ -428,6 +440,57 @@ def _reserve(pool: _Pool, job: PendingJob, reservations: list[_Reservation]) -> 
     start = pool.earliest(job.slots)
     if start is not None:
         reservations.append((job, start[0], start[1]))
+
+
+def _may_cross_quota(
+    job: PendingJob,
+    team: TeamState,
+    allocation: dict[str, int],
+    furthest_below: _FurthestBelow,
+) -> bool:
+    """Whether a job that takes its team over its quota still counts as within it: the
+    team may borrow, holds less than its quota, the job alone fits in the quota, and no
+    team with waiting jobs is further below its weighted share."""
+    quota = team.max_gpus
+    return (
+        quota is not None
+        and team.can_borrow
+        and allocation[job.team] < quota
+        and job.slots <= quota
+        and furthest_below(team)
+    )
+
+
+class _FurthestBelow:
+    """Whether a team's share (as the fair order counts it) is the lowest of the teams
+    with waiting jobs that may run (not held, budget not spent). Answers are kept until
+    an allocation changes: a deep queue asks once per team, not once per job."""
+
+    def __init__(
+        self, jobs: Sequence[PendingJob], teams: dict[str, TeamState], allocation: dict[str, int]
+    ) -> None:
+        self.jobs, self.teams, self.allocation = jobs, teams, allocation
+        self._waiting: list[TeamState] | None = None
+        self._answers: dict[str, bool] = {}
+
+    def __call__(self, team: TeamState) -> bool:
+        answer = self._answers.get(team.id)
+        if answer is None:
+            if self._waiting is None:
+                states = self.teams
+                self._waiting = [
+                    state
+                    for state in (states[name] for name in {job.team for job in self.jobs})
+                    if not (state.held or state.budget_spent)
+                ]
+            allocation = self.allocation
+            mine = _share(team, allocation[team.id])
+            answer = all(mine <= _share(o, allocation[o.id]) for o in self._waiting)
+            self._answers[team.id] = answer
+        return answer
+
+    def changed(self) -> None:
+        self._answers.clear()
 
 
 def _short_of_quota(teams: dict[str, TeamState], allocation: dict[str, int]) -> set[str]:

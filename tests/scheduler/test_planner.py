@@ -176,13 +176,14 @@ def test_reclaim_follows_usage_against_quota_not_how_a_job_was_admitted() -> Non
 
 
 def test_a_team_short_of_quota_keeps_its_big_job_from_being_starved_by_borrowers() -> None:
-    # v holds 1 of its 2 GPUs; its 2-GPU job would take it to 3, so it may only borrow, and
-    # the one free slot is too few. n is at its quota and borrows too: its long job, first in
-    # line, would hold the slot that v's job needs at NOW + 100; its short one ends before.
+    # v holds 1 of its 2 GPUs; its 2-GPU job would take it to 3, so it may only borrow (s,
+    # whose low-priority job waits too, is further below its share: 1 / 4 against v's
+    # 1 / 2), and the one free slot is too few. n is at its quota and borrows too: its long
+    # job would hold the slot that v's job needs at NOW + 100; its short one ends before.
     teams = {
         "v": TeamState("v", weight=2, max_gpus=2),
         "n": TeamState("n", weight=1, max_gpus=1),
-        "s": TeamState("s"),
+        "s": TeamState("s", weight=4),
     }
     busy = [
         running("v1", "w0", (0,), team="v", ends_in=100),
@@ -193,11 +194,60 @@ def test_a_team_short_of_quota_keeps_its_big_job_from_being_starved_by_borrowers
         pending("v-big", "v", slots=2, age=30),
         pending("n-long", "n", age=20, runtime=5000),
         pending("n-short", "n", age=10, runtime=50),
+        pending("s-low", "s", slots=2, priority=0),
     ]
     result = plan(jobs, busy, teams, workers(4), NOW)
     assert [(p.job_id, p.borrowed) for p in result.placements] == [("n-short", True)]
     assert result.waits["v-big"].reason_code == "quota"
     assert result.waits["n-long"].reason_code == "quota"
+
+
+def test_a_team_furthest_below_its_share_starts_a_job_that_takes_it_over_its_quota() -> None:
+    # v holds 3 of its 4 GPUs; its 2-GPU job would take it to 5. Its share, (3 + 0) / 2 =
+    # 1.5, is the lowest of the teams with waiting jobs (n: (0 + 3) / 1; h is held and does
+    # not count), so the job starts as if within quota, ahead of n's jobs within n's quota.
+    teams = {
+        "v": TeamState("v", weight=2, max_gpus=4),
+        "n": TeamState("n", weight=1, max_gpus=2, usage=3.0),
+        "h": TeamState("h", weight=1, held=True),
+    }
+    busy = [
+        running("v1", "w0", (0,), team="v", checkpoint_age=100),
+        running("v2", "w0", (1,), team="v", checkpoint_age=200),
+        running("v3", "w0", (2,), team="v", checkpoint_age=300),
+    ]
+    jobs = [
+        pending("v-big", "v", slots=2, age=30),
+        pending("n1", "n", age=20),
+        pending("n2", "n", age=10),
+        pending("h1", "h", age=40),
+    ]
+    result = plan(jobs, busy, teams, workers(3, 2), NOW)
+    assert [(p.job_id, p.worker, p.borrowed) for p in result.placements] == [("v-big", "w1", False)]
+    # v now holds one GPU beyond its quota: n, within its own, may reclaim that one.
+    assert [(p.victim_id, p.for_job_id) for p in result.preemptions] == [("v1", "n1")]
+    assert result.waits["n2"].reason_code == "fair_share"
+
+
+def test_a_job_that_takes_its_team_over_its_quota_borrows_when_others_are_further_below() -> None:
+    # As above, but v has used 2 GPUs of late, n nothing: even once n's jobs run, n's share
+    # (2 + 0) / 1 is below v's (3 + 2) / 2, so v's job only borrows and n's jobs take the
+    # free GPUs within n's quota. And a team that may not borrow never goes over its
+    # quota, however far below its share it is.
+    busy = [
+        running("v1", "w0", (0,), team="v"),
+        running("v2", "w0", (1,), team="v"),
+        running("v3", "w0", (2,), team="v"),
+    ]
+    jobs = [pending("v-big", "v", slots=2, age=30), pending("n1", "n"), pending("n2", "n")]
+    for n_usage, v_borrows in ((0.0, True), (3.0, False)):
+        teams = {
+            "v": TeamState("v", weight=2, max_gpus=4, can_borrow=v_borrows, usage=2.0),
+            "n": TeamState("n", weight=1, max_gpus=2, usage=n_usage),
+        }
+        result = plan(jobs, busy, teams, workers(3, 2), NOW)
+        assert sorted(p.job_id for p in result.placements) == ["n1", "n2"]
+        assert result.waits["v-big"].reason_code == "quota"
 
 
 def test_a_team_short_of_quota_reclaims_for_a_job_that_takes_it_over_when_fairer() -> None:
@@ -237,7 +287,9 @@ def test_a_team_short_of_quota_does_not_reclaim_where_that_is_less_fair() -> Non
     ]
     result = plan([pending("v-big", "v", slots=2)], busy, teams, workers(4), NOW)
     assert result.preemptions == []
-    assert result.waits["v-big"].reason_code == "quota"
+    # (v, alone in waiting and so furthest below its share, may cross its quota with the
+    # job: it waits for free GPUs, not for its quota.)
+    assert result.waits["v-big"].reason_code == "no_free_gpu"
 
 
 def test_a_job_that_finds_no_victims_does_not_stop_a_smaller_one_behind_it() -> None:
