@@ -22,10 +22,11 @@ def load_caller() -> None:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise ApiError(401, "unauthenticated", "send 'Authorization: Bearer <team API key>'")
-    key = authenticate(db(), presented.strip())
-    if key is None:
+    found = authenticate(db(), presented.strip())
+    if found is None:
         raise ApiError(401, "unauthenticated", "the API key is unknown or revoked")
-    g.api_key = key
+    # Holding the team keeps it in the request session's (weak) identity map.
+    g.api_key, g.team = found
 
 
 def requires(role: str) -> Callable[[F], F]:

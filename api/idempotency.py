@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from collections.abc import Callable
+from functools import partial
 
 from flask import Flask, Response, g, request
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.after_writes import defer
-from api.context import close_db, platform
+from api.context import close_db, db, platform
 from api.errors import ApiError
+from storage import idempotency
 from storage.db import transaction
-from storage.idempotency import IdempotencyKey
 
 HEADER = "Idempotency-Key"
 KEY = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
@@ -54,30 +53,15 @@ def install(app: Flask) -> None:
         if not KEY.match(key):
             raise ApiError(422, "invalid", f"{HEADER}: 1-255 letters, digits or . _ : -", HEADER)
         fingerprint = _fingerprint()
-        # Authentication's read began the request session's transaction, which on SQLite
-        # holds the write lock (BEGIN IMMEDIATE): end it before writing on another connection.
-        request_session = g.get("db")
-        if request_session is not None:
-            request_session.commit()
-        sessions = platform().sessions
-        # Reserve first: a new key (the common case) costs one INSERT; only a key already
-        # taken is read back, to replay its answer or say why not.
-        try:
-            with transaction(sessions) as session:
-                session.add(
-                    IdempotencyKey(team_id=api_key.team_id, key=key, fingerprint=fingerprint)
-                )
-        except IntegrityError:
-            pass
-        else:
-            g.idempotency = (api_key.team_id, key)
+        # Reserve in the request's own transaction, where authentication has just read the
+        # key: the reservation commits with what the call creates, in one transaction, and
+        # a call that fails before committing leaves the key free. A new key (the common
+        # case) costs one INSERT; only a key already taken is read back.
+        session = db()
+        if idempotency.reserve(session, api_key.team_id, key, fingerprint):
+            g.idempotency = (api_key.team_id, key, fingerprint)
             return None
-        with sessions() as session:
-            found = session.scalar(
-                select(IdempotencyKey).where(
-                    IdempotencyKey.team_id == api_key.team_id, IdempotencyKey.key == key
-                )
-            )
+        found = idempotency.find(session, api_key.team_id, key)
         if found is None:  # the first call failed and freed its key meanwhile: run again
             raise _in_progress()
         if found.fingerprint != fingerprint:
@@ -102,42 +86,34 @@ def install(app: Flask) -> None:
         held = g.pop("idempotency", None)
         if held is None:
             return response
-        team_id, key = held
-        where = (IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
+        team_id, key, fingerprint = held
+        write: Callable[[Session], None]
         if response.status_code >= 500 or response.is_streamed or response.direct_passthrough:
             # Not an answer worth replaying: let a retry run again.
-            statement: Any = delete(IdempotencyKey).where(*where)
+            write = partial(idempotency.forget, team_id=team_id, key=key)
         else:
-            statement = (
-                update(IdempotencyKey)
-                .where(*where)
-                .values(
-                    status=response.status_code,
-                    body=response.get_data(as_text=True),
-                    content_type=response.content_type,
-                )
+            answer = (response.status_code, response.get_data(as_text=True), response.content_type)
+            write = partial(
+                idempotency.keep_answer,
+                team_id=team_id,
+                key=key,
+                fingerprint=fingerprint,
+                answer=answer,
             )
-
         # With the audit row, in one transaction (api.after_writes).
-        def keep(session: Session) -> None:
-            session.execute(statement)
-
-        defer(keep, f"the answer for {HEADER} {key}")
+        defer(write, f"the answer for {HEADER} {key}")
         return response
 
     @app.teardown_request
     def _release(exc: BaseException | None) -> None:
-        # An exception that escaped every handler leaves no answer: free the key.
+        # An exception that escaped every handler leaves no answer: free the key, which
+        # the call may have committed before it failed.
         held = g.pop("idempotency", None)
         if held is not None:
-            team_id, key = held
+            team_id, key, _ = held
             close_db()
             with transaction(platform().sessions) as session:
-                session.execute(
-                    delete(IdempotencyKey).where(
-                        IdempotencyKey.team_id == team_id, IdempotencyKey.key == key
-                    )
-                )
+                idempotency.forget(session, team_id, key)
 
 
 def _in_progress() -> ApiError:

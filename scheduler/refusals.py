@@ -41,7 +41,8 @@ def refusal(session: Session, team_id: str, slots: int, priority: str) -> Refusa
             f"priority: team {team.name} may ask for at most {team.max_priority}",
             team.max_priority,
         )
-    largest = largest_worker(session)
+    # Every worker offers at least one slot: only a bigger job needs the pool's shape.
+    largest = largest_worker(session) if slots > 1 else None
     if largest is not None and slots > largest:
         return Refusal(
             422,

@@ -2,15 +2,18 @@
 
 One row per (team, key): the request's fingerprint, and once the first call has
 answered, its status and body. The unique constraint is what makes two concurrent
-retries safe: the second insert fails and that caller is told to retry later.
+retries safe: the second insert finds the first one's row and that caller is told to
+retry later (or, once the first has answered, gets its answer).
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage.models import Base
 
@@ -32,3 +35,66 @@ class IdempotencyKey(Base):
     body: Mapped[str | None] = mapped_column(Text, nullable=True)
     content_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=_now, index=True)
+
+
+def _insert(session: Session) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite both do)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(IdempotencyKey)
+    return sqlite.insert(IdempotencyKey)
+
+
+def reserve(session: Session, team_id: str, key: str, fingerprint: str) -> bool:
+    """Reserve ``key`` in the caller's transaction; False if the team has used it already.
+
+    The row commits with whatever the request commits, so a request that fails before
+    committing leaves the key free. A concurrent first call's uncommitted reservation
+    makes this wait for that call's transaction (the unique index), then see it.
+    """
+    statement = (
+        _insert(session)
+        .values(team_id=team_id, key=key, fingerprint=fingerprint, created_at=time.time())
+        .on_conflict_do_nothing(index_elements=["team_id", "key"])
+        .returning(IdempotencyKey.id)
+    )
+    return session.execute(statement).first() is not None
+
+
+def keep_answer(
+    session: Session,
+    team_id: str,
+    key: str,
+    fingerprint: str,
+    answer: tuple[int, str, str | None],
+) -> None:
+    """Keep (status, body, content type) for retries: an update of the reservation, or a
+    new row where the request ended without committing it (an answer of 4xx)."""
+    status, body, content_type = answer
+    statement = _insert(session).values(
+        team_id=team_id,
+        key=key,
+        fingerprint=fingerprint,
+        created_at=time.time(),
+        status=status,
+        body=body,
+        content_type=content_type,
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["team_id", "key"],
+            set_={"status": status, "body": body, "content_type": content_type},
+        )
+    )
+
+
+def forget(session: Session, team_id: str, key: str) -> None:
+    """Free the key: the call has no answer worth replaying (5xx, or it never answered)."""
+    session.execute(
+        delete(IdempotencyKey).where(IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
+    )
+
+
+def find(session: Session, team_id: str, key: str) -> IdempotencyKey | None:
+    return session.scalar(
+        select(IdempotencyKey).where(IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
+    )

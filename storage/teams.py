@@ -58,18 +58,23 @@ def create_team(
     return team, issue_key(session, team, role)
 
 
-def authenticate(session: Session, presented: str) -> ApiKey | None:
-    """The live key matching the presented secret, compared in constant time."""
+def authenticate(session: Session, presented: str) -> tuple[ApiKey, Team] | None:
+    """The live key matching the presented secret, compared in constant time, and its team."""
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != "tp":
         return None
-    candidates = session.scalars(
-        select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
+    # The team comes in the same round trip: most calls need it next (quota, queue
+    # state), and while the caller holds it the session's identity map answers
+    # session.get(Team, ...) without another query.
+    candidates = session.execute(
+        select(ApiKey, Team)
+        .join(Team, Team.id == ApiKey.team_id)
+        .where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
     ).all()
     digest = _digest(presented)
-    for key in candidates:
+    for key, team in candidates:
         if hmac.compare_digest(key.key_hash, digest):
-            return key
+            return key, team
     return None
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import threading
 
+import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
+import api.jobs as api_jobs
+from storage.idempotency import IdempotencyKey
 from storage.models import Dataset, Job
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.platform import Platform
@@ -103,3 +106,65 @@ def test_concurrent_retries_create_one_job(
     assert count(platform, Job) == 1
     # Each caller got the job (first answer or its replay) or was told to retry (409).
     assert set(statuses) <= {201, 409} and 201 in statuses
+
+
+def test_a_server_error_frees_the_key_and_the_retry_runs(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = make_key()
+    ds = upload_ner(client, headers)
+    body = {"task": "token-classification", "train_dataset": ds["id"]}
+    once = {**headers, "Idempotency-Key": "flaky-1"}
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("the pool's shape could not be read")
+
+    # The call fails after reserving the key, before anything is committed.
+    monkeypatch.setattr(api_jobs, "check_admissible", broken)
+    client.application.config["PROPAGATE_EXCEPTIONS"] = False
+    first = client.post("/v1/jobs", headers=once, json=body)
+    assert first.status_code == 500
+    assert count(platform, Job) == 0 and count(platform, IdempotencyKey) == 0
+    monkeypatch.undo()
+    again = client.post("/v1/jobs", headers=once, json=body)
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert count(platform, Job) == 1
+
+
+def test_a_submission_costs_two_transactions(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot path of bench/load.py: authentication, the key's reservation and the job
+    commit together; the kept answer and the audit row follow in one more transaction."""
+    # As in production, the admission pass is deferred to the control worker (the other
+    # tests run it inline).
+    monkeypatch.setattr(
+        platform, "settings", platform.settings.model_copy(update={"admission_coalesce_s": 0.5})
+    )
+    headers = make_key()
+    ds = upload_ner(client, headers)
+    body = {"task": "token-classification", "train_dataset": ds["id"]}
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    event.listen(platform.engine, "before_cursor_execute", seen)
+    event.listen(platform.engine, "commit", committed)
+    try:
+        resp = client.post("/v1/jobs", headers={**headers, "Idempotency-Key": "cost-1"}, json=body)
+    finally:
+        event.remove(platform.engine, "before_cursor_execute", seen)
+        event.remove(platform.engine, "commit", committed)
+    assert resp.status_code == 201
+    # SQLite's BEGIN IMMEDIATE is a statement of its own there.
+    work = [s for s in statements if s != "BEGIN"]
+    assert len(commits) == 2, (statements, len(commits))
+    # key+team, reservation, dataset, job, event | answer, audit row
+    assert work.count("SELECT") == 2 and work.count("INSERT") == 5, work
+    assert len(work) == 7, work
