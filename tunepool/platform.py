@@ -61,6 +61,30 @@ class Platform:
 _platforms: dict[int, Platform] = {}
 
 
+def _adopt_in_forked_child() -> None:
+    """A forked child keeps its parent's settings and SQL engine, not its connections.
+
+    Celery forks a fresh child for every job. Reading the settings again and building a
+    new engine cost each child CPU, and a new engine starts with an empty cache of
+    compiled statements. ``dispose(close=False)`` gives the inherited engine a pool of
+    its own without touching the parent's connections (SQLAlchemy's recipe for fork).
+    The object store and Celery clients hold sockets too: they are built again on use.
+    """
+    parent = _platforms.get(os.getppid())
+    _platforms.clear()
+    if parent is None:
+        return
+    child = Platform(parent.settings)
+    if "engine" in parent.__dict__:
+        engine = parent.__dict__["engine"]
+        engine.dispose(close=False)
+        child.__dict__["engine"] = engine
+    _platforms[os.getpid()] = child
+
+
+os.register_at_fork(after_in_child=_adopt_in_forked_child)
+
+
 def current_platform() -> Platform:
     """The platform of this process, from the environment's settings."""
     pid = os.getpid()
