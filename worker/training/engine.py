@@ -24,6 +24,7 @@ from safetensors.torch import load_model, save_model
 
 from worker.training.callbacks import TrainCallbacks
 from worker.training.checkpoint import STATE_FILE, TrainerState, best_weights_in, load_checkpoint
+from worker.training.compact_embedding import compact_input_embeddings
 from worker.training.distributed import DistContext, DistributedCallbacks
 from worker.training.loop import TrainingLoop
 from worker.training.model_card import model_card
@@ -86,6 +87,12 @@ def finetune_rank(
     base = resolve_base_model(spec.base_model)
     prepared = prepare_task(data, base, hp, device)
     model, tokenizer = prepared.model, prepared.tokenizer
+    # Only the embedding rows of tokens in the data get gradients: train just those.
+    compact = (
+        compact_input_embeddings(model, prepared.vocabulary)
+        if prepared.vocabulary is not None
+        else None
+    )
     forward_model = model
     if context is not None:
         forward_model = torch.nn.parallel.DistributedDataParallel(
@@ -96,6 +103,8 @@ def finetune_rank(
     batches_per_epoch = math.ceil(len(prepared.train_items) / hp.batch_size)
     total_steps = math.ceil(batches_per_epoch / hp.gradient_accumulation) * hp.epochs
     optimizer = build_optimizer(model, hp, device)
+    if compact is not None:
+        optimizer.register_step_post_hook(compact.after_step)
     scheduler = build_scheduler(optimizer, total_steps, hp.warmup_ratio)
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     best_path = spec.output_dir / ".best" / "model.safetensors"

@@ -19,6 +19,7 @@ import torch
 from tunepool.data import DataError, read_token_examples
 from tunepool.data.text_files import read_text_documents, read_text_examples
 from worker.training.collate import PAD_MULTIPLE, pad_batch
+from worker.training.compact_embedding import used_token_ids
 from worker.training.evaluation import evaluate
 from worker.training.masked_lm import (
     encode_documents,
@@ -61,6 +62,9 @@ class PreparedTask:
     train_items: Sequence[Any]  # encoded; each has `input_ids`
     collate: Collate
     evaluate: Evaluator
+    # Every token id the run can look up (train, validation, special tokens): only these
+    # embedding rows are trained (worker.training.compact_embedding). None: all rows.
+    vocabulary: torch.Tensor | None = None
 
 
 def read_task_data(task: str, spec: TrainSpec, hp: Hyperparameters) -> TaskData:
@@ -133,6 +137,7 @@ def prepare_task(
                 pad_token_id=pad_token_id,
                 device=device,
             ),
+            _vocabulary(tokenizer, train_sentences, validation_sentences),
         )
     if data.task == "sequence-classification":
         train_texts = encode_texts(data.train, tokenizer, label2id, hp.max_length)
@@ -145,6 +150,7 @@ def prepare_task(
             lambda: evaluate_texts(
                 model, validation_texts, id2label, eval_batch, pad_token_id, device
             ),
+            _vocabulary(tokenizer, train_texts, validation_texts),
         )
     tokens = masking_tokens(tokenizer)
     train_documents = encode_documents(data.train, tokenizer, hp.max_length)
@@ -157,4 +163,10 @@ def prepare_task(
         train_documents,
         lambda items: mask_batch(items, tokens, None, multiple),
         lambda: evaluate_masked_lm(model, validation_batches, device),
+    )
+
+
+def _vocabulary(tokenizer: Any, *encoded: Sequence[Any]) -> torch.Tensor:
+    return used_token_ids(
+        (item.input_ids for items in encoded for item in items), tokenizer.all_special_ids
     )
