@@ -113,6 +113,7 @@ def hf_wnut(args: argparse.Namespace, tmp: Path) -> tuple[float, dict]:
         DataCollatorForTokenClassification,
         Trainer,
         TrainingArguments,
+        set_seed,
     )
 
     from tunepool.data import read_token_examples
@@ -158,6 +159,10 @@ def hf_wnut(args: argparse.Namespace, tmp: Path) -> tuple[float, dict]:
         truth, guess = to_tags(prediction.predictions, prediction.label_ids)
         return {"f1": f1_score(truth, guess)}
 
+    # As run_ner.py does: seed before the model loads, so that the new classifier head
+    # is drawn from the run's seed. (Without this every Trainer run got the same head,
+    # from torch's fixed default seed, whatever --seed said.)
+    set_seed(args.seed)
     model = AutoModelForTokenClassification.from_pretrained(
         base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
