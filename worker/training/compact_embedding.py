@@ -57,13 +57,6 @@ class CompactEmbedding(nn.Module):
         dense[self.used] = self.rows.detach()
         return dense
 
-    def load_dense(self, weight: torch.Tensor) -> None:
-        weight = weight.detach().to(self.untouched.device, self.untouched.dtype)
-        self.untouched = weight.clone()
-        self.decay = 1.0
-        with torch.no_grad():
-            self.rows.copy_(weight[self.used])
-
     def after_step(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
         """AdamW's decoupled decay of the untouched rows for the step just taken."""
         for group in optimizer.param_groups:
@@ -74,10 +67,8 @@ class CompactEmbedding(nn.Module):
 
 def _dense_state(module: nn.Module, state: dict[str, Any], prefix: str, _meta: Any) -> None:
     assert isinstance(module, CompactEmbedding)
-    rows = state.pop(prefix + "rows")
-    dense = module.untouched * module.decay
-    dense[module.used] = rows.detach()
-    state[prefix + "weight"] = dense
+    del state[prefix + "rows"]  # the same values as module.rows, which .weight places
+    state[prefix + "weight"] = module.weight
 
 
 def _compact_state(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
