@@ -30,8 +30,17 @@ COMPOSE_PATH = ROOT / "docker-compose.yml"
 DOCKERFILE_PATH = ROOT / "Dockerfile"
 
 REQUIRED_SERVICES = {
-    "redis", "postgres", "minio", "minio-init", "migrate", "api",
-    "gpu-worker", "cpu-worker", "control", "beat", "flower",
+    "redis",
+    "postgres",
+    "minio",
+    "minio-init",
+    "migrate",
+    "api",
+    "gpu-worker",
+    "cpu-worker",
+    "control",
+    "beat",
+    "flower",
 }
 # The command each project service must run; a change here is a deliberate decision.
 EXPECTED_COMMANDS = {
@@ -43,8 +52,12 @@ EXPECTED_COMMANDS = {
     "flower": ["tunepool", "flower", "--port", "5555"],
 }
 # Values that must never have a default in the file: compose must refuse to start.
-SECRETS = {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "TUNEPOOL_S3_SECRET_KEY",
-           "TUNEPOOL_FLOWER_PASSWORD"}
+SECRETS = {
+    "POSTGRES_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    "TUNEPOOL_S3_SECRET_KEY",
+    "TUNEPOOL_FLOWER_PASSWORD",
+}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 _INTERPOLATION = re.compile(
@@ -131,7 +144,13 @@ def test_every_required_service_exists() -> None:
 def test_project_services_are_the_expected_ones() -> None:
     # Infrastructure comes from its own images; everything of ours from the one image.
     assert set(_project_services()) == {
-        "migrate", "api", "gpu-worker", "cpu-worker", "control", "beat", "flower",
+        "migrate",
+        "api",
+        "gpu-worker",
+        "cpu-worker",
+        "control",
+        "beat",
+        "flower",
     }
     for name in ("redis", "postgres", "minio", "minio-init"):
         assert "build" not in SERVICES[name], name
@@ -162,8 +181,9 @@ def test_every_project_service_uses_a_known_entry_point() -> None:
         assert _command(service)[0] in {"tunepool", "gunicorn"}, service
 
 
-_TUNEPOOL_COMMANDS = [s for s in sorted(SERVICES)
-                      if "build" in SERVICES[s] and _command(s)[0] == "tunepool"]
+_TUNEPOOL_COMMANDS = [
+    s for s in sorted(SERVICES) if "build" in SERVICES[s] and _command(s)[0] == "tunepool"
+]
 
 
 @pytest.mark.parametrize("service", _TUNEPOOL_COMMANDS)
@@ -195,8 +215,13 @@ def test_api_runs_gunicorn_on_the_wsgi_app() -> None:
     spec = importlib.util.find_spec(module)
     assert spec is not None and spec.origin is not None, f"{module} is not importable"
     tree = ast.parse(Path(spec.origin).read_text())
-    assigned = {t.id for node in tree.body if isinstance(node, ast.Assign)
-                for t in node.targets if isinstance(t, ast.Name)}
+    assigned = {
+        t.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
     assert attr in assigned, f"{spec.origin} defines no top-level {attr!r}"
     # On all interfaces (a container's loopback is unreachable), 4 workers.
     assert argv[argv.index("-b") + 1] == "0.0.0.0:8000"
@@ -251,8 +276,9 @@ def test_service_environment_builds_valid_settings(
     assert settings.redis_url.startswith("redis://redis:6379/")
     assert settings.flower_password and settings.s3_secret_key and settings.s3_access_key
     # The URL must be one the object store factory accepts (it builds without connecting).
-    store = open_store(settings.resolved_object_store_url, settings.s3_access_key,
-                       settings.s3_secret_key)
+    store = open_store(
+        settings.resolved_object_store_url, settings.s3_access_key, settings.s3_secret_key
+    )
     assert isinstance(store, S3Store)
     assert (store.bucket, store.endpoint) == ("tunepool", "minio:9000")
 
@@ -291,8 +317,12 @@ def test_redis_persists_with_aof_and_never_evicts() -> None:
 
 def test_gpu_worker_reserves_nvidia_devices() -> None:
     devices = SERVICES["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any(d.get("driver") == "nvidia" and d.get("count") == "all"
-               and "gpu" in d.get("capabilities", []) for d in devices), devices
+    assert any(
+        d.get("driver") == "nvidia"
+        and d.get("count") == "all"
+        and "gpu" in d.get("capabilities", [])
+        for d in devices
+    ), devices
     assert "deploy" not in SERVICES["cpu-worker"], "the CPU worker must not hold GPUs"
 
 
@@ -377,8 +407,7 @@ def test_dockerfile_torch_pin_matches_pyproject() -> None:
     pins = [d for d in _pyproject()["project"]["dependencies"] if d.startswith("torch")]
     assert len(pins) == 1 and "==" in pins[0], pins
     version = pins[0].split("==", 1)[1].strip()
-    args = dict(a.split("=", 1) for kw, a in _dockerfile_instructions()
-                if kw == "ARG" and "=" in a)
+    args = dict(a.split("=", 1) for kw, a in _dockerfile_instructions() if kw == "ARG" and "=" in a)
     assert args.get("TORCH_VERSION") == version
     # CPU by default; a GPU image swaps the index with a build argument.
     assert args.get("TORCH_INDEX_URL", "").endswith("/cpu")

@@ -21,16 +21,28 @@ def test_operator_creates_a_team_with_quotas_and_its_key_works(
     client: FlaskClient, platform: Platform
 ) -> None:
     ops = operator(platform)
-    resp = client.post("/v1/teams", headers=ops, json={
-        "name": "vision", "weight": 2, "max_gpus": 4, "gpu_hours_budget": 100, "can_borrow": False,
-    })
+    resp = client.post(
+        "/v1/teams",
+        headers=ops,
+        json={
+            "name": "vision",
+            "weight": 2,
+            "max_gpus": 4,
+            "gpu_hours_budget": 100,
+            "can_borrow": False,
+        },
+    )
     assert resp.status_code == 201, resp.get_json()
     created = resp.get_json()
     headers = {"Authorization": f"Bearer {created['key']}"}
     me = client.get("/v1/teams/me", headers=headers).get_json()
     assert me["name"] == "vision" and me["weight"] == 2
-    assert me["quota"] == {"max_gpus": 4, "gpu_hours_budget": 100, "can_borrow": False,
-                           "max_priority": "high"}
+    assert me["quota"] == {
+        "max_gpus": 4,
+        "gpu_hours_budget": 100,
+        "can_borrow": False,
+        "max_priority": "high",
+    }
     assert me["usage"]["gpu_hours"] == 0 and me["usage"]["gpu_hours_left"] == 100
     assert me["jobs"] == {"running": 0, "queued": 0, "pending": 0}
     bad = client.post("/v1/teams", headers=ops, json={"name": "Bad Name!"})
@@ -43,13 +55,16 @@ def test_team_admins_manage_their_queue_and_keys_but_not_quotas(
     admin = make_key("alpha", role="admin")
     me = client.get("/v1/teams/me", headers=admin).get_json()
     assert client.post("/v1/teams", headers=admin, json={"name": "x"}).status_code == 403
-    assert client.patch(f"/v1/teams/{me['id']}", headers=admin,
-                        json={"max_gpus": 100}).status_code == 403
+    assert (
+        client.patch(f"/v1/teams/{me['id']}", headers=admin, json={"max_gpus": 100}).status_code
+        == 403
+    )
     held = client.patch(f"/v1/teams/{me['id']}", headers=admin, json={"queue_state": "draining"})
     assert held.status_code == 200 and held.get_json()["queue_state"] == "draining"
     ds = upload_ner(client, admin)
-    refused = client.post("/v1/jobs", headers=admin,
-                          json={"task": "token-classification", "train_dataset": ds["id"]})
+    refused = client.post(
+        "/v1/jobs", headers=admin, json={"task": "token-classification", "train_dataset": ds["id"]}
+    )
     assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "draining"
 
     new = client.post(f"/v1/teams/{me['id']}/keys", headers=admin, json={"role": "viewer"})
@@ -72,8 +87,11 @@ def test_submit_refuses_what_the_quota_or_priority_limit_never_allows(
     ops = operator(platform)
     headers = make_key("alpha")
     me = client.get("/v1/teams/me", headers=headers).get_json()
-    client.patch(f"/v1/teams/{me['id']}", headers=ops,
-                 json={"max_gpus": 1, "can_borrow": False, "max_priority": "normal"})
+    client.patch(
+        f"/v1/teams/{me['id']}",
+        headers=ops,
+        json={"max_gpus": 1, "can_borrow": False, "max_priority": "normal"},
+    )
     ds = upload_ner(client, headers)
     job = {"task": "token-classification", "train_dataset": ds["id"]}
     too_big = client.post("/v1/jobs", headers=headers, json={**job, "resources": {"gpus": 2}})
@@ -86,11 +104,15 @@ def test_submit_refuses_what_the_quota_or_priority_limit_never_allows(
     job_id = ok.get_json()["id"]
     raised = client.patch(f"/v1/jobs/{job_id}", headers=headers, json={"priority": "normal"})
     assert raised.status_code == 200 and raised.get_json()["priority"] == "normal"
-    assert client.patch(f"/v1/jobs/{job_id}", headers=headers,
-                        json={"priority": "high"}).status_code == 422
+    assert (
+        client.patch(f"/v1/jobs/{job_id}", headers=headers, json={"priority": "high"}).status_code
+        == 422
+    )
     client.post(f"/v1/jobs/{job_id}/cancel", headers=headers)
-    assert client.patch(f"/v1/jobs/{job_id}", headers=headers,
-                        json={"priority": "low"}).status_code == 409
+    assert (
+        client.patch(f"/v1/jobs/{job_id}", headers=headers, json={"priority": "low"}).status_code
+        == 409
+    )
 
 
 def test_pool_shows_workers_and_hides_other_teams_job_ids(
@@ -100,8 +122,9 @@ def test_pool_shows_workers_and_hides_other_teams_job_ids(
         register(session, WorkerInfo("w1", "host", "tunepool.worker.w1", 2))
     alpha, beta = make_key("alpha"), make_key("beta")
     ds = upload_ner(client, alpha)
-    job = client.post("/v1/jobs", headers=alpha,
-                      json={"task": "token-classification", "train_dataset": ds["id"]}).get_json()
+    job = client.post(
+        "/v1/jobs", headers=alpha, json={"task": "token-classification", "train_dataset": ds["id"]}
+    ).get_json()
     assert job["state"] == "queued"
     mine = client.get("/v1/pool", headers=alpha).get_json()
     theirs = client.get("/v1/pool", headers=beta).get_json()
