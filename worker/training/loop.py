@@ -16,12 +16,13 @@ from typing import Any
 import torch
 from safetensors.torch import save_model
 
-from worker.training.batching import epoch_seed, length_grouped_batches
+from worker.training.batching import epoch_seed, labelled_counts, length_grouped_batches
 from worker.training.callbacks import TrainCallbacks
 from worker.training.checkpoint import TrainerState, save_checkpoint
 from worker.training.distributed import DistContext
 from worker.training.evaluation import autocast
 from worker.training.spec import LOWER_IS_BETTER, Hyperparameters
+from worker.training.token_classification import IGNORE_INDEX
 
 Evaluator = Callable[[], tuple[dict[str, float], dict[str, Any]]]
 # Encoded examples (each with `input_ids`) -> a padded batch of tensors.
@@ -60,6 +61,11 @@ class TrainingLoop:
         self.best_path = output_dir / ".best" / "model.safetensors"
         self.last_checkpoint: Path | None = None
         self._lengths = [len(sentence.input_ids) for sentence in sentences]
+        self._labelled = labelled_counts(sentences)
+        # Labelled positions in an average (global) batch; every epoch has
+        # ceil(len / batch_size) batches, whatever their order.
+        batches = max(-(-len(sentences) // hp.batch_size), 1)
+        self._labelled_per_batch = sum(self._labelled or ()) / batches or 1.0
         self._pending: list[torch.Tensor] = []  # per-step losses not yet read back
         self._interval_losses: list[float] = []
         self._interval_samples = self._interval_tokens = 0
@@ -103,7 +109,7 @@ class TrainingLoop:
             self._interval_tokens += int(batch["attention_mask"].sum())  # CPU tensor: no sync
             inputs = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
             with autocast(self.device):
-                loss = self.forward_model(**inputs).loss / len(window)
+                loss = self.forward_model(**inputs).loss * self._weight(batch) / len(window)
             loss.backward()
             step_loss += loss.detach().float()
         if self.hp.max_grad_norm > 0:
@@ -114,6 +120,23 @@ class TrainingLoop:
         self.state.global_step += 1
         self._steps_this_run += 1
         self._pending.append(step_loss)
+
+    def _weight(self, batch: dict[str, torch.Tensor]) -> float:
+        """How much this batch's mean loss counts: its labelled tokens over the average
+        batch's, so that every labelled token weighs the same in every batch.
+
+        Length-grouped batches differ in size by design: a batch of short sentences holds
+        a few dozen labelled words, a batch of long ones several hundred. A plain mean per
+        batch would make each word of a short batch count several times as much as a word
+        of a long one, an objective random batches do not have. (In a data-parallel run the
+        average batch is the global one, and DDP's mean over the ranks divides by the
+        world size again.)
+        """
+        if self._labelled is None:
+            return 1.0
+        labelled = int((batch["labels"] != IGNORE_INDEX).sum())  # CPU tensor: no sync
+        world = self.context.world if self.context is not None else 1
+        return labelled * world / self._labelled_per_batch
 
     def _shard(self, indices: Sequence[int]) -> list[int]:
         """This rank's slice of a global batch; never empty, since every rank must
