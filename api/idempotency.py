@@ -5,6 +5,11 @@ with the same key and the same request gets that answer again and creates
 nothing; the same key with a different request is a 422; a retry that arrives
 while the first call is still running gets a 409. Answers of 5xx are not kept, so
 a retry after a server error runs again.
+
+A view whose answer is known before it commits (a job submission) keeps it in that
+same transaction (``answer_before_commit``): then no crash or error after the commit
+can leave the key reserved without an answer (every retry a 409) or free it (a retry
+that creates a second job).
 """
 
 from __future__ import annotations
@@ -84,21 +89,27 @@ def install(app: Flask) -> None:
     @app.after_request
     def _remember(response: Response) -> Response:
         held = g.pop("idempotency", None)
+        committed = g.pop("idempotency_committed", None)
         if held is None:
             return response
         team_id, key, fingerprint = held
+        if committed is not None and (
+            response.status_code >= 500 or _answer(response) == committed
+        ):
+            # The answer committed with what it answers stands (even under a later 5xx:
+            # what it created exists, and a retry must get it, not create it again).
+            return response
         write: Callable[[Session], None]
         if response.status_code >= 500 or response.is_streamed or response.direct_passthrough:
             # Not an answer worth replaying: let a retry run again.
             write = partial(idempotency.forget, team_id=team_id, key=key)
         else:
-            answer = (response.status_code, response.get_data(as_text=True), response.content_type)
             write = partial(
                 idempotency.keep_answer,
                 team_id=team_id,
                 key=key,
                 fingerprint=fingerprint,
-                answer=answer,
+                answer=_answer(response),
             )
         # With the audit row, in one transaction (api.after_writes).
         defer(write, f"the answer for {HEADER} {key}")
@@ -109,11 +120,28 @@ def install(app: Flask) -> None:
         # An exception that escaped every handler leaves no answer: free the key, which
         # the call may have committed before it failed.
         held = g.pop("idempotency", None)
-        if held is not None:
+        committed = g.pop("idempotency_committed", None)
+        if held is not None and committed is None:
             team_id, key, _ = held
             close_db()
             with transaction(platform().sessions) as session:
                 idempotency.forget(session, team_id, key)
+
+
+def answer_before_commit(session: Session, response: Response) -> None:
+    """Keep ``response`` as this call's answer in the transaction about to commit what it
+    answers: one UPDATE of the key's reservation, and one write less afterwards."""
+    held = g.get("idempotency")
+    if held is None:
+        return
+    team_id, key, _ = held
+    answer = _answer(response)
+    idempotency.answer_reservation(session, team_id, key, answer)
+    g.idempotency_committed = answer
+
+
+def _answer(response: Response) -> tuple[int, str, str | None]:
+    return response.status_code, response.get_data(as_text=True), response.content_type
 
 
 def _in_progress() -> ApiError:

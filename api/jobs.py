@@ -10,12 +10,14 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.admission_checks import check_admissible
 from api.auth import requires
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid, not_found
+from api.idempotency import answer_before_commit
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import page_params, paged
 from api.schemas import JobCreate
@@ -149,19 +151,24 @@ def submit() -> tuple[Response, int]:
         max_attempts=spec.max_attempts or platform().settings.max_attempts,
         created_at=now,
     )
+    return accept(session, job)
+
+
+def accept(session: Session, job: Job) -> tuple[Response, int]:
+    """Commit a new pending job with its answer (the 201), then ask for its admission."""
     session.add(job)
     record_event(session, job.id, "state", new=S.PENDING.value, reason="accepted")
-    session.commit()
-    return accepted(job)
-
-
-def accepted(job: Job) -> tuple[Response, int]:
-    """The 201 for a job just committed as pending, after asking for its admission."""
-    if request_admission(platform()):
-        db().refresh(job)
-        return jsonify(job_json(job)), 201
+    session.flush()
     # No pass has seen it yet, so it is not on the wait board: nothing to read there.
-    return jsonify(job_json(job, places={})), 201
+    answer = jsonify(job_json(job, places={}))
+    answer.status_code = 201
+    answer_before_commit(session, answer)
+    session.commit()
+    if request_admission(platform()):
+        # A pass ran here (single-process setups): answer with what it decided.
+        session.refresh(job)
+        return jsonify(job_json(job)), 201
+    return answer, 201
 
 
 def _check_base_model(name: str) -> None:

@@ -25,7 +25,7 @@ from storage.blobs import ChecksumMismatch
 from storage.ids import new_id
 from storage.models import Job, ModelVersion, StoredObject
 from storage.registry import parse_ref, resolve
-from storage.states import JobState, record_event
+from storage.states import JobState
 
 bp = Blueprint("model_jobs", __name__, url_prefix="/v1/jobs")
 MODEL_JOB_TYPES = ("inference", "compress")
@@ -40,7 +40,7 @@ def _model(ref: str) -> ModelVersion:
 
 
 def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
-    from api.jobs import accepted
+    from api.jobs import accept
 
     spec: InferenceJobCreate | CompressJobCreate
     if body.get("type") == "inference":
@@ -77,10 +77,7 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
         max_attempts=spec.max_attempts or platform().settings.max_attempts,
         created_at=time.time(),
     )
-    session.add(job)
-    record_event(session, job.id, "state", new=JobState.PENDING.value, reason="accepted")
-    session.commit()
-    return accepted(job)
+    return accept(session, job)
 
 
 @bp.get("/<job_id>/output")

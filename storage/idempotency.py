@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, delete, select
+from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -84,6 +84,18 @@ def keep_answer(
             index_elements=["team_id", "key"],
             set_={"status": status, "body": body, "content_type": content_type},
         )
+    )
+
+
+def answer_reservation(
+    session: Session, team_id: str, key: str, answer: tuple[int, str, str | None]
+) -> None:
+    """Write the answer into this transaction's own reservation (one UPDATE)."""
+    status, body, content_type = answer
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
+        .values(status=status, body=body, content_type=content_type)
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
+import api.after_writes as after_writes
 import api.jobs as api_jobs
 from storage.idempotency import IdempotencyKey
 from storage.models import Dataset, Job
@@ -131,11 +132,55 @@ def test_a_server_error_frees_the_key_and_the_retry_runs(
     assert count(platform, Job) == 1
 
 
+def test_an_error_after_the_commit_replays_the_job_instead_of_creating_another(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = make_key()
+    ds = upload_ner(client, headers)
+    body = {"task": "token-classification", "train_dataset": ds["id"]}
+    once = {**headers, "Idempotency-Key": "late-failure-1"}
+
+    def broken(*_: object, **__: object) -> bool:
+        raise RuntimeError("the broker went away")
+
+    # The job and its answer are committed; what fails comes after.
+    monkeypatch.setattr(api_jobs, "request_admission", broken)
+    client.application.config["PROPAGATE_EXCEPTIONS"] = False
+    first = client.post("/v1/jobs", headers=once, json=body)
+    assert first.status_code == 500
+    monkeypatch.undo()
+    again = client.post("/v1/jobs", headers=once, json=body)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    with platform.sessions() as session:
+        assert session.scalars(select(Job.id)).all() == [again.get_json()["id"]]
+
+
+def test_an_answer_survives_when_the_writes_after_the_response_fail(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if the process died after its commit: the retry still gets the job, not a 409."""
+    headers = make_key()
+    ds = upload_ner(client, headers)
+    body = {"task": "token-classification", "train_dataset": ds["id"]}
+    once = {**headers, "Idempotency-Key": "died-1"}
+
+    def unreachable(*_: object, **__: object) -> None:
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(after_writes, "transaction", unreachable)
+    first = client.post("/v1/jobs", headers=once, json=body)
+    monkeypatch.undo()
+    again = client.post("/v1/jobs", headers=once, json=body)
+    assert first.status_code == again.status_code == 201
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert count(platform, Job) == 1
+
+
 def test_a_submission_costs_two_transactions(
     client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The hot path of bench/load.py: authentication, the key's reservation and the job
-    commit together; the kept answer and the audit row follow in one more transaction."""
+    """The hot path of bench/load.py: authentication, the key's reservation, the job and
+    its kept answer commit together; the audit row follows in one more transaction."""
     # As in production, the admission pass is deferred to the control worker (the other
     # tests run it inline).
     monkeypatch.setattr(
@@ -165,6 +210,7 @@ def test_a_submission_costs_two_transactions(
     # SQLite's BEGIN IMMEDIATE is a statement of its own there.
     work = [s for s in statements if s != "BEGIN"]
     assert len(commits) == 2, (statements, len(commits))
-    # key+team, reservation, dataset, job, event | answer, audit row
-    assert work.count("SELECT") == 2 and work.count("INSERT") == 5, work
+    # key+team, reservation, dataset, job, event, answer | audit row
+    assert work.count("SELECT") == 2 and work.count("INSERT") == 4, work
+    assert work.count("UPDATE") == 1, work
     assert len(work) == 7, work
