@@ -41,4 +41,10 @@ def system_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.alert_interval_s,
             "options": {"queue": CONTROL_QUEUE, "expires": settings.alert_interval_s},
         },
+        # Idempotency keys answer retries for a day (settings.idempotency_keep_s), then go.
+        "idempotency_keys": {
+            "task": "tunepool.expire_idempotency_keys",
+            "schedule": 3600.0,
+            "options": {"queue": CONTROL_QUEUE, "expires": 3600.0},
+        },
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from scheduler.ticks import run_admission, run_reaper
+from scheduler.ticks import run_admission, run_key_expiry, run_reaper
 from tunepool.platform import current_platform
 
 
@@ -44,3 +44,8 @@ def alerts_task() -> int:
     from scheduler.alerts.engine import run_alerts
 
     return len(run_alerts(current_platform()))
+
+
+@shared_task(name="tunepool.expire_idempotency_keys", ignore_result=True)
+def expire_idempotency_keys_task() -> int:
+    return run_key_expiry(current_platform())

@@ -9,6 +9,7 @@ from scheduler.admission import Placement, admit
 from scheduler.dispatch import celery_publisher
 from scheduler.pool import mark_lost
 from scheduler.wait_board import post_board
+from storage import idempotency
 from storage.db import transaction
 from storage.lease import reap_expired, requeue_unclaimed
 from tunepool.observations import observe_admission_pass
@@ -33,6 +34,21 @@ def run_admission(platform: Platform) -> list[Placement]:
         session.close()
         # Passes run in the API, workers and the control worker; /metrics reads them all.
         observe_admission_pass(platform.settings.redis_url, time.perf_counter() - started)
+
+
+def run_key_expiry(platform: Platform, now: float | None = None) -> int:
+    """Forget Idempotency-Keys older than ``idempotency_keep_s``: the table would otherwise
+    grow by a row for every create sent with a key. How many went."""
+    cutoff = (time.time() if now is None else now) - platform.settings.idempotency_keep_s
+    with transaction(platform.sessions) as session:
+        forgotten = idempotency.expire(session, cutoff)
+    if forgotten:
+        log.info(
+            "forgot %d idempotency key(s) older than %.0f s",
+            forgotten,
+            platform.settings.idempotency_keep_s,
+        )
+    return forgotten
 
 
 def run_reaper(platform: Platform) -> dict[str, list[str]]:

@@ -106,6 +106,12 @@ def forget(session: Session, team_id: str, key: str) -> None:
     )
 
 
+def expire(session: Session, older_than: float) -> int:
+    """Delete the keys created before ``older_than`` (a time); how many went."""
+    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def find(session: Session, team_id: str, key: str) -> IdempotencyKey | None:
     return session.scalar(
         select(IdempotencyKey).where(IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)

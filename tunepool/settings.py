@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # Per API key, per API process (api/guards.py): a token bucket; 0 turns it off.
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 200
+    # How long an Idempotency-Key answers retries; older keys are swept (hourly) and may
+    # be used again. A day, as Stripe does: far beyond any client's retry window.
+    idempotency_keep_s: float = 24 * 3600.0
     checkpoint_every_steps: int = 0  # 0: each epoch only (plus on stop requests)
     keep_checkpoints: int = 2
     # Fault tests and bench/load.py only: base_model "noop:..." runs worker.noop_engine.

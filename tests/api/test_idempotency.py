@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 import api.after_writes as after_writes
 import api.jobs as api_jobs
+from scheduler.ticks import run_key_expiry
 from storage.idempotency import IdempotencyKey
 from storage.models import Dataset, Job
 from tests.api.conftest import KeyFactory, upload_ner
@@ -214,3 +216,30 @@ def test_a_submission_costs_two_transactions(
     assert work.count("SELECT") == 2 and work.count("INSERT") == 4, work
     assert work.count("UPDATE") == 1, work
     assert len(work) == 7, work
+
+
+def test_keys_older_than_the_keep_window_are_swept_and_may_be_used_again(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    headers = make_key()
+    ds = upload_ner(client, headers)
+    body = {"task": "token-classification", "train_dataset": ds["id"]}
+    old = client.post("/v1/jobs", headers={**headers, "Idempotency-Key": "old-1"}, json=body)
+    with platform.sessions.begin() as session:
+        session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.key == "old-1")
+            .values(created_at=time.time() - platform.settings.idempotency_keep_s - 60)
+        )
+    young = client.post("/v1/jobs", headers={**headers, "Idempotency-Key": "young-1"}, json=body)
+    assert old.status_code == young.status_code == 201
+
+    assert run_key_expiry(platform) == 1
+    with platform.sessions() as session:
+        assert session.scalars(select(IdempotencyKey.key)).all() == ["young-1"]
+    # The young key still replays; the swept one runs as a new request.
+    replay = client.post("/v1/jobs", headers={**headers, "Idempotency-Key": "young-1"}, json=body)
+    assert replay.get_json()["id"] == young.get_json()["id"]
+    reused = client.post("/v1/jobs", headers={**headers, "Idempotency-Key": "old-1"}, json=body)
+    assert reused.status_code == 201 and "Idempotent-Replayed" not in reused.headers
+    assert reused.get_json()["id"] != old.get_json()["id"]
