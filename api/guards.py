@@ -12,9 +12,11 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 
 from flask import Flask, Response, g, request
+from sqlalchemy.orm import Session
 
 from api.after_writes import defer
 from api.errors import ApiError
@@ -72,24 +74,37 @@ def install(app: Flask) -> None:
             response.headers["Retry-After"] = str(response.get_json()["error"]["retry_after"])
         if request.method not in MUTATING or not request.path.startswith("/v1/"):
             return response
-        key = g.get("api_key")
+        if g.pop("audited_status", None) == response.status_code:
+            return response  # written with the call's own commit (audit_before_commit)
         # A lost audit row must not turn the call, which already happened, into an error:
         # after_writes logs a failure instead of raising it.
         defer(
-            partial(
-                record,
-                team_id=key.team_id if key else None,
-                key_id=key.id if key else None,
-                role=key.role if key else None,
-                method=request.method,
-                path=request.path,
-                endpoint=request.endpoint,
-                status=response.status_code,
-                remote_addr=request.remote_addr,
-            ),
+            _audit_row(response.status_code),
             f"the audit event for {request.method} {request.path}",
         )
         return response
+
+
+def audit_before_commit(session: Session, response: Response) -> None:
+    """Write this call's audit row into the transaction about to commit what the call did:
+    a crash after the commit cannot lose the row, and it needs no transaction of its own."""
+    _audit_row(response.status_code)(session)
+    g.audited_status = response.status_code
+
+
+def _audit_row(status: int) -> Callable[[Session], None]:
+    key = g.get("api_key")
+    return partial(
+        record,
+        team_id=key.team_id if key else None,
+        key_id=key.id if key else None,
+        role=key.role if key else None,
+        method=request.method,
+        path=request.path,
+        endpoint=request.endpoint,
+        status=status,
+        remote_addr=request.remote_addr,
+    )
 
 
 def platform_settings(app: Flask) -> Settings:

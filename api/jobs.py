@@ -17,6 +17,7 @@ from api.auth import requires
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid, not_found
+from api.guards import audit_before_commit
 from api.idempotency import answer_before_commit
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import page_params, paged
@@ -162,7 +163,10 @@ def accept(session: Session, job: Job) -> tuple[Response, int]:
     # No pass has seen it yet, so it is not on the wait board: nothing to read there.
     answer = jsonify(job_json(job, places={}))
     answer.status_code = 201
+    # The answer kept for retries and the audit row commit with the job: nothing after
+    # the commit can lose them, and the call costs one transaction.
     answer_before_commit(session, answer)
+    audit_before_commit(session, answer)
     session.commit()
     if request_admission(platform()):
         # A pass ran here (single-process setups): answer with what it decided.

@@ -13,6 +13,7 @@ from sqlalchemy import event, func, select, update
 import api.after_writes as after_writes
 import api.jobs as api_jobs
 from scheduler.ticks import run_key_expiry
+from storage.audit import AuditEvent
 from storage.idempotency import IdempotencyKey
 from storage.models import Dataset, Job
 from tests.api.conftest import KeyFactory, upload_ner
@@ -172,17 +173,23 @@ def test_an_answer_survives_when_the_writes_after_the_response_fail(
     monkeypatch.setattr(after_writes, "transaction", unreachable)
     first = client.post("/v1/jobs", headers=once, json=body)
     monkeypatch.undo()
+    # Its audit row committed with the job.
+    with platform.sessions() as session:
+        audited = session.execute(
+            select(AuditEvent.path, AuditEvent.status).where(AuditEvent.path == "/v1/jobs")
+        ).all()
+    assert audited == [("/v1/jobs", 201)]
     again = client.post("/v1/jobs", headers=once, json=body)
     assert first.status_code == again.status_code == 201
     assert again.get_json()["id"] == first.get_json()["id"]
     assert count(platform, Job) == 1
 
 
-def test_a_submission_costs_two_transactions(
+def test_a_submission_costs_one_transaction(
     client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The hot path of bench/load.py: authentication, the key's reservation, the job and
-    its kept answer commit together; the audit row follows in one more transaction."""
+    """The hot path of bench/load.py: authentication, the key's reservation, the job, its
+    kept answer and its audit row, all in one transaction."""
     # As in production, the admission pass is deferred to the control worker (the other
     # tests run it inline).
     monkeypatch.setattr(
@@ -211,8 +218,8 @@ def test_a_submission_costs_two_transactions(
     assert resp.status_code == 201
     # SQLite's BEGIN IMMEDIATE is a statement of its own there.
     work = [s for s in statements if s != "BEGIN"]
-    assert len(commits) == 2, (statements, len(commits))
-    # key+team, reservation, dataset, job, event, answer | audit row
+    assert len(commits) == 1, (statements, len(commits))
+    # key+team, reservation, dataset, job, event, answer, audit row
     assert work.count("SELECT") == 2 and work.count("INSERT") == 4, work
     assert work.count("UPDATE") == 1, work
     assert len(work) == 7, work
