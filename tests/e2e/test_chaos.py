@@ -380,7 +380,7 @@ def test_database_unavailable_answers_503_with_retry_after_and_writes_nothing(
 
         # 2. The connection dies between the job's INSERT and its COMMIT.
         def cut_before_commit(session: Session) -> None:
-            if any(isinstance(obj, Job) for obj in session.new):
+            if any(isinstance(obj, Job) for obj in [*session.new, *session.identity_map.values()]):
                 session.flush()  # the job and its event are written, not committed
                 proxy.cut()
 

@@ -83,6 +83,9 @@ def test_quota_waits_while_another_team_runs_and_two_slots_land_on_one_worker(
     assert {job_state(live, j).state for j in (pair["id"], over, theirs)} == {"succeeded"}
 
 
+CHECKPOINT_EVERY = 25
+
+
 def test_high_priority_preempts_low_which_resumes_from_its_checkpoint(
     live: WorkerProcs, tiny_model: str
 ) -> None:
@@ -99,7 +102,13 @@ def test_high_priority_preempts_low_which_resumes_from_its_checkpoint(
             "train_dataset": train,
             "validation_dataset": validation,
             "priority": "low",
-            "hyperparameters": {"epochs": 2, "batch_size": 8, "checkpoint_every_steps": 10},
+            # Long enough (1,500 steps) that it is still running when the high-priority
+            # job arrives, even on a fast host; 2 epochs of 75 steps took 0.6 s on one.
+            "hyperparameters": {
+                "epochs": 20,
+                "batch_size": 8,
+                "checkpoint_every_steps": CHECKPOINT_EVERY,
+            },
         },
     ).get_json()["id"]
 
@@ -146,7 +155,7 @@ def test_high_priority_preempts_low_which_resumes_from_its_checkpoint(
     assert [r.outcome for r in runs] == ["preempted", "succeeded"]
     assert high_run is not None and high_run.started_at >= runs[0].ended_at
     # It yielded by checkpointing: the next run starts no more than one interval back.
-    assert runs[1].start_step >= max(steps) - 10 and runs[1].start_step > 0
+    assert runs[1].start_step >= max(steps) - CHECKPOINT_EVERY and runs[1].start_step > 0
 
 
 def test_cancel_of_a_running_job_leaves_no_process_behind(
@@ -155,7 +164,8 @@ def test_cancel_of_a_running_job_leaves_no_process_behind(
     client, headers = api(live)
     live.start("wA", slots=1)
     train, validation = upload(client, headers, 600, 1), upload(client, headers, 20, 2)
-    job_id = submit(client, headers, tiny_model, train, validation, epochs=3)
+    # Far more epochs than it will run: the cancel must find it still training.
+    job_id = submit(client, headers, tiny_model, train, validation, epochs=100)
     wait_until(
         lambda: int(job_state(live, job_id).progress.get("step") or 0) >= 5,
         120,
