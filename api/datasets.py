@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 
 from api.auth import requires
+from api.commit_answer import commit_with_answer
 from api.context import db, platform, team_id
 from api.errors import ApiError, invalid, not_found
 from api.paging import page_params, paged
@@ -116,8 +117,7 @@ def upload() -> tuple[Response, int]:
             stats=stats,
         )
         session.add(dataset)
-        session.commit()
-    return jsonify(dataset_json(dataset)), 201
+        return commit_with_answer(session, lambda: dataset_json(dataset), 201)
 
 
 @bp.get("")

@@ -14,11 +14,10 @@ from sqlalchemy.orm import Session
 
 from api.admission_checks import check_admissible
 from api.auth import requires
+from api.commit_answer import commit_with_answer
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid, not_found
-from api.guards import audit_before_commit
-from api.idempotency import answer_before_commit
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import page_params, paged
 from api.schemas import JobCreate
@@ -159,20 +158,13 @@ def accept(session: Session, job: Job) -> tuple[Response, int]:
     """Commit a new pending job with its answer (the 201), then ask for its admission."""
     session.add(job)
     record_event(session, job.id, "state", new=S.PENDING.value, reason="accepted")
-    session.flush()
     # No pass has seen it yet, so it is not on the wait board: nothing to read there.
-    answer = jsonify(job_json(job, places={}))
-    answer.status_code = 201
-    # The answer kept for retries and the audit row commit with the job: nothing after
-    # the commit can lose them, and the call costs one transaction.
-    answer_before_commit(session, answer)
-    audit_before_commit(session, answer)
-    session.commit()
+    answer = commit_with_answer(session, lambda: job_json(job, places={}), 201)
     if request_admission(platform()):
         # A pass ran here (single-process setups): answer with what it decided.
         session.refresh(job)
         return jsonify(job_json(job)), 201
-    return answer, 201
+    return answer
 
 
 def _check_base_model(name: str) -> None:

@@ -185,6 +185,41 @@ def test_an_answer_survives_when_the_writes_after_the_response_fail(
     assert count(platform, Job) == 1
 
 
+def test_an_upload_commits_its_answer_and_audit_row_with_the_dataset(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = {**make_key(), "Idempotency-Key": "up-died-1"}
+
+    def upload() -> dict:
+        resp = client.post(
+            "/v1/datasets",
+            headers=headers,
+            content_type="multipart/form-data",
+            data={
+                "task": "token-classification",
+                "format": "conll",
+                "name": "ner",
+                "file": (io.BytesIO(conll_text(10, seed=5).encode()), "ner.conll"),
+            },
+        )
+        assert resp.status_code == 201, resp.get_json()
+        return dict(resp.get_json())
+
+    def unreachable(*_: object, **__: object) -> None:
+        raise ConnectionError("database unreachable")
+
+    # Nothing can be written after the response, as if the process died there.
+    monkeypatch.setattr(after_writes, "transaction", unreachable)
+    first = upload()
+    monkeypatch.undo()
+    with platform.sessions() as session:
+        audited = session.execute(
+            select(AuditEvent.path, AuditEvent.status).where(AuditEvent.path == "/v1/datasets")
+        ).all()
+    assert audited == [("/v1/datasets", 201)]
+    assert upload()["id"] == first["id"] and count(platform, Dataset) == 1
+
+
 def test_a_submission_costs_one_transaction(
     client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
