@@ -6,6 +6,10 @@ and the call's own commit, a crash loses both: the key stays reserved without an
 (every retry a 409) and the audit log misses a change that happened. A view that knows
 its answer before it commits renders it, writes both into its own transaction and
 commits once; the after-request hooks then skip what is already written.
+
+An answer that holds a secret shown once (a new API key) gives a redacted answer to
+keep instead: the secret is never stored, and a retry learns that the key exists and
+its prefix (to revoke it and issue another), not the key.
 """
 
 from __future__ import annotations
@@ -21,14 +25,21 @@ from api.idempotency import answer_before_commit
 
 
 def commit_with_answer(
-    session: Session, render: Callable[[], Any], status: int
+    session: Session,
+    render: Callable[[], Any],
+    status: int,
+    kept: Callable[[], Any] | None = None,
 ) -> tuple[Response, int]:
-    """Flush, render the answer (ids and defaults are set by then), write the kept answer
-    and the audit row, commit; the response to return."""
+    """Flush, render the answer (ids and defaults are set by then), write the answer kept
+    for retries (``kept``'s, where given) and the audit row, commit; the response."""
     session.flush()
     answer = jsonify(render())
     answer.status_code = status
-    answer_before_commit(session, answer)
+    replay = answer
+    if kept is not None:
+        replay = jsonify(kept())
+        replay.status_code = status
+    answer_before_commit(session, replay)
     audit_before_commit(session, answer)
     session.commit()
     return answer, status

@@ -93,11 +93,10 @@ def install(app: Flask) -> None:
         if held is None:
             return response
         team_id, key, fingerprint = held
-        if committed is not None and (
-            response.status_code >= 500 or _answer(response) == committed
-        ):
-            # The answer committed with what it answers stands (even under a later 5xx:
-            # what it created exists, and a retry must get it, not create it again).
+        if committed is not None:
+            # The answer committed with what it answers stands: under a later 5xx what it
+            # created exists, and a retry must get it, not create it again; a redacted
+            # answer must not be replaced by the one that holds the secret.
             return response
         write: Callable[[Session], None]
         if response.status_code >= 500 or response.is_streamed or response.direct_passthrough:

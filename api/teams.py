@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
 from api.auth import requires
+from api.commit_answer import commit_with_answer
 from api.context import caller, db, platform, team_id
 from api.errors import ApiError, invalid, not_found
 from scheduler.usage import gpu_hours_by_team, period_start
@@ -135,8 +136,12 @@ def create() -> tuple[Response, int]:
     except TeamError as exc:
         raise invalid("name", str(exc)) from None
     _apply(team, spec, spec.model_fields_set - {"name"})
-    session.commit()
-    return jsonify({"team": team_json(team), "key": key}), 201
+    return commit_with_answer(
+        session,
+        lambda: {"team": team_json(team), "key": key},
+        201,
+        kept=lambda: {"team": team_json(team), **_shown_once(key)},
+    )
 
 
 @bp.patch("/teams/<ident>")
@@ -182,8 +187,22 @@ def new_key(ident: str) -> tuple[Response, int]:
     team = _visible_team(ident)
     spec = KeyCreate.model_validate(request.get_json(silent=True) or {})
     key = issue_key(db(), team, spec.role)
-    db().commit()
-    return jsonify({"key": key, "role": spec.role}), 201
+    return commit_with_answer(
+        db(),
+        lambda: {"key": key, "role": spec.role},
+        201,
+        kept=lambda: {**_shown_once(key), "role": spec.role},
+    )
+
+
+def _shown_once(key: str) -> dict[str, Any]:
+    """What a retry of a call that issued ``key`` gets: its prefix, never the key itself."""
+    return {
+        "key": None,
+        "key_prefix": key.split("_")[1],
+        "key_shown_once": "the key was in the first answer only; if it was lost, revoke it "
+        "by its prefix (GET /v1/teams/<team>/keys) and issue another",
+    }
 
 
 @bp.post("/keys/<key_id>/revoke")

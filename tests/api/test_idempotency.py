@@ -15,7 +15,7 @@ import api.jobs as api_jobs
 from scheduler.ticks import run_key_expiry
 from storage.audit import AuditEvent
 from storage.idempotency import IdempotencyKey
-from storage.models import Dataset, Job
+from storage.models import ApiKey, Dataset, Job
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.platform import Platform
 from tunepool.synthetic import conll_text
@@ -218,6 +218,29 @@ def test_an_upload_commits_its_answer_and_audit_row_with_the_dataset(
         ).all()
     assert audited == [("/v1/datasets", 201)]
     assert upload()["id"] == first["id"] and count(platform, Dataset) == 1
+
+
+def test_a_retried_key_issue_replays_its_prefix_and_never_stores_the_key(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    headers = {**make_key("alpha", role="admin"), "Idempotency-Key": "new-key-1"}
+    team = client.get("/v1/teams/me", headers=headers).get_json()["id"]
+    first = client.post(f"/v1/teams/{team}/keys", headers=headers, json={"role": "viewer"})
+    again = client.post(f"/v1/teams/{team}/keys", headers=headers, json={"role": "viewer"})
+    assert first.status_code == again.status_code == 201
+    secret = first.get_json()["key"]
+    assert secret.startswith("tp_")
+    replay = again.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert replay["key"] is None and replay["role"] == "viewer"
+    assert replay["key_prefix"] == secret.split("_")[1]
+    with platform.sessions() as session:
+        kept = session.scalars(select(IdempotencyKey.body)).all()
+        viewers = session.scalar(
+            select(func.count()).select_from(ApiKey).where(ApiKey.role == "viewer")
+        )
+    assert kept and all(secret not in (body or "") for body in kept)
+    assert viewers == 1  # the retry issued nothing
 
 
 def test_a_submission_costs_one_transaction(
