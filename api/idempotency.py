@@ -6,10 +6,10 @@ nothing; the same key with a different request is a 422; a retry that arrives
 while the first call is still running gets a 409. Answers of 5xx are not kept, so
 a retry after a server error runs again.
 
-A view whose answer is known before it commits (a job submission) keeps it in that
-same transaction (``answer_before_commit``): then no crash or error after the commit
-can leave the key reserved without an answer (every retry a 409) or free it (a retry
-that creates a second job).
+A view whose answer is known before it commits keeps it in that same transaction
+(``answer_before_commit``, through api.commit_answer): then no crash or error after the
+commit can leave the key reserved without an answer (every retry a 409) or free it (a
+retry that creates a second job).
 """
 
 from __future__ import annotations
@@ -89,11 +89,11 @@ def install(app: Flask) -> None:
     @app.after_request
     def _remember(response: Response) -> Response:
         held = g.pop("idempotency", None)
-        committed = g.pop("idempotency_committed", None)
+        committed = g.pop("idempotency_committed", False)
         if held is None:
             return response
         team_id, key, fingerprint = held
-        if committed is not None:
+        if committed:
             # The answer committed with what it answers stands: under a later 5xx what it
             # created exists, and a retry must get it, not create it again; a redacted
             # answer must not be replaced by the one that holds the secret.
@@ -119,8 +119,8 @@ def install(app: Flask) -> None:
         # An exception that escaped every handler leaves no answer: free the key, which
         # the call may have committed before it failed.
         held = g.pop("idempotency", None)
-        committed = g.pop("idempotency_committed", None)
-        if held is not None and committed is None:
+        committed = g.pop("idempotency_committed", False)
+        if held is not None and not committed:
             team_id, key, _ = held
             close_db()
             with transaction(platform().sessions) as session:
@@ -134,9 +134,8 @@ def answer_before_commit(session: Session, response: Response) -> None:
     if held is None:
         return
     team_id, key, _ = held
-    answer = _answer(response)
-    idempotency.answer_reservation(session, team_id, key, answer)
-    g.idempotency_committed = answer
+    idempotency.answer_reservation(session, team_id, key, _answer(response))
+    g.idempotency_committed = True
 
 
 def _answer(response: Response) -> tuple[int, str, str | None]:
