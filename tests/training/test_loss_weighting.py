@@ -14,11 +14,10 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForTokenClassification
 
-from worker.training.batching import labelled_counts
 from worker.training.callbacks import NullCallbacks
 from worker.training.checkpoint import TrainerState
 from worker.training.collate import pad_batch
-from worker.training.loop import TrainingLoop
+from worker.training.loop import TrainingLoop, labelled_counts
 from worker.training.spec import Hyperparameters
 from worker.training.token_classification import IGNORE_INDEX, EncodedSentence
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
-
-from worker.training.token_classification import IGNORE_INDEX
 
 # Sentences are sorted by length within windows of this many batches: large enough
 # to group lengths well, small enough that batch composition stays random. On WNUT-17
@@ -45,22 +42,6 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int) -
         longest = max(range(len(batches)), key=lambda b: max(lengths[i] for i in batches[b]))
         batches[0], batches[longest] = batches[longest], batches[0]
     return batches
-
-
-def labelled_counts(items: Sequence[Any]) -> list[int] | None:
-    """How many labelled positions each training item has: the words of a sentence (its
-    first pieces), one per text to classify. None for masked-LM, whose labels are drawn
-    afresh for every batch."""
-    counts: list[int] = []
-    for item in items:
-        labels = getattr(item, "labels", None)
-        if labels is not None:
-            counts.append(sum(1 for label in labels if label != IGNORE_INDEX))
-        elif hasattr(item, "label"):
-            counts.append(1)
-        else:
-            return None
-    return counts
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

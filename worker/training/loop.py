@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_model
 
-from worker.training.batching import epoch_seed, labelled_counts, length_grouped_batches
+from worker.training.batching import epoch_seed, length_grouped_batches
 from worker.training.callbacks import TrainCallbacks
 from worker.training.checkpoint import TrainerState, save_checkpoint
 from worker.training.distributed import DistContext
@@ -27,6 +27,22 @@ from worker.training.token_classification import IGNORE_INDEX
 Evaluator = Callable[[], tuple[dict[str, float], dict[str, Any]]]
 # Encoded examples (each with `input_ids`) -> a padded batch of tensors.
 Collate = Callable[[Sequence[Any]], dict[str, torch.Tensor]]
+
+
+def labelled_counts(items: Sequence[Any]) -> list[int] | None:
+    """How many labelled positions each training item has: the words of a sentence (its
+    first pieces), one per text to classify. None for masked-LM, whose labels are drawn
+    afresh for every batch."""
+    counts: list[int] = []
+    for item in items:
+        labels = getattr(item, "labels", None)
+        if labels is not None:
+            counts.append(sum(1 for label in labels if label != IGNORE_INDEX))
+        elif hasattr(item, "label"):
+            counts.append(1)
+        else:
+            return None
+    return counts
 
 
 class TrainingLoop:
