@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from flask.testing import FlaskClient
@@ -24,6 +26,26 @@ from tunepool.synthetic import conll_text
 def count(platform: Platform, model: type) -> int:
     with platform.sessions() as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+@contextmanager
+def nothing_written_after_the_response(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """As if the process died right after answering: api.after_writes cannot reach SQL."""
+
+    def unreachable(*_: object, **__: object) -> None:
+        raise ConnectionError("database unreachable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(after_writes, "transaction", unreachable)
+        yield
+
+
+def audited(platform: Platform, path: str) -> list[tuple[str, int]]:
+    with platform.sessions() as session:
+        rows = session.execute(
+            select(AuditEvent.path, AuditEvent.status).where(AuditEvent.path == path)
+        ).all()
+    return [(row[0], row[1]) for row in rows]
 
 
 def test_a_retried_job_submission_returns_the_first_job(
@@ -167,18 +189,10 @@ def test_an_answer_survives_when_the_writes_after_the_response_fail(
     body = {"task": "token-classification", "train_dataset": ds["id"]}
     once = {**headers, "Idempotency-Key": "died-1"}
 
-    def unreachable(*_: object, **__: object) -> None:
-        raise ConnectionError("database unreachable")
-
-    monkeypatch.setattr(after_writes, "transaction", unreachable)
-    first = client.post("/v1/jobs", headers=once, json=body)
-    monkeypatch.undo()
+    with nothing_written_after_the_response(monkeypatch):
+        first = client.post("/v1/jobs", headers=once, json=body)
     # Its audit row committed with the job.
-    with platform.sessions() as session:
-        audited = session.execute(
-            select(AuditEvent.path, AuditEvent.status).where(AuditEvent.path == "/v1/jobs")
-        ).all()
-    assert audited == [("/v1/jobs", 201)]
+    assert audited(platform, "/v1/jobs") == [("/v1/jobs", 201)]
     again = client.post("/v1/jobs", headers=once, json=body)
     assert first.status_code == again.status_code == 201
     assert again.get_json()["id"] == first.get_json()["id"]
@@ -189,35 +203,14 @@ def test_an_upload_commits_its_answer_and_audit_row_with_the_dataset(
     client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     headers = {**make_key(), "Idempotency-Key": "up-died-1"}
-
-    def upload() -> dict:
-        resp = client.post(
-            "/v1/datasets",
-            headers=headers,
-            content_type="multipart/form-data",
-            data={
-                "task": "token-classification",
-                "format": "conll",
-                "name": "ner",
-                "file": (io.BytesIO(conll_text(10, seed=5).encode()), "ner.conll"),
-            },
-        )
-        assert resp.status_code == 201, resp.get_json()
-        return dict(resp.get_json())
-
-    def unreachable(*_: object, **__: object) -> None:
-        raise ConnectionError("database unreachable")
-
-    # Nothing can be written after the response, as if the process died there.
-    monkeypatch.setattr(after_writes, "transaction", unreachable)
-    first = upload()
-    monkeypatch.undo()
-    with platform.sessions() as session:
-        audited = session.execute(
-            select(AuditEvent.path, AuditEvent.status).where(AuditEvent.path == "/v1/datasets")
-        ).all()
-    assert audited == [("/v1/datasets", 201)]
-    assert upload()["id"] == first["id"] and count(platform, Dataset) == 1
+    text = conll_text(10, seed=5)
+    with nothing_written_after_the_response(monkeypatch):
+        first = upload_ner(client, headers, text)
+    assert first["status"] == 201, first
+    assert audited(platform, "/v1/datasets") == [("/v1/datasets", 201)]
+    again = upload_ner(client, headers, text)
+    assert again["status"] == 201, again
+    assert again["id"] == first["id"] and count(platform, Dataset) == 1
 
 
 def test_a_retried_key_issue_replays_its_prefix_and_never_stores_the_key(
