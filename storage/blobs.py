@@ -117,16 +117,26 @@ def store_stream(
     session: Session, store: ObjectStore, key: str, stream: BinaryIO, length: int = -1
 ) -> StoredObject:
     """Upload ``stream`` under ``key`` and record (upsert) its size and SHA-256."""
+    size, sha256 = _put(store, key, stream, length)
+    return _record(session, key, size, sha256)
+
+
+def _put(store: ObjectStore, key: str, stream: BinaryIO, length: int = -1) -> tuple[int, str]:
+    """Upload; the size and SHA-256 of what was sent."""
     reader = HashingReader(stream)
     info = store.put(key, reader, length)  # type: ignore[arg-type]
     if info.size != reader.size:
         raise ObjectStoreError(f"store reports {info.size} bytes for {key}, sent {reader.size}")
-    return _record(session, key, reader.size, reader.sha256)
+    return reader.size, reader.sha256
+
+
+def _put_file(store: ObjectStore, key: str, path: Path) -> tuple[int, str]:
+    with open(path, "rb") as f:
+        return _put(store, key, f, os.fstat(f.fileno()).st_size)
 
 
 def store_file(session: Session, store: ObjectStore, key: str, path: Path) -> StoredObject:
-    with open(path, "rb") as f:
-        return store_stream(session, store, key, f, os.fstat(f.fileno()).st_size)
+    return _record(session, key, *_put_file(store, key, path))
 
 
 def _walk_files(local_dir: Path) -> Iterator[tuple[str, Path]]:
@@ -140,9 +150,18 @@ def _walk_files(local_dir: Path) -> Iterator[tuple[str, Path]]:
 def store_dir(
     session: Session, store: ObjectStore, prefix: str, local_dir: Path
 ) -> list[StoredObject]:
-    """Upload every file under ``local_dir`` as ``<prefix>/<relative path>``."""
+    """Upload every file under ``local_dir`` as ``<prefix>/<relative path>``.
+
+    Every upload comes first and the rows after, so that the caller's transaction starts
+    only once the object store has everything. Recording each file as it went up began
+    the transaction after the first file and held it through the rest, retries included:
+    on SQLite that is the database's write lock, held through an object-store outage.
+    """
     base = _dir_prefix(prefix)
-    return [store_file(session, store, base + rel, path) for rel, path in _walk_files(local_dir)]
+    sent = [
+        (base + rel, *_put_file(store, base + rel, path)) for rel, path in _walk_files(local_dir)
+    ]
+    return [_record(session, key, size, sha256) for key, size, sha256 in sent]
 
 
 def fetch_file(session: Session, store: ObjectStore, key: str, dest: Path) -> StoredObject:
