@@ -483,6 +483,20 @@ def main() -> int:
             time.sleep(1.0)
         drain_s = time.perf_counter() - submit_started
         finished = drained(engine, team_ids)
+        cpu_drained = cpu_snapshot(platform, redis.process.pid)
+        per_job = {
+            k: (cpu_drained[k] - cpu_before.get(k, 0.0)) * 1000 / max(1, finished)
+            for k in cpu_drained
+            if k != "clients"
+        }
+        print(
+            "CPU per job from the first submit to the last finish: "
+            + ", ".join(
+                f"{k} {v:.1f} ms" for k, v in sorted(per_job.items(), key=lambda kv: -kv[1])
+            )
+            + f"; {sum(per_job.values()):.1f} ms in all",
+            flush=True,
+        )
         figures = account(engine, team_ids, answers, args.jobs)
         print(
             f"drain: {finished} jobs finished {drain_s:.1f} s after the first submit "

@@ -85,6 +85,21 @@ def _warm_for_children() -> None:
     import worker.runner  # noqa: F401
 
     configure_mappers()
+    _warm_pdeathsig()
+
+
+def _warm_pdeathsig() -> None:
+    """Each new pool child sets its parent-death signal through billiard, which (with
+    cffi imported, as minio's dependencies do) parses a C declaration with pycparser.
+    Cold, that imports pycparser and builds its parser tables: ~30 ms of CPU in every
+    child, so per job. Done once here, a child forked afterwards finds them built and
+    pays under 1 ms. Reading the signal changes nothing."""
+    from billiard.util import get_pdeathsig
+
+    try:
+        get_pdeathsig()
+    except OSError:  # not Linux: billiard sets no signal there either
+        pass
 
 
 @worker_ready.connect
