@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 from sqlalchemy.orm import configure_mappers
 
 from scheduler.admission_requests import request_admission
@@ -21,6 +21,7 @@ from storage.db import transaction
 from tunepool.gpu_stats import sample_gpus
 from tunepool.observations import publish_gpu_samples
 from tunepool.platform import current_platform
+from tunepool.redis_client import warm_redis_version
 from worker import fork_guard
 from worker.identity import describe, worker_name
 from worker.shutdown import begin_warm_shutdown
@@ -75,16 +76,24 @@ def _run_job(run: Any, job_id: str) -> str:
 def _warm_for_children() -> None:
     """Do once in the parent what every one-job child would otherwise do itself.
 
-    With one task per child, each job runs in a fresh fork. Without this, each child
-    imported the job modules (~60 ms of CPU) and configured the ORM mappers (~20 ms)
-    on its first job; forked after this, a child finds both done.
+    With one task per child, each job runs in a fresh fork, and whatever a child loads,
+    builds or caches dies with it. Without this, each child imported the job modules
+    (~60 ms of CPU; compiled from source where bytecode is not written), the SQL driver
+    (for the first children) and configured the ORM mappers (~20 ms) on its first job;
+    forked after this, a child finds them done. Runs at ``worker_init``, before the pool
+    forks its first children.
     """
     # None of these imports torch at module level.
+    import tunepool.data.errors  # noqa: F401
     import worker.evaluate_job
     import worker.model_jobs
     import worker.runner  # noqa: F401
 
     configure_mappers()
+    # The engine (not a connection): its driver imported, its compiled-statement cache
+    # shared with every child (tunepool.platform adopts it after the fork).
+    current_platform().engine  # noqa: B018
+    warm_redis_version()
     _warm_pdeathsig()
 
 
@@ -102,9 +111,13 @@ def _warm_pdeathsig() -> None:
         pass
 
 
+@worker_init.connect
+def _on_init(**_: Any) -> None:
+    _warm_for_children()
+
+
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
-    _warm_for_children()
     # Celery's prefork pool runs gc.collect() before forking each child (celery#2927), and
     # with one task per child that is once per job: over every object the parent holds,
     # most of the parent's CPU under load. Objects alive now (imports, the app) are
