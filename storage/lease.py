@@ -57,6 +57,7 @@ def claim(
             "reason": None,
         },
         data={"owner": owner, "attempt": attempt, "worker": worker_name},
+        current=job,
     )
     if not moved:
         return None

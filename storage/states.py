@@ -96,6 +96,7 @@ def transition(
     lease_owner: str | None = None,
     values: Mapping[str, Any] | None = None,
     data: dict[str, Any] | None = None,
+    current: Job | None = None,
 ) -> bool:
     """Move a job to ``new`` and record why.
 
@@ -104,8 +105,13 @@ def transition(
     Without ``expect`` the job's current state must allow the move, else
     IllegalTransition. ``lease_owner`` additionally requires that this runner
     still holds the lease. A move the table forbids always raises.
+
+    ``current``: the job as the caller has just read it (``populate_existing``), to
+    spare reading it again. On success the job in the session holds the row as the
+    UPDATE left it (RETURNING, not a second SELECT).
     """
-    current = session.get(Job, job_id, populate_existing=True)
+    if current is None:
+        current = session.get(Job, job_id, populate_existing=True)
     if current is None:
         raise LookupError(f"job {job_id} does not exist")
     old = JobState(current.state)
@@ -123,15 +129,17 @@ def transition(
         changes.setdefault("lease_owner", None)
         changes.setdefault("lease_until", None)
         changes.setdefault("reason_code", None)
-    result = session.execute(
+    # The compare-and-set and the new row in one statement: RETURNING refreshes the
+    # session's copy of the job, which a refresh() afterwards did with another SELECT.
+    moved = session.scalars(
         update(Job)
         .where(*conditions)
         .values(**changes)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
+    if moved is None:
         return False
     record_event(session, job_id, "state", old=old.value, new=new.value, reason=reason, data=data)
     session.flush()
-    session.refresh(current)
     return True
