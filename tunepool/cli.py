@@ -110,8 +110,11 @@ def worker(slots: int | None, name: str | None, loglevel: str) -> None:
         os.environ["TUNEPOOL_WORKER_SLOTS"] = str(slots)
     from worker.celery_app import worker_queue
     from worker.identity import describe
+    from worker.priority import yield_cpu
 
     info = describe(load_settings())
+    # Before the exec: Celery and every job process it forks inherit the priority.
+    yield_cpu(settings.worker_nice)
     _exec_celery(
         "worker",
         "-Q",

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     worker_name: str = Field("", description="Empty means <hostname>-<pid>.")
     worker_slots: int = Field(0, description="Slots this worker offers; 0 means GPU count or 1.")
     worker_heartbeat_s: float = 10.0
+    # Job processes run this much nicer than the control plane (worker.priority), so a
+    # host shared with the API and the scheduler stays responsive; 0 turns it off.
+    worker_nice: int = Field(10, ge=0, le=19)
     worker_lost_after_s: float = 60.0
 
     admission_interval_s: float = 5.0

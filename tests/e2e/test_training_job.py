@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 from flask.testing import FlaskClient
@@ -91,7 +92,7 @@ def test_job_succeeds_with_reports_and_a_checksummed_model(
     live: WorkerProcs, tiny_model: str
 ) -> None:
     client, headers = api(live)
-    live.start("wA")
+    worker = live.start("wA")
     train, validation = upload(client, headers, 120, 1), upload(client, headers, 30, 2)
     job_id = submit(client, headers, tiny_model, train, validation)
     wait_until(
@@ -102,6 +103,10 @@ def test_job_succeeds_with_reports_and_a_checksummed_model(
     )
     job = job_state(live, job_id)
     assert job.state == "succeeded", (job.error, live.log("wA")[-3000:])
+    # The worker, and the job processes it forks, yield the CPU (worker_nice, 10 by default).
+    assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(
+        19, os.getpriority(os.PRIO_PROCESS, 0) + 10
+    )
     shown = client.get(f"/v1/jobs/{job_id}", headers=headers).get_json()
     report = shown["metrics"]["report"]
     assert report, shown["metrics"]
