@@ -482,8 +482,10 @@ def main() -> int:
             flush=True,
         )
         done_at_submit_end = drained(engine, team_ids)
+        since = "the first submit"
         if args.workers_after_submit:
             # The drain alone: what running a job costs the platform, counted from here.
+            since = "the workers' start"
             submit_started = time.perf_counter()
             cpu_before = cpu_snapshot(platform, redis.process.pid)
             start_workers()
@@ -505,9 +507,7 @@ def main() -> int:
             if k != "clients"
         }
         print(
-            "CPU per job from the "
-            + ("workers' start" if args.workers_after_submit else "first submit")
-            + " to the last finish: "
+            f"CPU per job from {since} to the last finish: "
             + ", ".join(
                 f"{k} {v:.1f} ms" for k, v in sorted(per_job.items(), key=lambda kv: -kv[1])
             )
@@ -516,9 +516,8 @@ def main() -> int:
         )
         figures = account(engine, team_ids, answers, args.jobs)
         print(
-            f"drain: {finished} jobs finished {drain_s:.1f} s after the "
-            + ("workers' start " if args.workers_after_submit else "first submit ")
-            + f"({done_at_submit_end} by the end of submitting) = {finished / drain_s:.0f} "
+            f"drain: {finished} jobs finished {drain_s:.1f} s after {since} "
+            f"({done_at_submit_end} by the end of submitting) = {finished / drain_s:.0f} "
             "jobs/s end to end",
             flush=True,
         )
