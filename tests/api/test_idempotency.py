@@ -134,6 +134,25 @@ def test_concurrent_retries_create_one_job(
     assert set(statuses) <= {201, 409} and 201 in statuses
 
 
+def _submit_failing_in(
+    name: str,
+    client: FlaskClient,
+    monkeypatch: pytest.MonkeyPatch,
+    headers: dict[str, str],
+    body: dict[str, object],
+) -> None:
+    """Submit once with ``api.jobs.<name>`` raising: the call answers 500. Restored after."""
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError(f"{name} failed")
+
+    monkeypatch.setattr(api_jobs, name, broken)
+    client.application.config["PROPAGATE_EXCEPTIONS"] = False
+    first = client.post("/v1/jobs", headers=headers, json=body)
+    monkeypatch.undo()
+    assert first.status_code == 500
+
+
 def test_a_server_error_frees_the_key_and_the_retry_runs(
     client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,17 +160,9 @@ def test_a_server_error_frees_the_key_and_the_retry_runs(
     ds = upload_ner(client, headers)
     body = {"task": "token-classification", "train_dataset": ds["id"]}
     once = {**headers, "Idempotency-Key": "flaky-1"}
-
-    def broken(*_: object, **__: object) -> None:
-        raise RuntimeError("the pool's shape could not be read")
-
     # The call fails after reserving the key, before anything is committed.
-    monkeypatch.setattr(api_jobs, "check_admissible", broken)
-    client.application.config["PROPAGATE_EXCEPTIONS"] = False
-    first = client.post("/v1/jobs", headers=once, json=body)
-    assert first.status_code == 500
+    _submit_failing_in("check_admissible", client, monkeypatch, once, body)
     assert count(platform, Job) == 0 and count(platform, IdempotencyKey) == 0
-    monkeypatch.undo()
     again = client.post("/v1/jobs", headers=once, json=body)
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
     assert count(platform, Job) == 1
@@ -164,16 +175,8 @@ def test_an_error_after_the_commit_replays_the_job_instead_of_creating_another(
     ds = upload_ner(client, headers)
     body = {"task": "token-classification", "train_dataset": ds["id"]}
     once = {**headers, "Idempotency-Key": "late-failure-1"}
-
-    def broken(*_: object, **__: object) -> bool:
-        raise RuntimeError("the broker went away")
-
     # The job and its answer are committed; what fails comes after.
-    monkeypatch.setattr(api_jobs, "request_admission", broken)
-    client.application.config["PROPAGATE_EXCEPTIONS"] = False
-    first = client.post("/v1/jobs", headers=once, json=body)
-    assert first.status_code == 500
-    monkeypatch.undo()
+    _submit_failing_in("request_admission", client, monkeypatch, once, body)
     again = client.post("/v1/jobs", headers=once, json=body)
     assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     with platform.sessions() as session:
