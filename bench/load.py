@@ -264,9 +264,11 @@ def cpu_snapshot(platform: Embedded, redis_pid: int) -> dict[str, float]:
 
     snap = {name: _tree_cpu(proc.pid) for name, proc in platform.processes.items()}
     snap["redis"] = _tree_cpu(redis_pid)
-    snap["postgresql"] = sum(
-        _tree_cpu(p.pid) for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"
-    )
+    # The postmaster's tree holds every backend, and exited ones in its children's times:
+    # counting each postgres process's own tree as well counted every live backend twice.
+    postgres = [p for p in psutil.process_iter(["name", "ppid"]) if p.info["name"] == "postgres"]
+    pids = {p.pid for p in postgres}
+    snap["postgresql"] = sum(_tree_cpu(p.pid) for p in postgres if p.info["ppid"] not in pids)
     # The client processes have been waited for: their time is in RUSAGE_CHILDREN (the
     # services, still running, are not).
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
