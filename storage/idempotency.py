@@ -9,9 +9,20 @@ retry later (or, once the first has answered, gets its answer).
 from __future__ import annotations
 
 import time
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, UniqueConstraint, delete, select, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -37,11 +48,38 @@ class IdempotencyKey(Base):
     created_at: Mapped[float] = mapped_column(Float, default=_now, index=True)
 
 
-def _insert(session: Session) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite both do)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(IdempotencyKey)
-    return sqlite.insert(IdempotencyKey)
+# Every write here goes to the table, not through the ORM, as a statement built once with
+# bound parameters: no caller holds these rows as objects, an ORM-enabled UPDATE evaluates
+# its WHERE against the identity map after running it, and building a statement's values
+# and criteria anew cost more than executing it, on every submit.
+_TABLE = IdempotencyKey.__table__
+_C = _TABLE.c
+_THIS_KEY = (_C.team_id == bindparam("w_team_id"), _C.key == bindparam("w_key"))
+_ANSWER = {"status": bindparam("status"), "body": bindparam("body")}
+_ANSWER["content_type"] = bindparam("content_type")
+
+
+@cache
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """(reserve, keep) for a dialect: INSERT … ON CONFLICT (PostgreSQL and SQLite both
+    have it, each in its own construct)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    keys = ["team_id", "key"]
+    reserve = insert(_TABLE).on_conflict_do_nothing(index_elements=keys).returning(_C.id)
+    keep = insert(_TABLE)
+    keep = keep.on_conflict_do_update(
+        index_elements=keys,
+        set_={name: getattr(keep.excluded, name) for name in ("status", "body", "content_type")},
+    )
+    return reserve, keep
+
+
+_ANSWER_RESERVATION = update(_TABLE).where(*_THIS_KEY).values(_ANSWER)
+_FORGET = delete(_TABLE).where(*_THIS_KEY)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def reserve(session: Session, team_id: str, key: str, fingerprint: str) -> bool:
@@ -51,13 +89,8 @@ def reserve(session: Session, team_id: str, key: str, fingerprint: str) -> bool:
     committing leaves the key free. A concurrent first call's uncommitted reservation
     makes this wait for that call's transaction (the unique index), then see it.
     """
-    statement = (
-        _insert(session)
-        .values(team_id=team_id, key=key, fingerprint=fingerprint, created_at=time.time())
-        .on_conflict_do_nothing(index_elements=["team_id", "key"])
-        .returning(IdempotencyKey.id)
-    )
-    return session.execute(statement).first() is not None
+    row = {"team_id": team_id, "key": key, "fingerprint": fingerprint, "created_at": time.time()}
+    return session.execute(_statements(_dialect(session))[0], row).first() is not None
 
 
 def keep_answer(
@@ -70,21 +103,16 @@ def keep_answer(
     """Keep (status, body, content type) for retries: an update of the reservation, or a
     new row where the request ended without committing it (an answer of 4xx)."""
     status, body, content_type = answer
-    statement = _insert(session).values(
-        team_id=team_id,
-        key=key,
-        fingerprint=fingerprint,
-        created_at=time.time(),
-        status=status,
-        body=body,
-        content_type=content_type,
-    )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["team_id", "key"],
-            set_={"status": status, "body": body, "content_type": content_type},
-        )
-    )
+    row = {
+        "team_id": team_id,
+        "key": key,
+        "fingerprint": fingerprint,
+        "created_at": time.time(),
+        "status": status,
+        "body": body,
+        "content_type": content_type,
+    }
+    session.execute(_statements(_dialect(session))[1], row)
 
 
 def answer_reservation(
@@ -93,22 +121,25 @@ def answer_reservation(
     """Write the answer into this transaction's own reservation (one UPDATE)."""
     status, body, content_type = answer
     session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
-        .values(status=status, body=body, content_type=content_type)
+        _ANSWER_RESERVATION,
+        {
+            "w_team_id": team_id,
+            "w_key": key,
+            "status": status,
+            "body": body,
+            "content_type": content_type,
+        },
     )
 
 
 def forget(session: Session, team_id: str, key: str) -> None:
     """Free the key: the call has no answer worth replaying (5xx, or it never answered)."""
-    session.execute(
-        delete(IdempotencyKey).where(IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
-    )
+    session.execute(_FORGET, {"w_team_id": team_id, "w_key": key})
 
 
 def expire(session: Session, older_than: float) -> int:
     """Delete the keys created before ``older_than`` (a time); how many went."""
-    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than))
+    result = session.execute(delete(_TABLE).where(_C.created_at < older_than))
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from storage.models import Job, JobEvent
@@ -63,6 +63,11 @@ def can_move(old: JobState | str, new: JobState | str) -> bool:
     return JobState(new) in ALLOWED[JobState(old)]
 
 
+# Events are only ever appended and read back by queries, never held as objects: a plain
+# INSERT built once costs a fraction of the unit of work's flush of a JobEvent.
+_INSERT_EVENT = insert(JobEvent.__table__)
+
+
 def record_event(
     session: Session,
     job_id: str,
@@ -73,16 +78,21 @@ def record_event(
     reason: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        JobEvent(
-            job_id=job_id,
-            at=time.time(),
-            kind=kind,
-            old_state=old,
-            new_state=new,
-            reason=reason,
-            data=data or {},
-        )
+    if session.new:
+        # The INSERT below runs now, not at the next flush: a job added in this session
+        # must be written first, for the event's foreign key.
+        session.flush()
+    session.execute(
+        _INSERT_EVENT,
+        {
+            "job_id": job_id,
+            "at": time.time(),
+            "kind": kind,
+            "old_state": old,
+            "new_state": new,
+            "reason": reason,
+            "data": data or {},
+        },
     )
 
 
