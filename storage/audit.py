@@ -12,7 +12,7 @@ import time
 from sqlalchemy import Float, Integer, String, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from storage.models import Base
+from storage.models import Base, table_of
 
 
 def _now() -> float:
@@ -36,7 +36,7 @@ class AuditEvent(Base):
 
 # A plain INSERT on the table, built once: nothing reads the row back as an object, and
 # the ORM's unit of work cost more than the statement on every mutating call.
-_INSERT = insert(AuditEvent.__table__)
+_INSERT = insert(table_of(AuditEvent))
 
 
 def record(

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from storage.models import Base
+from storage.models import Base, table_of
 
 
 def _now() -> float:
@@ -52,11 +52,14 @@ class IdempotencyKey(Base):
 # bound parameters: no caller holds these rows as objects, an ORM-enabled UPDATE evaluates
 # its WHERE against the identity map after running it, and building a statement's values
 # and criteria anew cost more than executing it, on every submit.
-_TABLE = IdempotencyKey.__table__
+_TABLE = table_of(IdempotencyKey)
 _C = _TABLE.c
 _THIS_KEY = (_C.team_id == bindparam("w_team_id"), _C.key == bindparam("w_key"))
-_ANSWER = {"status": bindparam("status"), "body": bindparam("body")}
-_ANSWER["content_type"] = bindparam("content_type")
+_ANSWER: dict[str, Any] = {
+    "status": bindparam("status"),
+    "body": bindparam("body"),
+    "content_type": bindparam("content_type"),
+}
 
 
 @cache

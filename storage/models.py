@@ -7,7 +7,7 @@ SQLite and PostgreSQL, and cheap to compare in conditional updates (leases).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -28,6 +29,12 @@ from storage.ids import new_id
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """A mapped class's table, for plain statements on rows nobody holds as objects
+    (declarative types ``__table__`` as any FROM clause; ours are all tables)."""
+    return cast(Table, model.__table__)
 
 
 def _now() -> float:

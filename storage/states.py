@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
-from storage.models import Job, JobEvent
+from storage.models import Job, JobEvent, table_of
 
 
 class JobState(enum.StrEnum):
@@ -65,7 +65,7 @@ def can_move(old: JobState | str, new: JobState | str) -> bool:
 
 # Events are only ever appended and read back by queries, never held as objects: a plain
 # INSERT built once costs a fraction of the unit of work's flush of a JobEvent.
-_INSERT_EVENT = insert(JobEvent.__table__)
+_INSERT_EVENT = insert(table_of(JobEvent))
 
 
 def record_event(
