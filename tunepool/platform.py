@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from storage.objects.base import ObjectStore
 
 
-@dataclass
+# eq=False: a platform is one process's handles, equal only to itself, and so hashable
+# (per-platform memories such as scheduler.admission_requests' key on it).
+@dataclass(eq=False)
 class Platform:
     settings: Settings
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -52,6 +52,29 @@ def test_a_burst_of_asks_sends_one_pass_due_at_the_end_of_the_window(
     platform.close()
 
 
+def test_asks_within_the_first_half_of_its_own_window_skip_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    platform = _platform(tmp_path, redis_server.url, window=1.0)
+    request_admission(platform)
+    # Without the key in Redis, only this process's memory of its own pass stops a second.
+    client.delete(ASK_KEY)
+    request_admission(platform)
+    assert len(_admit_messages(client)) == 1
+    time.sleep(0.55)  # past half the window: the pass may run before a commit made now
+    request_admission(platform)
+    assert len(_admit_messages(client)) == 2
+    # Another process (another platform) has no such memory and asks Redis.
+    client.delete(ASK_KEY)
+    other = _platform(tmp_path, redis_server.url, window=1.0)
+    request_admission(other)
+    assert len(_admit_messages(client)) == 3
+    platform.close()
+    other.close()
+
+
 def test_an_unreachable_redis_does_not_fail_the_ask(tmp_path: Path) -> None:
     # Port 1 refuses at once; the beat's tick admits the job later.
     platform = _platform(tmp_path, "redis://127.0.0.1:1/0", window=0.5)
