@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Protocol
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.planner import (
@@ -29,7 +29,7 @@ from scheduler.planner import (
 from scheduler.usage import decayed_usage, gpu_hours_by_team, period_start
 from scheduler.wait_board import Place
 from storage.db import lock_scheduler
-from storage.models import Checkpoint, Job, Team, Worker
+from storage.models import Checkpoint, Job, Team, Worker, table_of
 from storage.states import HOLDING_SLOTS, JobState, transition
 from tunepool.settings import Settings
 
@@ -207,7 +207,7 @@ def _record_reasons(session: Session, decided: AdmissionPlan, before: Reasons) -
     if changed:
         # One executemany on the table (Core): the ORM's bulk path wants no WHERE clause,
         # and the state condition keeps a job another process just moved untouched.
-        table = cast(Table, Job.__table__)
+        table = table_of(Job)
         jobs = table.c
         session.connection().execute(
             update(table)
