@@ -21,8 +21,13 @@ exactly once, no two submissions got the same job, no job ran more than once (on
 JobRun each), and each job ended ``succeeded``. ``lost`` counts submissions whose job
 is missing or never finished; ``duplicated`` counts extra jobs and extra runs.
 
-Last line: JSON with submits_per_s, p50_ms, p99_ms, raw_celery_per_s,
-ratio_vs_raw_celery, lost, duplicated and the drain figures.
+With 50 clients that each wait for their answer, throughput and latency are one figure:
+the mean latency is clients / submits_per_s (Little's law), so a p99 of 200 ms needs
+well over 250 submits/s. The API's own time per request (gunicorn's access log, in the
+format compose configures) is printed beside it, to tell service time from queueing.
+
+Last line: JSON with submits_per_s, p50_ms, p99_ms, server_p50_ms, server_p99_ms,
+raw_celery_per_s, ratio_vs_raw_celery, lost, duplicated and the drain figures.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import http.client
 import json
 import multiprocessing as mp
 import random
+import re
 import resource
 import secrets
 import sys
@@ -302,6 +308,18 @@ def drop_database(name: str | None) -> None:
     admin.dispose()
 
 
+SUBMIT_LINE = re.compile(r'"POST /v1/jobs HTTP/[0-9.]+" \d+ .* (\d+)ms$')
+
+
+def server_times(log: Path) -> list[int]:
+    """gunicorn's time in the app for each POST /v1/jobs (ms), from compose's access log
+    format: what a request costs once a thread has it, without the wait for one."""
+    if not log.exists():
+        return []
+    with log.open(errors="replace") as lines:
+        return sorted(int(m.group(1)) for line in lines if (m := SUBMIT_LINE.search(line)))
+
+
 def upload_dataset(port: int, key: str) -> str:
     boundary = secrets.token_hex(8)
     parts = []
@@ -483,6 +501,17 @@ def main() -> int:
             f"{retried} submissions needed a retry",
             flush=True,
         )
+        in_app = server_times(home / "logs" / "api.log")
+        server_p50 = in_app[len(in_app) // 2] if in_app else None
+        server_p99 = in_app[min(len(in_app) - 1, int(len(in_app) * 0.99))] if in_app else None
+        if in_app:
+            print(
+                f"in the API (gunicorn's request time, {len(in_app)} submits): p50 {server_p50} "
+                f"ms, p99 {server_p99} ms. {args.clients} clients at {submits_per_s:.0f}/s "
+                f"take {1000 * args.clients / submits_per_s:.0f} ms a request on average "
+                "(Little's law): the rest is the wait for a thread and the CPU",
+                flush=True,
+            )
         done_at_submit_end = drained(engine, team_ids)
         since = "the first submit"
         if args.workers_after_submit:
@@ -544,6 +573,8 @@ def main() -> int:
         "submits_per_s": round(submits_per_s, 1),
         "p50_ms": round(p50, 1),
         "p99_ms": round(p99, 1),
+        "server_p50_ms": server_p50,
+        "server_p99_ms": server_p99,
         "raw_celery_per_s": round(raw, 1),
         "ratio_vs_raw_celery": round(submits_per_s / raw, 4),
         "lost": figures["lost"],
