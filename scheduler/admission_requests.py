@@ -7,8 +7,9 @@ its job and asks for a pass; the first ask in a window sends one ``tunepool.admi
 to the control queue, due when the window closes, and later asks in that window are
 already covered by it: each of them committed before the window closed, and the pass
 reads the queue after it. A process that sent the pass itself remembers it and skips
-Redis for the first half of the window. The beat's admission tick (``admission_interval_s``) covers
-a lost message or an unreachable Redis, so an ask can fail without losing a job.
+Redis for the first half of the window. The beat's admission tick
+(``admission_interval_s``) covers a lost message or an unreachable Redis, so an ask can
+fail without losing a job.
 
 ``admission_coalesce_s = 0`` runs the pass inline instead (single-process setups and
 tests without a control worker).

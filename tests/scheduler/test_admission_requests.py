@@ -32,11 +32,17 @@ def _admit_messages(client: redis.Redis) -> list[dict[str, object]]:
     return [json.loads(m)["headers"] for m in raw]
 
 
+def _empty_redis(redis_server: RedisServer) -> redis.Redis:
+    """A client of the session's Redis, flushed: no ask key and no message left over."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    return client
+
+
 def test_a_burst_of_asks_sends_one_pass_due_at_the_end_of_the_window(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+    client = _empty_redis(redis_server)
     platform = _platform(tmp_path, redis_server.url, window=0.5)
     for _ in range(50):
         request_admission(platform)
@@ -55,8 +61,7 @@ def test_a_burst_of_asks_sends_one_pass_due_at_the_end_of_the_window(
 def test_asks_within_the_first_half_of_its_own_window_skip_redis(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
+    client = _empty_redis(redis_server)
     platform = _platform(tmp_path, redis_server.url, window=1.0)
     request_admission(platform)
     # Without the key in Redis, only this process's memory of its own pass stops a second.
