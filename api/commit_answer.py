@@ -20,8 +20,11 @@ from typing import Any
 from flask import Response, jsonify
 from sqlalchemy.orm import Session
 
-from api.guards import audit_before_commit
-from api.idempotency import answer_before_commit
+from api.guards import audit_before_commit, audit_values
+from api.idempotency import answer_before_commit, answer_values
+from storage.intake import write_accepted
+from storage.models import Job, with_defaults
+from storage.states import JobState, event_row
 
 
 def commit_with_answer(
@@ -43,3 +46,16 @@ def commit_with_answer(
     audit_before_commit(session, answer)
     session.commit()
     return answer, status
+
+
+def commit_new_job(session: Session, job: Job, render: Callable[[Job], Any]) -> Response:
+    """``commit_with_answer`` for a new pending job, in one statement (storage.intake): the
+    job, its first event, the kept answer and the audit row. ``job`` is not added to the
+    session; its unset columns get their defaults first, so the answer shows them."""
+    values = with_defaults(job)
+    answer = jsonify(render(job))
+    answer.status_code = 201
+    event = event_row(job.id, "state", new=JobState.PENDING.value, reason="accepted")
+    write_accepted(session, values, event, audit_values(answer), answer_values(answer))
+    session.commit()
+    return answer

@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from flask import Flask, Response, g, request
 from sqlalchemy.orm import Session
 
 from api.after_writes import defer
 from api.errors import ApiError
-from storage.audit import record
+from storage.audit import record, row
 from tunepool.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,23 +89,33 @@ def install(app: Flask) -> None:
 def audit_before_commit(session: Session, response: Response) -> None:
     """Write this call's audit row into the transaction about to commit what the call did:
     a crash after the commit cannot lose the row, and it needs no transaction of its own."""
-    _audit_row(response.status_code)(session)
+    record(session, **_who_what(response.status_code))
     g.audited_status = response.status_code
 
 
+def audit_values(response: Response) -> dict[str, Any]:
+    """The audit row's values, for a view that writes it with its own statement (as
+    ``audit_before_commit`` does, so the after-request hook skips it)."""
+    g.audited_status = response.status_code
+    return row(**_who_what(response.status_code))
+
+
 def _audit_row(status: int) -> Callable[[Session], None]:
+    return partial(record, **_who_what(status))
+
+
+def _who_what(status: int) -> dict[str, Any]:
     key = g.get("api_key")
-    return partial(
-        record,
-        team_id=key.team_id if key else None,
-        key_id=key.id if key else None,
-        role=key.role if key else None,
-        method=request.method,
-        path=request.path,
-        endpoint=request.endpoint,
-        status=status,
-        remote_addr=request.remote_addr,
-    )
+    return {
+        "team_id": key.team_id if key else None,
+        "key_id": key.id if key else None,
+        "role": key.role if key else None,
+        "method": request.method,
+        "path": request.path,
+        "endpoint": request.endpoint,
+        "status": status,
+        "remote_addr": request.remote_addr,
+    }
 
 
 def platform_settings(app: Flask) -> Settings:

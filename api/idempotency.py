@@ -18,6 +18,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from flask import Flask, Response, g, request
 from sqlalchemy.orm import Session
@@ -130,12 +131,20 @@ def install(app: Flask) -> None:
 def answer_before_commit(session: Session, response: Response) -> None:
     """Keep ``response`` as this call's answer in the transaction about to commit what it
     answers: one UPDATE of the key's reservation, and one write less afterwards."""
+    values = answer_values(response)
+    if values is not None:
+        idempotency.answer_reservation(session, values)
+
+
+def answer_values(response: Response) -> dict[str, Any] | None:
+    """The reservation's answer UPDATE parameters for ``response`` (None without a key),
+    for a view that commits the answer with what it answers, in one transaction."""
     held = g.get("idempotency")
     if held is None:
-        return
+        return None
     team_id, key, _ = held
-    idempotency.answer_reservation(session, team_id, key, _answer(response))
     g.idempotency_committed = True
+    return idempotency.answer_values(team_id, key, _answer(response))
 
 
 def _answer(response: Response) -> tuple[int, str, str | None]:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.admission_checks import check_admissible
 from api.auth import requires
-from api.commit_answer import commit_with_answer
+from api.commit_answer import commit_new_job
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid, not_found
@@ -27,7 +27,7 @@ from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
 from storage.ids import new_id
 from storage.models import Job, JobEvent
-from storage.states import JobState, record_event, transition
+from storage.states import JobState, transition
 from tunepool.redis_client import redis_client
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -156,15 +156,14 @@ def submit() -> tuple[Response, int]:
 
 def accept(session: Session, job: Job) -> tuple[Response, int]:
     """Commit a new pending job with its answer (the 201), then ask for its admission."""
-    session.add(job)
-    record_event(session, job.id, "state", new=S.PENDING.value, reason="accepted")
     # No pass has seen it yet, so it is not on the wait board: nothing to read there.
-    answer = commit_with_answer(session, lambda: job_json(job, places={}), 201)
+    answer = commit_new_job(session, job, lambda new: job_json(new, places={}))
     if request_admission(platform()):
         # A pass ran here (single-process setups): answer with what it decided.
-        session.refresh(job)
-        return jsonify(job_json(job)), 201
-    return answer
+        admitted = session.get(Job, job.id)
+        assert admitted is not None
+        return jsonify(job_json(admitted)), 201
+    return answer, 201
 
 
 def _check_base_model(name: str) -> None:

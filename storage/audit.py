@@ -8,6 +8,7 @@ stored, only the route, the key that called and the answer's status.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import Float, Integer, String, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -39,8 +40,12 @@ class AuditEvent(Base):
 _INSERT = insert(table_of(AuditEvent))
 
 
-def record(
-    session: Session,
+def record(session: Session, **who_what: Any) -> None:
+    """Write one audit row; ``who_what`` are :func:`row`'s arguments."""
+    session.execute(_INSERT, row(**who_what))
+
+
+def row(
     *,
     team_id: str | None,
     key_id: str | None,
@@ -50,18 +55,16 @@ def record(
     endpoint: str | None,
     status: int,
     remote_addr: str | None,
-) -> None:
-    session.execute(
-        _INSERT,
-        {
-            "at": time.time(),
-            "team_id": team_id,
-            "key_id": key_id,
-            "role": role,
-            "method": method,
-            "path": path[:512],
-            "endpoint": endpoint,
-            "status": status,
-            "remote_addr": (remote_addr or "")[:64] or None,
-        },
-    )
+) -> dict[str, Any]:
+    """An audit row's column values, for an INSERT that runs here or in storage.intake."""
+    return {
+        "at": time.time(),
+        "team_id": team_id,
+        "key_id": key_id,
+        "role": role,
+        "method": method,
+        "path": path[:512],
+        "endpoint": endpoint,
+        "status": status,
+        "remote_addr": (remote_addr or "")[:64] or None,
+    }

@@ -118,21 +118,22 @@ def keep_answer(
     session.execute(_statements(_dialect(session))[1], row)
 
 
-def answer_reservation(
-    session: Session, team_id: str, key: str, answer: tuple[int, str, str | None]
-) -> None:
-    """Write the answer into this transaction's own reservation (one UPDATE)."""
+def answer_reservation(session: Session, values: dict[str, Any]) -> None:
+    """Write the answer (:func:`answer_values`) into this transaction's own reservation:
+    one UPDATE."""
+    session.execute(_ANSWER_RESERVATION, values)
+
+
+def answer_values(team_id: str, key: str, answer: tuple[int, str, str | None]) -> dict[str, Any]:
+    """The parameters of the reservation's answer UPDATE, here or in storage.intake."""
     status, body, content_type = answer
-    session.execute(
-        _ANSWER_RESERVATION,
-        {
-            "w_team_id": team_id,
-            "w_key": key,
-            "status": status,
-            "body": body,
-            "content_type": content_type,
-        },
-    )
+    return {
+        "w_team_id": team_id,
+        "w_key": key,
+        "status": status,
+        "body": body,
+        "content_type": content_type,
+    }
 
 
 def forget(session: Session, team_id: str, key: str) -> None:

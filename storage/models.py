@@ -37,6 +37,23 @@ def table_of(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
+def with_defaults(obj: Base) -> dict[str, Any]:
+    """Set an unsaved object's unset columns to their Python-side defaults, as a flush
+    would, and return its column values: the parameters of a plain INSERT of it."""
+    values: dict[str, Any] = {}
+    for column in table_of(type(obj)).columns:
+        value = getattr(obj, column.key)
+        default = column.default
+        if value is None and default is not None and getattr(default, "is_scalar", False):
+            value = default.arg  # type: ignore[attr-defined]
+        elif value is None and default is not None and getattr(default, "is_callable", False):
+            value = default.arg(None)  # type: ignore[attr-defined]  # wrapped to take a context
+        if value is not None:
+            setattr(obj, column.key, value)
+        values[column.key] = value
+    return values
+
+
 def _now() -> float:
     return time.time()
 

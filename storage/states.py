@@ -82,18 +82,27 @@ def record_event(
         # The INSERT below runs now, not at the next flush: a job added in this session
         # must be written first, for the event's foreign key.
         session.flush()
-    session.execute(
-        _INSERT_EVENT,
-        {
-            "job_id": job_id,
-            "at": time.time(),
-            "kind": kind,
-            "old_state": old,
-            "new_state": new,
-            "reason": reason,
-            "data": data or {},
-        },
-    )
+    session.execute(_INSERT_EVENT, event_row(job_id, kind, old, new, reason, data))
+
+
+def event_row(
+    job_id: str,
+    kind: str,
+    old: str | None = None,
+    new: str | None = None,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A job event's column values, for an INSERT that runs here or in storage.intake."""
+    return {
+        "job_id": job_id,
+        "at": time.time(),
+        "kind": kind,
+        "old_state": old,
+        "new_state": new,
+        "reason": reason,
+        "data": data or {},
+    }
 
 
 def transition(

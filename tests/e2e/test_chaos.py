@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, event, func, select
 
 from api.app import create_app
 from scheduler.ticks import run_reaper
@@ -379,14 +378,12 @@ def test_database_unavailable_answers_503_with_retry_after_and_writes_nothing(
         assert counts() == (0, 0)
 
         # 2. The connection dies between the job's INSERT and its COMMIT.
-        def cut_before_commit(session: Session) -> None:
-            if any(isinstance(obj, Job) for obj in [*session.new, *session.identity_map.values()]):
-                session.flush()  # the job and its event are written, not committed
-                proxy.cut()
+        def cut_before_commit(_conn: Connection) -> None:
+            proxy.cut()  # the job's rows are written (storage.intake), not committed
 
-        event.listen(platform.sessions, "before_commit", cut_before_commit)
+        # The request's one commit is the job's (authentication reads in its transaction).
+        event.listen(platform.engine, "commit", cut_before_commit, once=True)
         resp = client.post("/v1/jobs", headers=headers, json=body)
-        event.remove(platform.sessions, "before_commit", cut_before_commit)
         proxy.restore()
         assert resp.status_code == 503, resp.get_data(as_text=True)
         assert "Retry-After" in resp.headers
