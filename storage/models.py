@@ -44,11 +44,11 @@ def with_defaults(obj: Base) -> dict[str, Any]:
     for column in table_of(type(obj)).columns:
         value = getattr(obj, column.key)
         default = column.default
-        if value is None and default is not None and getattr(default, "is_scalar", False):
-            value = default.arg  # type: ignore[attr-defined]
-        elif value is None and default is not None and getattr(default, "is_callable", False):
-            value = default.arg(None)  # type: ignore[attr-defined]  # wrapped to take a context
-        if value is not None:
+        if value is None and default is not None:
+            if getattr(default, "is_scalar", False):
+                value = default.arg  # type: ignore[attr-defined]
+            elif getattr(default, "is_callable", False):
+                value = default.arg(None)  # type: ignore[attr-defined]  # takes a context
             setattr(obj, column.key, value)
         values[column.key] = value
     return values
