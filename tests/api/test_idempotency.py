@@ -112,6 +112,21 @@ def test_a_refused_request_is_replayed_and_a_bad_key_is_422(
     assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "Idempotency-Key"
 
 
+def test_a_form_body_is_part_of_the_request_it_keys(
+    client: FlaskClient, make_key: KeyFactory
+) -> None:
+    """A urlencoded body is hashed as sent: parsing it as a form had emptied it first, so
+    two different bodies with one key counted as the same request."""
+    headers = {**make_key(), "Idempotency-Key": "form-1"}
+    first = client.post("/v1/jobs", headers=headers, data={"task": "a"})
+    assert first.status_code == 400  # not JSON: refused, and the refusal is kept
+    again = client.post("/v1/jobs", headers=headers, data={"task": "a"})
+    assert again.status_code == 400 and again.headers.get("Idempotent-Replayed") == "true"
+    other = client.post("/v1/jobs", headers=headers, data={"task": "b"})
+    assert other.status_code == 422
+    assert other.get_json()["error"]["code"] == "idempotency_key_reused"
+
+
 def test_concurrent_retries_create_one_job(
     client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
