@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from api.auth import requires
 from api.commit_answer import commit_with_answer
@@ -138,7 +138,26 @@ def show(dataset_id: str) -> Response:
 def owned_dataset(dataset_id: str, field: str | None = None) -> Dataset:
     ds = db().get(Dataset, dataset_id)
     if ds is None or ds.team_id != team_id():
-        if field:
-            raise invalid(field, f"dataset {dataset_id} not found")
-        raise not_found("dataset", dataset_id)
+        raise _no_such_dataset(dataset_id, field)
     return ds
+
+
+# A job submission needs only the dataset's task: the whole row (its stats are a JSON
+# document) as an ORM object cost twice the statement on every submit.
+_TASK_OF_OWNED = select(Dataset.task).where(
+    Dataset.id == bindparam("id"), Dataset.team_id == bindparam("team_id")
+)
+
+
+def owned_dataset_task(dataset_id: str, field: str) -> str:
+    """The task of a dataset of the calling team; 422 naming ``field`` if there is none."""
+    task = db().execute(_TASK_OF_OWNED, {"id": dataset_id, "team_id": team_id()}).scalar()
+    if task is None:
+        raise _no_such_dataset(dataset_id, field)
+    return str(task)
+
+
+def _no_such_dataset(dataset_id: str, field: str | None) -> ApiError:
+    if field:
+        return invalid(field, f"dataset {dataset_id} not found")
+    return not_found("dataset", dataset_id)

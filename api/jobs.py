@@ -16,7 +16,7 @@ from api.admission_checks import check_admissible
 from api.auth import requires
 from api.commit_answer import commit_new_job
 from api.context import db, platform, team_id
-from api.datasets import owned_dataset
+from api.datasets import owned_dataset, owned_dataset_task
 from api.errors import ApiError, invalid, not_found
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import page_params, paged
@@ -114,19 +114,21 @@ def submit() -> tuple[Response, int]:
     if body.get("type") in MODEL_JOB_TYPES:
         return submit_model_job(body)
     spec = JobCreate.model_validate(body)
-    train = owned_dataset(spec.train_dataset, "train_dataset")
-    if train.task != spec.task:
-        raise invalid("train_dataset", f"is a {train.task} dataset; the job's task is {spec.task}")
+    train_task = owned_dataset_task(spec.train_dataset, "train_dataset")
+    if train_task != spec.task:
+        raise invalid("train_dataset", f"is a {train_task} dataset; the job's task is {spec.task}")
     if spec.validation_dataset:
         validation = owned_dataset(spec.validation_dataset, "validation_dataset")
         if validation.task != spec.task:
             raise invalid("validation_dataset", f"is a {validation.task} dataset, not {spec.task}")
-        check_validation_labels(train, validation)
+        # Only these checks read the datasets' statistics: the whole rows, then.
+        check_validation_labels(owned_dataset(spec.train_dataset), validation)
     _check_hyperparameters(spec.hyperparameters)
     _check_base_model(spec.base_model)
     session = db()
     check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
     if spec.validate_only:
+        train = owned_dataset(spec.train_dataset)
         report = training_report(
             spec.task,
             train,
