@@ -20,8 +20,8 @@ from typing import Any
 from flask import Response, jsonify
 from sqlalchemy.orm import Session
 
-from api.guards import audit_before_commit, audit_values
-from api.idempotency import answer_before_commit, answer_values
+from api.guards import audit_before_commit, audit_values, audited
+from api.idempotency import answer_before_commit, committed, kept_row, taken_key_answer
 from storage.intake import write_accepted
 from storage.models import Job, with_defaults
 from storage.states import JobState, event_row
@@ -48,14 +48,22 @@ def commit_with_answer(
     return answer, status
 
 
-def commit_new_job(session: Session, job: Job, render: Callable[[Job], Any]) -> Response:
+def commit_new_job(
+    session: Session, job: Job, render: Callable[[Job], Any]
+) -> tuple[Response, bool]:
     """``commit_with_answer`` for a new pending job, in one statement (storage.intake): the
-    job, its first event, the kept answer and the audit row. ``job`` is not added to the
-    session; its unset columns get their defaults first, so the answer shows them."""
+    job, its first event, the audit row and the key's row with the answer, for a view
+    marked ``api.context.one_statement``. ``job`` is not added to the session; its unset columns get
+    their defaults first, so the answer shows them. (answer, True) once committed; where
+    another call has taken the key, nothing is written: (that call's answer, False)."""
     values = with_defaults(job)
     answer = jsonify(render(job))
     answer.status_code = 201
     event = event_row(job.id, "state", new=JobState.PENDING.value, reason="accepted")
-    write_accepted(session, values, event, audit_values(answer), answer_values(answer))
+    if not write_accepted(session, values, event, audit_values(answer), kept_row(answer)):
+        session.rollback()
+        return taken_key_answer(session), False
     session.commit()
-    return answer
+    committed()
+    audited(answer)
+    return answer, True

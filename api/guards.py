@@ -94,10 +94,13 @@ def audit_before_commit(session: Session, response: Response) -> None:
 
 
 def audit_values(response: Response) -> dict[str, Any]:
-    """The audit row's values, for a view that writes it with its own statement (as
-    ``audit_before_commit`` does, so the after-request hook skips it)."""
-    g.audited_status = response.status_code
+    """The audit row's values, for a view that writes it with its own statement; call
+    :func:`audited` once that has committed, so the after-request hook skips it."""
     return row(**_who_what(response.status_code))
+
+
+def audited(response: Response) -> None:
+    g.audited_status = response.status_code
 
 
 def _audit_row(status: int) -> Callable[[Session], None]:

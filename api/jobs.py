@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from api.admission_checks import check_admissible
 from api.auth import requires
 from api.commit_answer import commit_new_job
-from api.context import db, platform, team_id
+from api.context import db, one_statement, platform, team_id
 from api.datasets import owned_dataset, owned_dataset_task
 from api.errors import ApiError, invalid, not_found
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
@@ -106,6 +106,7 @@ def _check_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.post("")
+@one_statement
 @requires("member")
 def submit() -> tuple[Response, int]:
     body = request.get_json(silent=True)
@@ -159,13 +160,13 @@ def submit() -> tuple[Response, int]:
 def accept(session: Session, job: Job) -> tuple[Response, int]:
     """Commit a new pending job with its answer (the 201), then ask for its admission."""
     # No pass has seen it yet, so it is not on the wait board: nothing to read there.
-    answer = commit_new_job(session, job, lambda new: job_json(new, places={}))
-    if request_admission(platform()):
+    answer, written = commit_new_job(session, job, lambda new: job_json(new, places={}))
+    if written and request_admission(platform()):
         # A pass ran here (single-process setups): answer with what it decided.
         admitted = session.get(Job, job.id)
         assert admitted is not None
         return jsonify(job_json(admitted)), 201
-    return answer, 201
+    return answer, answer.status_code
 
 
 def _check_base_model(name: str) -> None:

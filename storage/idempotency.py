@@ -96,6 +96,33 @@ def reserve(session: Session, team_id: str, key: str, fingerprint: str) -> bool:
     return session.execute(_statements(_dialect(session))[0], row).first() is not None
 
 
+def keep_if_absent(
+    session: Session, team_id: str, key: str, fingerprint: str, answer: tuple[int, str, str | None]
+) -> bool:
+    """Keep an answer under a key no call has used yet; False if one has: its row stands.
+
+    For a call that reserves its key only as it commits (api.idempotency.keyed_at_commit)
+    and ended without writing it: its row must never replace another call's answer."""
+    row = answered_row(team_id, key, fingerprint, answer)
+    return session.execute(_statements(_dialect(session))[0], row).first() is not None
+
+
+def answered_row(
+    team_id: str, key: str, fingerprint: str, answer: tuple[int, str, str | None]
+) -> dict[str, Any]:
+    """A key's row with its answer, for an INSERT here or in storage.intake."""
+    status, body, content_type = answer
+    return {
+        "team_id": team_id,
+        "key": key,
+        "fingerprint": fingerprint,
+        "created_at": time.time(),
+        "status": status,
+        "body": body,
+        "content_type": content_type,
+    }
+
+
 def keep_answer(
     session: Session,
     team_id: str,
@@ -105,17 +132,9 @@ def keep_answer(
 ) -> None:
     """Keep (status, body, content type) for retries: an update of the reservation, or a
     new row where the request ended without committing it (an answer of 4xx)."""
-    status, body, content_type = answer
-    row = {
-        "team_id": team_id,
-        "key": key,
-        "fingerprint": fingerprint,
-        "created_at": time.time(),
-        "status": status,
-        "body": body,
-        "content_type": content_type,
-    }
-    session.execute(_statements(_dialect(session))[1], row)
+    session.execute(
+        _statements(_dialect(session))[1], answered_row(team_id, key, fingerprint, answer)
+    )
 
 
 def answer_reservation(session: Session, values: dict[str, Any]) -> None:

@@ -12,14 +12,16 @@ from contextlib import contextmanager
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import OperationalError
 
 import api.after_writes as after_writes
+import api.commit_answer as commit_answer
 import api.jobs as api_jobs
 from scheduler.ticks import run_key_expiry
 from storage import idempotency
 from storage.audit import AuditEvent
 from storage.idempotency import IdempotencyKey
-from storage.models import ApiKey, Dataset, Job, JobEvent
+from storage.models import ApiKey, Dataset, Job, JobEvent, Team
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.platform import Platform
 from tunepool.synthetic import conll_text
@@ -256,11 +258,68 @@ def test_a_retried_key_issue_replays_its_prefix_and_never_stores_the_key(
     assert viewers == 1  # the retry issued nothing
 
 
+def _drain(platform: Platform, team: str, state: str) -> None:
+    with platform.sessions.begin() as session:
+        session.execute(update(Team).where(Team.name == team).values(queue_state=state))
+
+
+def test_a_retry_replays_the_first_job_even_where_the_view_would_now_refuse(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    """The key is written with the job, not on arrival: a retry runs the view again. A
+    refusal it meets now (the queue drains) must not replace the first answer, and a
+    server error must not free the key."""
+    plain = make_key()
+    body = {"task": "token-classification", "train_dataset": upload_ner(client, plain)["id"]}
+    headers = {**plain, "Idempotency-Key": "late-1"}
+    first = client.post("/v1/jobs", headers=headers, json=body)
+    assert first.status_code == 201
+    _drain(platform, "alpha", "draining")
+    again = client.post("/v1/jobs", headers=headers, json=body)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == first.get_json()["id"]
+    _drain(platform, "alpha", "open")
+
+    def down(*_: object) -> bool:
+        raise OperationalError("INSERT", {}, Exception("the database went away"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(commit_answer, "write_accepted", down)
+        failed = client.post("/v1/jobs", headers=headers, json=body)
+    assert failed.status_code == 503
+    last = client.post("/v1/jobs", headers=headers, json=body)
+    assert last.status_code == 201 and last.get_json()["id"] == first.get_json()["id"]
+    with platform.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_a_refusal_kept_under_a_key_is_replayed_once_the_view_would_accept(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    """The first call was refused (the queue drained) and its answer kept. The retry now
+    passes the checks, and its write finds the key taken: it writes nothing and replays
+    the refusal, as a key reserved on arrival would have."""
+    plain = make_key()
+    body = {"task": "token-classification", "train_dataset": upload_ner(client, plain)["id"]}
+    headers = {**plain, "Idempotency-Key": "late-2"}
+    _drain(platform, "alpha", "draining")
+    refused = client.post("/v1/jobs", headers=headers, json=body)
+    assert refused.status_code == 409
+    _drain(platform, "alpha", "open")
+    again = client.post("/v1/jobs", headers=headers, json=body)
+    assert again.status_code == 409 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == refused.get_json()
+    with platform.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+        assert session.scalar(select(func.count()).select_from(JobEvent)) == 0
+
+
 def test_a_submission_costs_one_transaction(
     client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The hot path of bench/load.py: authentication, the key's reservation, the job, its
-    kept answer and its audit row, all in one transaction."""
+    """The hot path of bench/load.py: authentication, the dataset's task, then the key's
+    row with the answer, the job, its event and the audit row: one commit, and on
+    PostgreSQL one statement and no transaction of its own."""
     # As in production, the admission pass is deferred to the control worker (the other
     # tests run it inline).
     monkeypatch.setattr(
@@ -291,12 +350,12 @@ def test_a_submission_costs_one_transaction(
     work = [s for s in statements if s != "BEGIN"]
     assert len(commits) == 1, (statements, len(commits))
     if platform.engine.dialect.name == "postgresql":
-        # key+team, reservation, dataset; then the job, its event, the answer and the audit
-        # row as one statement (storage.intake)
-        assert work == ["SELECT", "INSERT", "SELECT", "WITH"], work
+        # key+team, dataset; then the key's row with the answer, the job, its event and
+        # the audit row as one statement (storage.intake), outside any transaction
+        assert work == ["SELECT", "SELECT", "WITH"], work
     else:
-        # the same, the last four one by one
-        assert work == ["SELECT", "INSERT", "SELECT", "INSERT", "INSERT", "INSERT", "UPDATE"], work
+        # the same, one by one in the request's transaction
+        assert work == ["SELECT", "SELECT", "INSERT", "INSERT", "INSERT", "INSERT"], work
     # Every row is there: the job with its defaults, the kept answer, the audit row, the event.
     with platform.sessions() as session:
         job = session.get(Job, resp.get_json()["id"])

@@ -377,22 +377,35 @@ def test_database_unavailable_answers_503_with_retry_after_and_writes_nothing(
         proxy.restore()
         assert counts() == (0, 0)
 
-        # 2. The connection dies between the job's INSERT and its COMMIT.
-        def cut_before_commit(_conn: Connection) -> None:
-            proxy.cut()  # the job's rows are written (storage.intake), not committed
+        # 2. The connection dies as the job's one statement (storage.intake) is sent: it
+        #    writes the job, its event, the audit row and the key's answer, or none.
+        keyed = {**headers, "Idempotency-Key": "dbdown-1"}
 
-        # The request's one commit is the job's (authentication reads in its transaction).
-        event.listen(platform.engine, "commit", cut_before_commit, once=True)
-        resp = client.post("/v1/jobs", headers=headers, json=body)
+        def cut(_conn: Connection, _cursor: object, statement: str, *_: object) -> None:
+            if statement.startswith("WITH"):
+                proxy.cut()
+
+        event.listen(platform.engine, "before_cursor_execute", cut)
+        resp = client.post("/v1/jobs", headers=keyed, json=body)
+        event.remove(platform.engine, "before_cursor_execute", cut)
         proxy.restore()
         assert resp.status_code == 503, resp.get_data(as_text=True)
         assert "Retry-After" in resp.headers
-        assert counts() == (0, 0), "a half-written job survived the failed commit"
+        assert counts() == (0, 0), "a half-written job survived the failed statement"
 
-        # 3. Back: the retried request creates exactly one job.
-        resp = client.post("/v1/jobs", headers=headers, json=body)
+        # 3. It dies once the statement has committed, before the answer: the client sees
+        #    503 (the admission pass that follows fails), and its retry with the same key
+        #    gets that job, once.
+        event.listen(platform.engine, "after_cursor_execute", cut)
+        lost = client.post("/v1/jobs", headers=keyed, json=body)
+        event.remove(platform.engine, "after_cursor_execute", cut)
+        proxy.restore()
+        assert lost.status_code == 503, lost.get_data(as_text=True)
+        assert counts() == (1, 1)
+        resp = client.post("/v1/jobs", headers=keyed, json=body)
         assert resp.status_code == 201, resp.get_json()
-        assert counts()[0] == 1
+        assert resp.headers["Idempotent-Replayed"] == "true"
+        assert counts() == (1, 1)
         platform.close()
 
 
