@@ -7,6 +7,8 @@ SQLite and PostgreSQL, and cheap to compare in conditional updates (leases).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import cache, partial
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -41,17 +43,32 @@ def with_defaults(obj: Base) -> dict[str, Any]:
     """Set an unsaved object's unset columns to their Python-side defaults, as a flush
     would, and return its column values: the parameters of a plain INSERT of it."""
     values: dict[str, Any] = {}
-    for column in table_of(type(obj)).columns:
-        value = getattr(obj, column.key)
-        default = column.default
+    for key, default in _column_defaults(type(obj)):
+        value = getattr(obj, key)
         if value is None and default is not None:
-            if getattr(default, "is_scalar", False):
-                value = default.arg  # type: ignore[attr-defined]
-            elif getattr(default, "is_callable", False):
-                value = default.arg(None)  # type: ignore[attr-defined]  # takes a context
-            setattr(obj, column.key, value)
-        values[column.key] = value
+            value = default()
+            setattr(obj, key, value)
+        values[key] = value
     return values
+
+
+@cache
+def _column_defaults(model: type[Base]) -> list[tuple[str, Callable[[], Any] | None]]:
+    """Each column's key and a maker of its Python-side default (None: no default)."""
+    found: list[tuple[str, Callable[[], Any] | None]] = []
+    for column in table_of(model).columns:
+        default: Any = column.default
+        maker: Callable[[], Any] | None = None
+        if getattr(default, "is_scalar", False):
+            maker = partial(_same, default.arg)
+        elif getattr(default, "is_callable", False):
+            maker = partial(default.arg, None)  # SQLAlchemy's wrapper takes a context
+        found.append((column.key, maker))
+    return found
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _now() -> float:
