@@ -40,6 +40,7 @@ import random
 import re
 import resource
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -398,6 +399,11 @@ def main() -> int:
         action="store_true",
         help="start the workers once every job is submitted: drain figures without the burst",
     )
+    parser.add_argument(
+        "--keep-home",
+        action="store_true",
+        help="keep the run's directory (services' logs, Redis data) instead of deleting it",
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="tunepool-load-"))
@@ -560,6 +566,11 @@ def main() -> int:
         redis.stop()
         engine.dispose()
         drop_database(pg_name)
+        if args.keep_home:
+            print(f"the run's logs and data are in {home}", flush=True)
+        else:
+            # Each run leaves tens of MB of logs and data; /tmp is not always large.
+            shutil.rmtree(home, ignore_errors=True)
     print(
         f"raw apply_async: {raw:.0f} messages/s from the same {args.clients} threads; "
         f"tunepool submits/s is {submits_per_s / raw:.3f} of that"
