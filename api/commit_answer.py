@@ -53,9 +53,10 @@ def commit_new_job(
 ) -> tuple[Response, bool]:
     """``commit_with_answer`` for a new pending job, in one statement (storage.intake): the
     job, its first event, the audit row and the key's row with the answer, for a view
-    marked ``api.context.one_statement``. ``job`` is not added to the session; its unset columns get
-    their defaults first, so the answer shows them. (answer, True) once committed; where
-    another call has taken the key, nothing is written: (that call's answer, False)."""
+    marked ``api.context.one_statement``. ``job`` is not added to the session; its unset
+    columns get their defaults first, so the answer shows them. (answer, True) once
+    committed; where another call has taken the key, nothing is written: (that call's
+    answer, False)."""
     values = with_defaults(job)
     answer = jsonify(render(job))
     answer.status_code = 201

@@ -183,22 +183,14 @@ def taken_key_answer(session: Session) -> Response:
 def answer_before_commit(session: Session, response: Response) -> None:
     """Keep ``response`` as this call's answer in the transaction about to commit what it
     answers: one UPDATE of the key's reservation, and one write less afterwards."""
-    values = answer_values(response)
-    if values is not None:
-        idempotency.answer_reservation(session, values)
-
-
-def answer_values(response: Response) -> dict[str, Any] | None:
-    """The reservation's answer UPDATE parameters for ``response`` (None without a key),
-    for a view that commits the answer with what it answers, in one transaction."""
     held = g.get("idempotency")
     if held is None:
-        return None
+        return
     if g.get("idempotency_at_commit"):
         raise RuntimeError("a view marked one_statement writes its key's row with kept_row()")
     team_id, key, _ = held
+    idempotency.answer_reservation(session, team_id, key, _answer(response))
     g.idempotency_committed = True
-    return idempotency.answer_values(team_id, key, _answer(response))
 
 
 def kept_row(response: Response) -> dict[str, Any] | None:
@@ -209,7 +201,7 @@ def kept_row(response: Response) -> dict[str, Any] | None:
     if held is None:
         return None
     if not g.get("idempotency_at_commit"):
-        raise RuntimeError("the key was reserved on arrival: keep the answer with answer_values()")
+        raise RuntimeError("the key was reserved on arrival: answer_before_commit() keeps it")
     team_id, key, fingerprint = held
     return idempotency.answered_row(team_id, key, fingerprint, _answer(response))
 

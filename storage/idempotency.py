@@ -101,8 +101,8 @@ def keep_if_absent(
 ) -> bool:
     """Keep an answer under a key no call has used yet; False if one has: its row stands.
 
-    For a call that reserves its key only as it commits (api.idempotency.keyed_at_commit)
-    and ended without writing it: its row must never replace another call's answer."""
+    For a view marked api.context.one_statement, whose key is written only as it commits,
+    that ended without writing it: its row must never replace another call's answer."""
     row = answered_row(team_id, key, fingerprint, answer)
     return session.execute(_statements(_dialect(session))[0], row).first() is not None
 
@@ -137,22 +137,21 @@ def keep_answer(
     )
 
 
-def answer_reservation(session: Session, values: dict[str, Any]) -> None:
-    """Write the answer (:func:`answer_values`) into this transaction's own reservation:
-    one UPDATE."""
-    session.execute(_ANSWER_RESERVATION, values)
-
-
-def answer_values(team_id: str, key: str, answer: tuple[int, str, str | None]) -> dict[str, Any]:
-    """The parameters of the reservation's answer UPDATE, here or in storage.intake."""
+def answer_reservation(
+    session: Session, team_id: str, key: str, answer: tuple[int, str, str | None]
+) -> None:
+    """Write the answer into this transaction's own reservation (one UPDATE)."""
     status, body, content_type = answer
-    return {
-        "w_team_id": team_id,
-        "w_key": key,
-        "status": status,
-        "body": body,
-        "content_type": content_type,
-    }
+    session.execute(
+        _ANSWER_RESERVATION,
+        {
+            "w_team_id": team_id,
+            "w_key": key,
+            "status": status,
+            "body": body,
+            "content_type": content_type,
+        },
+    )
 
 
 def forget(session: Session, team_id: str, key: str) -> None:
