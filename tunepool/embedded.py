@@ -126,6 +126,8 @@ def start_platform(
             "2",
             "--threads",
             "4",
+            "-k",
+            "api.balanced_worker.LeastConnectionsWorker",
             "--timeout",
             "120",
             "api.wsgi:app",
