@@ -6,8 +6,9 @@ submit cost O(queue) and a burst of N submits O(N x queue). Instead a caller com
 its job and asks for a pass; the first ask in a window sends one ``tunepool.admit``
 to the control queue, due when the window closes, and later asks in that window are
 already covered by it: each of them committed before the window closed, and the pass
-reads the queue after it. A process that sent the pass itself remembers it and skips
-Redis for the first half of the window. The beat's admission tick
+reads the queue after it. The ask also reads how long the window has left (one round
+trip), and the process skips Redis until it closes: an ask inside the window would find
+the key and send nothing. The beat's admission tick
 (``admission_interval_s``) covers a lost message or an unreachable Redis, so an ask can
 fail without losing a job.
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 ASK_KEY = "tunepool:admission:asked"
 ADMIT_TASK = "tunepool.admit"
 
-# Per platform (so per process), until when a pass this process sent will still see a new
+# Per platform (so per process), until when a pass already sent will still see a new
 # commit: asks before then skip Redis, one round trip less on nearly every submit.
 _covered_until: WeakKeyDictionary[Platform, float] = WeakKeyDictionary()
 
@@ -47,7 +48,10 @@ def request_admission(platform: Platform) -> bool:
     if _covered_until.get(platform, 0.0) > asked:
         return False
     try:
-        first = redis_client(settings.redis_url).set(ASK_KEY, "1", nx=True, px=int(window * 1000))
+        ask = redis_client(settings.redis_url).pipeline(transaction=False)
+        ask.set(ASK_KEY, "1", nx=True, px=int(window * 1000))
+        ask.pttl(ASK_KEY)
+        first, left_ms = ask.execute()
         if first:
             from worker.celery_app import CONTROL_QUEUE
 
@@ -58,10 +62,12 @@ def request_admission(platform: Platform) -> bool:
                 countdown=window,
                 expires=window + settings.admission_interval_s,
             )
-            # The pass just sent runs a whole window from now, and reads the queue then:
-            # this process's commits in the first half of the window need no ask of their
-            # own (the other half is margin for clocks and a late start of the window).
-            _covered_until[platform] = asked + window / 2
+        # The window's pass runs when the key expires, and Redis counted `left_ms` from a
+        # moment after `asked`: until asked + left_ms the key is still there, so an ask
+        # from this process would send nothing, and its commits till then are read by
+        # that pass. (-2: the key expired in between; ask again next time.)
+        if left_ms > 0:
+            _covered_until[platform] = asked + left_ms / 1000
     except Exception as exc:  # Redis or the broker unreachable: the beat tick admits
         log.warning("could not ask for an admission pass (the next tick will admit): %s", exc)
     return False

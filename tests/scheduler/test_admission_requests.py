@@ -58,22 +58,27 @@ def test_a_burst_of_asks_sends_one_pass_due_at_the_end_of_the_window(
     platform.close()
 
 
-def test_asks_within_the_first_half_of_its_own_window_skip_redis(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
+def test_asks_within_a_known_window_skip_redis(tmp_path: Path, redis_server: RedisServer) -> None:
     client = _empty_redis(redis_server)
     platform = _platform(tmp_path, redis_server.url, window=1.0)
     request_admission(platform)
-    # Without the key in Redis, only this process's memory of its own pass stops a second.
+    # Without the key in Redis, only this process's memory of the window stops a second.
     client.delete(ASK_KEY)
     request_admission(platform)
     assert len(_admit_messages(client)) == 1
-    time.sleep(0.55)  # past half the window: the pass may run before a commit made now
+    time.sleep(1.05)  # the window has closed: the next commit needs a pass of its own
     request_admission(platform)
     assert len(_admit_messages(client)) == 2
-    # Another process (another platform) has no such memory and asks Redis.
-    client.delete(ASK_KEY)
+    # Another process (another platform) learns the window's end from Redis: it sends
+    # nothing, and its later asks within the window skip Redis too.
     other = _platform(tmp_path, redis_server.url, window=1.0)
+    request_admission(other)
+    assert len(_admit_messages(client)) == 2
+    client.delete(ASK_KEY)
+    request_admission(other)
+    assert len(_admit_messages(client)) == 2
+    # Once the window has closed, an ask finds no key and sends the next pass.
+    time.sleep(1.05)
     request_admission(other)
     assert len(_admit_messages(client)) == 3
     platform.close()
