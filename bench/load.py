@@ -81,6 +81,10 @@ def compose_api_argv(port: int) -> list[str]:
 
 # ---------------------------------------------------------------- clients
 
+# One request's latency (s), the number of the client that sent it, and whether it was a
+# deliberate resend of a submission already answered.
+Latency = tuple[float, int, bool]
+
 
 def _request(
     conn: http.client.HTTPConnection, method: str, path: str, body: bytes, headers: dict[str, str]
@@ -96,10 +100,11 @@ def _client_thread(
     retry_rate: float,
     seed: int,
     out: list[tuple[int, str, float, int]],
-    latencies: list[float],
+    latencies: list[Latency],
     replays: list[int],
 ) -> None:
-    """Submit each (index, key, dataset); record (index, job id, first-answer time, attempts)."""
+    """Submit each (index, key, dataset); record (index, job id, first-answer time, attempts)
+    and each request's latency, with this client's number and whether it was a resend."""
     rng = random.Random(seed)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     for index, api_key, dataset in work:
@@ -132,7 +137,7 @@ def _client_thread(
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
-            latencies.append(time.perf_counter() - started)
+            latencies.append((time.perf_counter() - started, seed, job_id is not None))
             if status in (409, 429) or status >= 500:
                 time.sleep(float(resp_headers.get("retry-after", backoff)))
                 backoff = min(backoff * 2, 2.0)
@@ -161,7 +166,7 @@ def _client_process(
     queue: Any,
 ) -> None:
     out: list[tuple[int, str, float, int]] = []
-    latencies: list[float] = []
+    latencies: list[Latency] = []
     replays: list[int] = []
     shares = [work[i::threads] for i in range(threads)]
     pool = [
@@ -180,7 +185,7 @@ def _client_process(
 
 def run_clients(
     port: int, work: list[tuple[int, str, str]], clients: int, procs: int, retry_rate: float
-) -> tuple[float, list[tuple[int, str, float, int]], list[float], list[int]]:
+) -> tuple[float, list[tuple[int, str, float, int]], list[Latency], list[int]]:
     # Several processes, so that 50 client threads are not all behind one GIL.
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
@@ -284,6 +289,33 @@ def cpu_snapshot(platform: Embedded, redis_pid: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- setup and accounting
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def spread_line(latencies: list[Latency]) -> str:
+    """How evenly the API served its clients, and what a resend (the replay path) costs:
+    with each client waiting for its answer, a client kept waiting longer than the others
+    is where the latency tail comes from."""
+    per_client: dict[int, list[float]] = {}
+    for seconds, client, _ in latencies:
+        per_client.setdefault(client, []).append(seconds)
+    means = sorted(1000 * sum(xs) / len(xs) for xs in per_client.values())
+    first = sorted(s for s, _, resend in latencies if not resend)
+    again = sorted(s for s, _, resend in latencies if resend)
+    line = (
+        f"per client, mean latency: min {means[0]:.0f} ms, median {percentile(means, 0.5):.0f} "
+        f"ms, max {means[-1]:.0f} ms over {len(means)} clients; first sends p50 "
+        f"{percentile(first, 0.5) * 1000:.0f} ms, p99 {percentile(first, 0.99) * 1000:.0f} ms"
+    )
+    if again:
+        line += (
+            f"; resends p50 {percentile(again, 0.5) * 1000:.0f} ms, "
+            f"p99 {percentile(again, 0.99) * 1000:.0f} ms"
+        )
+    return line
 
 
 def database(kind: str, home: Path) -> tuple[str, str | None]:
@@ -496,9 +528,8 @@ def main() -> int:
         )
         answers = {index: job_id for index, job_id, _, _ in out}
         submits_per_s = len(answers) / elapsed
-        lat = sorted(latencies)
-        p50 = lat[len(lat) // 2] * 1000
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+        lat = sorted(seconds for seconds, _, _ in latencies)
+        p50, p99 = percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000
         retried = sum(1 for *_, attempts in out if attempts > 1)
         print(
             f"submit: {len(answers)} accepted in {elapsed:.1f} s = {submits_per_s:.0f}/s; "
@@ -507,6 +538,7 @@ def main() -> int:
             f"{retried} submissions needed a retry",
             flush=True,
         )
+        print(spread_line(latencies), flush=True)
         in_app = server_times(home / "logs" / "api.log")
         server_p50 = in_app[len(in_app) // 2] if in_app else None
         server_p99 = in_app[min(len(in_app) - 1, int(len(in_app) * 0.99))] if in_app else None
