@@ -62,7 +62,13 @@ def commit_new_job(
     answer.status_code = 201
     event = event_row(job.id, "state", new=JobState.PENDING.value, reason="accepted")
     if not write_accepted(session, values, event, audit_values(answer), kept_row(answer)):
-        session.rollback()
+        # On PostgreSQL the request is in autocommit (api.context.one_statement): the
+        # statement wrote nothing and left no transaction, and the taken key's answer is
+        # read on the same connection. A rollback would hand it back, and the read would
+        # then take another with a BEGIN and a ROLLBACK of its own. SQLite's transaction
+        # holds the write lock since the INSERT: end it first.
+        if session.get_bind().dialect.name != "postgresql":
+            session.rollback()
         return taken_key_answer(session), False
     session.commit()
     committed()
