@@ -56,7 +56,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine
 
 from storage.db import make_engine, make_session_factory, transaction
-from storage.models import Job, JobRun
+from storage.models import Job, JobRun, Worker
 from storage.schema import upgrade
 from storage.teams import create_team, issue_key
 from tunepool.embedded import Embedded, child_env
@@ -406,6 +406,23 @@ def account(
     }
 
 
+def wait_for_workers(
+    engine: Engine, count: int, platform: Embedded, timeout_s: float = 180
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with engine.connect() as conn:
+            alive = conn.execute(
+                select(func.count()).select_from(Worker).where(Worker.state == "alive")
+            ).scalar_one()
+        if alive >= count:
+            return
+        dead = platform.dead()
+        if dead or time.monotonic() > deadline:
+            raise RuntimeError(f"{alive} of {count} workers registered; dead services: {dead}")
+        time.sleep(0.5)
+
+
 def drained(engine: Engine, team_ids: list[str]) -> int:
     with engine.connect() as conn:
         done = conn.execute(
@@ -496,6 +513,11 @@ def main() -> int:
         )
         platform.start("beat", [sys.executable, "-m", "tunepool", "beat", "--loglevel", "warning"])
         wait_for_port(port, 60)
+        if not args.workers_after_submit:
+            # A running platform: the burst starts once the workers are up and taking
+            # jobs, not while they still boot (a niced worker starting beside a saturated
+            # API took over 20 s to register, so it ran nothing during the burst).
+            wait_for_workers(engine, args.workers, platform)
         datasets = {}
         for k in keys[:: args.clients // TEAMS]:
             datasets[k] = upload_dataset(port, k)
