@@ -160,7 +160,9 @@ class Job(Base):
     model_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
     priority: Mapped[int] = mapped_column(Integer, default=1)
     slots: Mapped[int] = mapped_column(Integer, default=1)
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    # No index of its own: ix_jobs_state_priority leads with it and serves every lookup by
+    # state, and a second index cost a write on every submit and every state change.
+    state: Mapped[str] = mapped_column(String(16))
     reason_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     worker_name: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 01:33:43.620210
+Create Date: 2026-11-30 12:39:05.238872
 """
 
 from alembic import op
@@ -180,7 +180,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_jobs_state"), ["state"], unique=False)
         batch_op.create_index("ix_jobs_state_priority", ["state", "priority"], unique=False)
         batch_op.create_index(batch_op.f("ix_jobs_team_id"), ["team_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_jobs_worker_name"), ["worker_name"], unique=False)
@@ -409,7 +408,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_jobs_worker_name"))
         batch_op.drop_index(batch_op.f("ix_jobs_team_id"))
         batch_op.drop_index("ix_jobs_state_priority")
-        batch_op.drop_index(batch_op.f("ix_jobs_state"))
 
     op.drop_table("jobs")
     with op.batch_alter_table("datasets", schema=None) as batch_op:
