@@ -3,10 +3,12 @@
 import gc
 
 from api.app import create_app
+from worker.celery_app import warm_publisher
 
 app = create_app()
+warm_publisher(app.extensions["tunepool"].celery)
 
-# Everything built so far (modules, the app, SQLAlchemy's mappers) lives as long as the
+# Everything built so far (modules, the app, SQLAlchemy's mappers, Celery) lives as long as the
 # process: frozen, the collector no longer walks it. A full collection walked all of it
 # while the worker held the GIL, stalling every request in the process: 116-474 ms
 # each under load (bench/load.py), 23-133 ms once frozen.

@@ -67,3 +67,17 @@ def make_celery(settings: Settings | None = None) -> Celery:
     # Importing the task modules registers them; neither imports torch at module level.
     app.conf.imports = ("worker.tasks", "scheduler.tasks")
     return app
+
+
+def warm_publisher(app: Celery) -> None:
+    """Build what a process's first ``send_task`` would (the producer pool, the result
+    backend's class, the modules behind them) without connecting to the broker.
+
+    Built on demand, that cost ~200 ms of CPU inside whichever API request first asked
+    for an admission pass, with the GIL held: every other request in that gunicorn
+    worker stalled with it, up to 1.3 s mid-load (bench/load.py). The connection itself
+    is still made by the first send (10 ms).
+    """
+    app.backend  # noqa: B018  (a property that builds the backend)
+    with app.producer_or_acquire():
+        pass
