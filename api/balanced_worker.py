@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from tunepool.processes import process_alive
+
 # A row older than this belongs to a worker that is gone: a live worker's run loop
 # writes its row at least once a second (its poller's timeout).
 STALE_S = 5.0
@@ -41,16 +43,6 @@ RECHECK_S = 0.05
 
 class _Row(ctypes.Structure):
     _fields_ = [("pid", ctypes.c_int64), ("held", ctypes.c_int64), ("beat", ctypes.c_double)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ConnectionTable:
@@ -66,7 +58,7 @@ class ConnectionTable:
         """A free row for this worker (an unused one, or a dead worker's), or None."""
         with self._claiming:
             for index, row in enumerate(self._rows):
-                if row.pid == 0 or (now - row.beat >= STALE_S and not _alive(row.pid)):
+                if row.pid == 0 or (now - row.beat >= STALE_S and not process_alive(row.pid)):
                     row.pid, row.held, row.beat = pid, 0, now
                     return index
         return None

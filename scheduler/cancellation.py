@@ -22,24 +22,10 @@ from storage.lease import end_run
 from storage.models import Job, JobEvent, JobRun
 from storage.states import JobState, transition
 from tunepool.gpu_stats import compute_pids
+from tunepool.processes import process_alive
 
 log = logging.getLogger(__name__)
 S = JobState
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is gone for our purpose: it holds no memory and runs no code.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def gpu_holds_memory(pid: int) -> bool:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from scheduler.cancellation import process_alive
 from scheduler.ticks import run_reaper
 from storage.db import transaction
 from storage.models import Job, JobEvent, JobRun, Team
 from tests.e2e.conftest import WorkerProcs, wait_until
 from tests.e2e.test_training_job import api, job_state, submit, tiny_model, upload
+from tunepool.processes import process_alive
 
 pytestmark = pytest.mark.chaos
 __all__ = ["tiny_model"]
