@@ -3,10 +3,10 @@
 import gc
 
 from api.app import create_app
-from worker.celery_app import warm_publisher
+from api.warm import warm
 
 app = create_app()
-warm_publisher(app.extensions["tunepool"].celery)
+warm(app)
 
 # Everything built so far (modules, the app, SQLAlchemy's mappers, Celery) lives as long as the
 # process: frozen, the collector no longer walks it. A full collection walked all of it
