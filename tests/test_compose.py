@@ -223,6 +223,10 @@ def test_api_runs_gunicorn_on_the_wsgi_app() -> None:
         if isinstance(t, ast.Name)
     }
     assert attr in assigned, f"{spec.origin} defines no top-level {attr!r}"
+    # Each worker warms the app before it takes a request.
+    hooks = argv[argv.index("-c") + 1]
+    assert hooks == "python:api.gunicorn_hooks", hooks
+    assert callable(importlib.import_module(hooks.split(":")[1]).post_worker_init)
     # On all interfaces (a container's loopback is unreachable), 4 workers.
     assert argv[argv.index("-b") + 1] == "0.0.0.0:8000"
     assert argv[argv.index("-w") + 1] == "4"

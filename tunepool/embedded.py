@@ -120,6 +120,8 @@ def start_platform(
             sys.executable,
             "-m",
             "gunicorn",
+            "-c",
+            "python:api.gunicorn_hooks",
             "-b",
             f"127.0.0.1:{api_port}",
             "-w",
