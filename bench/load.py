@@ -23,7 +23,8 @@ is missing or never finished; ``duplicated`` counts extra jobs and extra runs.
 
 With 50 clients that each wait for their answer, throughput and latency are one figure:
 the mean latency is clients / submits_per_s (Little's law), so a p99 of 200 ms needs
-well over 250 submits/s. The API's own time per request (gunicorn's access log, in the
+well over 250 submits/s, and a tail close to the mean: requests served in the order
+they came (api/fifo_worker.py). The API's own time per request (gunicorn's access log, in the
 format compose configures) is printed beside it, to tell service time from queueing.
 
 Last line: JSON with submits_per_s, p50_ms, p99_ms, server_p50_ms, server_p99_ms,
@@ -569,7 +570,7 @@ def main() -> int:
                 f"in the API (gunicorn's request time, {len(in_app)} submits): p50 {server_p50} "
                 f"ms, p99 {server_p99} ms. {args.clients} clients at {submits_per_s:.0f}/s "
                 f"take {1000 * args.clients / submits_per_s:.0f} ms a request on average "
-                "(Little's law): the rest is the wait for a thread and the CPU",
+                "(Little's law): the rest is the wait in the queue for a free worker",
                 flush=True,
             )
         done_at_submit_end = drained(engine, team_ids)
