@@ -18,18 +18,18 @@ arrived and not yet answered by the app. What does not compute does not hold the
 
 - an event stream: its app returns a generator at once, and the stream holds a thread;
 - a client that connects and sends nothing yet, until its request arrives;
-- a large body (a dataset upload), read at the client's pace.
+- a large body (a dataset upload), read at the client's pace;
+- anything that has held it for a second: a client stalled half-way through its
+  headers, say. The worker then takes the next connection, as gunicorn's would.
 
 Connections are not kept alive (``--keep-alive 0``, as docker-compose.yml runs it): a
-kept-alive client's next request would skip the queue. A client that stalls half-way
-through its headers holds one process's gate until gunicorn gives up on it; in front of
-clients that cannot be trusted to send promptly, put a buffering proxy, as gunicorn's
-documentation advises for its sync worker.
+kept-alive client's next request would skip the queue.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -40,6 +40,9 @@ from gunicorn.workers.gthread import ThreadWorker
 IN_APP = 1
 # A body larger than this is read at the client's pace, not the CPU's: no gate.
 LARGE_BODY = 1 << 20
+# A request that has held the gate this long is waiting, not computing (a client that
+# sends its headers or body slowly, a slow query): the worker takes the next connection.
+HOLD_MAX_S = 1.0
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -73,7 +76,8 @@ class FifoWorker(ThreadWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._working: set[Any] = set()  # connections (gunicorn's TConn) holding the gate
+        # Connections (gunicorn's TConn) holding the gate, and since when (monotonic).
+        self._working: dict[Any, float] = {}
         self._working_lock = threading.Lock()
         self._handling = threading.local()
 
@@ -82,7 +86,7 @@ class FifoWorker(ThreadWorker):
     @property
     def worker_connections(self) -> int:
         in_threads = self.nr_conns - len(self.keepalived_conns) - len(self.pending_conns)
-        if len(self._working) < IN_APP and in_threads < self.cfg.threads:
+        if self._holding() < IN_APP and in_threads < self.cfg.threads:
             return self.nr_conns + 1
         return self.nr_conns
 
@@ -109,6 +113,14 @@ class FifoWorker(ThreadWorker):
 
         self.wsgi = gated
 
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        # Wake when the oldest hold runs out, to listen again then.
+        with self._working_lock:
+            oldest = min(self._working.values(), default=None)
+        if oldest is not None:
+            timeout = min(timeout, max(0.01, oldest + HOLD_MAX_S - time.monotonic()))
+        super().wait_for_and_dispatch_events(timeout)
+
     def enqueue_req(self, conn: Any) -> None:
         self._hold(conn)
         super().enqueue_req(conn)
@@ -125,16 +137,21 @@ class FifoWorker(ThreadWorker):
             self._handling.conn = None
             self._release(conn)  # a request that never reached the app (a bad request line)
 
+    def _holding(self) -> int:
+        now = time.monotonic()
+        with self._working_lock:
+            return sum(1 for since in self._working.values() if now - since < HOLD_MAX_S)
+
     def _hold(self, conn: Any) -> None:
         if conn is not None:
             with self._working_lock:
-                self._working.add(conn)
+                self._working[conn] = time.monotonic()
 
     def _release(self, conn: Any) -> None:
         with self._working_lock:
             if conn is None or conn not in self._working:
                 return
-            self._working.discard(conn)
+            del self._working[conn]
         # The loop may be asleep in its poller, off the listening socket: wake it to
         # listen again (a byte on gunicorn's own pipe to the loop).
         self.method_queue.defer(_nothing)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from api.fifo_worker import HOLD_MAX_S
 from tunepool.netutil import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,3 +114,13 @@ def test_a_large_upload_at_the_clients_pace_does_not_hold_its_worker(one_worker:
         _answered_promptly(one_worker)
         upload.sendall(b"x" * (size - 4096))
         assert upload.makefile("rb").readline().startswith(b"HTTP/1.1 200")
+
+
+def test_a_client_stalled_in_its_headers_holds_its_worker_for_a_second_at_most(
+    one_worker: int,
+) -> None:
+    with socket.create_connection(("127.0.0.1", one_worker)) as stalled:
+        stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and the rest never comes
+        time.sleep(0.1)
+        _, took, _ = _get(one_worker)
+        assert took < HOLD_MAX_S + PROMPT_S, f"a plain request waited {took:.1f} s"
