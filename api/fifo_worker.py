@@ -94,6 +94,14 @@ class FifoWorker(ThreadWorker):
     def worker_connections(self, value: int) -> None:
         pass  # gunicorn's cap on held connections; here the threads are the cap
 
+    def accept(self, listener: Any) -> None:
+        # The loop chose to listen at the top of its turn, and may have slept since with
+        # the socket in its poller: meanwhile a request that arrived late can have taken
+        # the gate. Leave the connection to a free worker (the next turn stops listening).
+        if self.nr_conns >= self.worker_connections:
+            return
+        super().accept(listener)
+
     def load_wsgi(self) -> None:
         super().load_wsgi()
         app: WsgiApp = self.wsgi  # type: ignore[has-type]
