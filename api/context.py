@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from storage.models import ApiKey
 from tunepool.platform import Platform
+
+log = logging.getLogger(__name__)
 
 
 def platform() -> Platform:
@@ -55,8 +59,19 @@ def close_db() -> None:
     """End the request's session now (as teardown would): on SQLite an open transaction
     holds the write lock, which a write on another connection would wait for."""
     session = g.pop("db", None)
-    if session is not None:
+    if session is None:
+        return
+    try:
         session.close()
+    except DBAPIError as exc:
+        # The connection broke under the request (the database went away mid-statement,
+        # and psycopg refuses the ROLLBACK: "another command is already in progress").
+        # The view's answer stands (a 503 for that); the connection goes, not back to
+        # the pool.
+        log.warning(
+            "closing the request's session failed (%s); discarding its connection", exc.orig
+        )
+        session.invalidate()
 
 
 def caller() -> ApiKey:
