@@ -86,7 +86,7 @@ class FifoWorker(ThreadWorker):
     @property
     def worker_connections(self) -> int:
         in_threads = self.nr_conns - len(self.keepalived_conns) - len(self.pending_conns)
-        if self._holding() < IN_APP and in_threads < self.cfg.threads:
+        if len(self._live_holds()) < IN_APP and in_threads < self.cfg.threads:
             return self.nr_conns + 1
         return self.nr_conns
 
@@ -122,9 +122,9 @@ class FifoWorker(ThreadWorker):
         self.wsgi = gated
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        # Wake when the oldest hold runs out, to listen again then.
-        with self._working_lock:
-            oldest = min(self._working.values(), default=None)
+        # Wake when the oldest live hold runs out, to listen again then. One that ran out
+        # already (a client stalled for minutes) is not waited for again.
+        oldest = min(self._live_holds(), default=None)
         if oldest is not None:
             timeout = min(timeout, max(0.01, oldest + HOLD_MAX_S - time.monotonic()))
         super().wait_for_and_dispatch_events(timeout)
@@ -145,10 +145,11 @@ class FifoWorker(ThreadWorker):
             self._handling.conn = None
             self._release(conn)  # a request that never reached the app (a bad request line)
 
-    def _holding(self) -> int:
+    def _live_holds(self) -> list[float]:
+        """Since when each hold that still counts was taken (younger than HOLD_MAX_S)."""
         now = time.monotonic()
         with self._working_lock:
-            return sum(1 for since in self._working.values() if now - since < HOLD_MAX_S)
+            return [since for since in self._working.values() if now - since < HOLD_MAX_S]
 
     def _hold(self, conn: Any) -> None:
         if conn is not None:
