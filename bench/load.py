@@ -47,6 +47,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +293,7 @@ def cpu_snapshot(platform: Embedded, redis_pid: int) -> dict[str, float]:
 # ---------------------------------------------------------------- setup and accounting
 
 
-def percentile(ordered: list[float], q: float) -> float:
+def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
@@ -563,8 +564,8 @@ def main() -> int:
         )
         print(spread_line(latencies), flush=True)
         in_app = server_times(home / "logs" / "api.log")
-        server_p50 = in_app[len(in_app) // 2] if in_app else None
-        server_p99 = in_app[min(len(in_app) - 1, int(len(in_app) * 0.99))] if in_app else None
+        server_p50 = percentile(in_app, 0.5) if in_app else None
+        server_p99 = percentile(in_app, 0.99) if in_app else None
         if in_app:
             print(
                 f"in the API (gunicorn's request time, {len(in_app)} submits): p50 {server_p50} "

@@ -11,7 +11,7 @@ from worker.celery_app import make_celery, warm_publisher
 
 
 def test_warming_the_publisher_does_not_connect_to_the_broker() -> None:
-    # The API warms it while it starts (api/wsgi.py): a broker that is down or slow then
+    # The API warms it while it starts (api/warm.py): a broker that is down or slow then
     # must not stop or hold up the start. The first send connects, as it always did.
     with socket.socket() as broker:
         broker.bind(("127.0.0.1", 0))
