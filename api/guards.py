@@ -1,22 +1,22 @@
 """Per-key rate limits (429) and the audit log of mutating calls, as request hooks.
 
-The limit is a token bucket per API key in this process: ``rate_limit_per_s`` tokens a
-second up to ``rate_limit_burst``; 0 turns it off. Under gunicorn each worker process
-keeps its own buckets, so the effective limit is at most workers times the setting,
-which is enough to stop one runaway client from starving the others.
+Rate limits are Flask-Limiter's, kept in Redis so that every API process and replica
+counts against the same limit. A key may send ``rate_limit_burst`` requests within
+``rate_limit_burst / rate_limit_per_s`` seconds (a sliding window): a burst of that
+size, and ``rate_limit_per_s`` a second sustained; 0 turns limits off.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, jsonify, request
+from flask_limiter import Limiter, RateLimitExceeded
 from sqlalchemy.orm import Session
 
 from api.after_writes import defer
@@ -28,51 +28,51 @@ log = logging.getLogger(__name__)
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class TokenBuckets:
-    def __init__(self, rate_per_s: float, burst: int) -> None:
-        self.rate, self.burst = rate_per_s, burst
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
+def per_key_limit(settings: Settings) -> str | None:
+    """The limit in Flask-Limiter's notation, or None when limits are off."""
+    if settings.rate_limit_per_s <= 0 or settings.rate_limit_burst <= 0:
+        return None
+    window_s = max(1, math.ceil(settings.rate_limit_burst / settings.rate_limit_per_s))
+    return f"{settings.rate_limit_burst} per {window_s} seconds"
 
-    def take(self, key: str, now: float | None = None) -> float:
-        """0 if the call may go ahead, else the seconds until a token is back."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
+
+def _caller_key() -> str:
+    key = g.get("api_key")
+    return f"key:{key.id}" if key is not None else ""
 
 
 def install(app: Flask) -> None:
     settings = platform_settings(app)
-    buckets = (
-        TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)
-        if settings.rate_limit_per_s > 0 and settings.rate_limit_burst > 0
-        else None
+    limit = per_key_limit(settings)
+    limiter = Limiter(
+        _caller_key,
+        app=app,
+        default_limits=[limit] if limit else [],
+        # Calls without a key are refused by authentication, or are public (health).
+        default_limits_exempt_when=lambda: g.get("api_key") is None,
+        storage_uri=settings.redis_url,
+        storage_options={"socket_timeout": 2, "socket_connect_timeout": 2},
+        strategy="sliding-window-counter",
+        key_prefix="tunepool:ratelimit",
+        # Redis down: serve without limits rather than fail every call (logged).
+        swallow_errors=True,
+        enabled=limit is not None,
     )
 
-    @app.before_request
-    def _rate_limit() -> None:
-        key = g.get("api_key")
-        if buckets is None or key is None:
-            return
-        wait = buckets.take(key.id)
-        if wait:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many requests for this key; retry in {math.ceil(wait)}s",
-                retry_after=math.ceil(wait),
-            )
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(_exc: RateLimitExceeded) -> tuple[Response, int, dict[str, str]]:
+        current = limiter.current_limit
+        wait = max(1, math.ceil(current.reset_at - time.time())) if current else 1
+        error = ApiError(
+            429,
+            "rate_limited",
+            f"too many requests for this key; retry in {wait}s",
+            retry_after=wait,
+        )
+        return jsonify(error.body()), 429, {"Retry-After": str(wait)}
 
     @app.after_request
     def _audit(response: Response) -> Response:
-        if response.status_code == 429:
-            response.headers["Retry-After"] = str(response.get_json()["error"]["retry_after"])
         if request.method not in MUTATING or not request.path.startswith("/v1/"):
             return response
         if g.pop("audited_status", None) == response.status_code:

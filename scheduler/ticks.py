@@ -12,7 +12,6 @@ from scheduler.wait_board import post_board
 from storage import idempotency
 from storage.db import transaction
 from storage.lease import reap_expired, requeue_unclaimed
-from tunepool.heap import collector_paused
 from tunepool.observations import observe_admission_pass
 from tunepool.platform import Platform
 from tunepool.redis_client import redis_client
@@ -25,13 +24,12 @@ def run_admission(platform: Platform) -> list[Placement]:
     started = time.perf_counter()
     try:
         board = redis_client(platform.settings.redis_url)
-        with collector_paused():
-            return admit(
-                session,
-                celery_publisher(platform.celery),
-                platform.settings,
-                post=lambda places: post_board(board, places),
-            )
+        return admit(
+            session,
+            celery_publisher(platform.celery),
+            platform.settings,
+            post=lambda places: post_board(board, places),
+        )
     finally:
         session.close()
         # Passes run in the API, workers and the control worker; /metrics reads them all.

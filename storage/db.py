@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,47 +43,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    if "pool_pre_ping" in kwargs:  # the caller chose SQLAlchemy's own
-        return create_engine(url, **kwargs)
-    engine = create_engine(url, **kwargs)
-    ping_connections_idle_since(engine, PING_AFTER_IDLE_S)
-    return engine
-
-
-# A connection checked in this recently was alive a moment ago (its transaction had
-# just ended): pinging it again costs a round trip on every API request for nothing.
-PING_AFTER_IDLE_S = 2.0
-
-
-def ping_connections_idle_since(engine: Engine, idle_s: float) -> None:
-    """Ping a pooled connection on checkout only once it has sat idle for ``idle_s``.
-
-    ``pool_pre_ping`` pings on every checkout: one round trip (about 0.3 ms of client
-    CPU, and the server's) per request, a tenth of a job submission's. Idle connections
-    are the ones a database restart leaves dead, and they are still pinged. A connection
-    that the database drops within ``idle_s`` of its last use fails its first statement
-    instead: that request answers 503 with Retry-After (api.errors), and SQLAlchemy then
-    invalidates every pooled connection older than the failure, so one request per
-    process sees it, not one per connection.
-    """
-
-    # A new connection is as alive as one just checked in. (``info`` is cleared when a
-    # connection is invalidated, so a replaced one starts from its own connect.)
-    @event.listens_for(engine, "connect")
-    @event.listens_for(engine, "checkin")
-    def _alive(_dbapi_connection: Any, record: Any) -> None:
-        record.info["alive_at"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        last = record.info.get("alive_at")
-        if last is not None and time.monotonic() - last < idle_s:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except Exception as error:
-            # The pool discards this connection and checks out another (three tries).
-            raise exc.DisconnectionError(f"ping failed: {error}") from error
+    # SQLAlchemy's own liveness check: a connection a database restart left dead is
+    # replaced on checkout instead of failing the request that drew it.
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

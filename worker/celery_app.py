@@ -67,20 +67,3 @@ def make_celery(settings: Settings | None = None) -> Celery:
     # Importing the task modules registers them; neither imports torch at module level.
     app.conf.imports = ("worker.tasks", "scheduler.tasks")
     return app
-
-
-def warm_publisher(app: Celery) -> None:
-    """Build what a process's first ``send_task`` would (the producer pool, the result
-    backend's class, the modules behind them) without connecting to the broker.
-
-    Built on demand, that cost ~200 ms of CPU inside whichever API request first asked
-    for an admission pass, with the GIL held: every other request in that gunicorn
-    worker stalled with it, up to 1.3 s mid-load (bench/load.py). The connection itself
-    is still made by the first send (10 ms).
-    """
-    app.backend  # noqa: B018  (a property that builds the backend)
-    # The sender every send_task goes through, with the (disabled) event dispatcher it
-    # builds and the modules behind that: ~20 ms more on the first send otherwise.
-    app.amqp.send_task_message  # noqa: B018
-    with app.producer_or_acquire():
-        pass

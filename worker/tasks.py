@@ -5,7 +5,6 @@ Tasks take ids, never rows: load, call a plain function, record the outcome.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 from typing import Any
@@ -21,7 +20,6 @@ from storage.db import transaction
 from tunepool.gpu_stats import sample_gpus
 from tunepool.observations import publish_gpu_samples
 from tunepool.platform import current_platform
-from tunepool.redis_client import warm_redis_version
 from worker import fork_guard
 from worker.identity import describe, worker_name
 from worker.shutdown import begin_warm_shutdown
@@ -73,15 +71,11 @@ def _run_job(run: Any, job_id: str) -> str:
     return outcome
 
 
-def _warm_for_children() -> None:
-    """Do once in the parent what every one-job child would otherwise do itself.
+def _preload_for_children() -> None:
+    """Import the job modules and configure the ORM once, before the pool forks.
 
-    With one task per child, each job runs in a fresh fork, and whatever a child loads,
-    builds or caches dies with it. Without this, each child imported the job modules
-    (~60 ms of CPU; compiled from source where bytecode is not written), the SQL driver
-    (for the first children) and configured the ORM mappers (~20 ms) on its first job;
-    forked after this, a child finds them done. Runs at ``worker_init``, before the pool
-    forks its first children.
+    With one task per child, each job runs in a fresh fork: what the parent has loaded
+    the child inherits, instead of importing and configuring it again for every job.
     """
     # None of these imports torch at module level.
     import tunepool.data.errors  # noqa: F401
@@ -90,39 +84,15 @@ def _warm_for_children() -> None:
     import worker.runner  # noqa: F401
 
     configure_mappers()
-    # The engine (not a connection): its driver imported, its compiled-statement cache
-    # shared with every child (tunepool.platform adopts it after the fork).
-    current_platform().engine  # noqa: B018
-    warm_redis_version()
-    _warm_pdeathsig()
-
-
-def _warm_pdeathsig() -> None:
-    """Each new pool child sets its parent-death signal through billiard, which (with
-    cffi imported, as minio's dependencies do) parses a C declaration with pycparser.
-    Cold, that imports pycparser and builds its parser tables: ~30 ms of CPU in every
-    child, so per job. Done once here, a child forked afterwards finds them built and
-    pays under 1 ms. Reading the signal changes nothing."""
-    from billiard.util import get_pdeathsig
-
-    try:
-        get_pdeathsig()
-    except OSError:  # not Linux: billiard sets no signal there either
-        pass
 
 
 @worker_init.connect
 def _on_init(**_: Any) -> None:
-    _warm_for_children()
+    _preload_for_children()
 
 
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
-    # Celery's prefork pool runs gc.collect() before forking each child (celery#2927), and
-    # with one task per child that is once per job: over every object the parent holds,
-    # most of the parent's CPU under load. Objects alive now (imports, the app) are
-    # permanent: freezing them takes them out of every later collection.
-    gc.freeze()
     platform = current_platform()
     if not platform.settings.worker_name:
         # Only `tunepool worker` names its process; the control worker (scheduler ticks)
@@ -139,13 +109,7 @@ def _on_ready(**_: Any) -> None:
 def _beat_heart(name: str) -> None:
     platform = current_platform()
     fork_guard.install()
-    first = True
     while not _stop_heartbeat.wait(platform.settings.worker_heartbeat_s):
-        if first:
-            # What the first cycles imported and built (SQL, Redis and kombu modules,
-            # ~20,000 objects) is permanent too: out of the gc.collect() before each fork.
-            gc.freeze()
-            first = False
         try:
             with fork_guard.guard, transaction(platform.sessions) as session:
                 if not heartbeat(session, name):

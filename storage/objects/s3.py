@@ -1,9 +1,9 @@
 """S3/MinIO object store through the ``minio`` SDK.
 
 Nothing connects in the constructor; the bucket is created on first use. Transient
-failures (connection refused/reset, timeouts, 5xx) are retried here, in one place,
-with exponential backoff under a total time bound; the HTTP pool's own retries are
-off so the two layers do not multiply.
+failures (connection refused/reset, timeouts, 5xx) are retried here, in one place, by
+tenacity with exponential backoff under a total time bound; the HTTP pool's own
+retries are off so the two layers do not multiply.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -22,6 +24,13 @@ import certifi
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
+)
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import SSLError
 
@@ -30,6 +39,7 @@ from storage.objects.filesystem import validate_key, validate_prefix, write_atom
 
 T = TypeVar("T")
 MiB = 1024 * 1024
+LIST_PAGE = 1000
 _TRANSIENT_S3_CODES = frozenset(
     {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
 )
@@ -45,24 +55,6 @@ class RetryPolicy:
     max_delay_s: float = 8.0
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 120.0
-
-
-class _Backoff:
-    """Exponential backoff for one operation; says when to give up."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._deadline = time.monotonic() + policy.total_s
-        self._delay = policy.first_delay_s
-        self._max_delay = policy.max_delay_s
-        self._left = policy.attempts - 1
-
-    def wait(self) -> bool:
-        if self._left <= 0 or time.monotonic() + self._delay > self._deadline:
-            return False
-        time.sleep(self._delay)
-        self._delay = min(self._delay * 2, self._max_delay)
-        self._left -= 1
-        return True
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -114,30 +106,32 @@ class _S3Reader(io.RawIOBase):
         self._store = store
         self._key = key
         self._pos = 0
-        self._response = response
+        self._response: urllib3.BaseHTTPResponse | None = response
         self._etag = response.headers.get("ETag")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        backoff = _Backoff(self._store.retry)
-        while True:
-            try:
-                n = self._response.readinto(buffer)
-                self._pos += n
-                return n
-            except Exception as exc:
-                if not is_transient(exc) or not backoff.wait():
-                    raise self._store._error("read", self._key, exc) from exc
+        return self._store._retrying("read", self._key, lambda: self._read(buffer))
+
+    def _read(self, buffer: memoryview) -> int:
+        if self._response is None:
+            # The last attempt dropped its connection: ask again from where it stopped.
+            self._response = self._store._get(self._key, self._pos, self._etag)
+        try:
+            n = self._response.readinto(buffer)
+        except Exception:
             self._release()
-            self._response = self._store._retrying(
-                "get", self._key, lambda: self._store._get(self._key, self._pos, self._etag)
-            )
+            raise
+        self._pos += n
+        return n
 
     def _release(self) -> None:
-        self._response.close()
-        self._response.release_conn()
+        if self._response is not None:
+            self._response.close()
+            self._response.release_conn()
+            self._response = None
 
     def close(self) -> None:
         if not self.closed:
@@ -202,13 +196,17 @@ class S3Store:
         rewind: Callable[[], bool] = lambda: True,
     ) -> T:
         """Run ``attempt``; after a transient failure, ``rewind``, back off and run it again."""
-        backoff = _Backoff(self.retry)
-        while True:
-            try:
-                return attempt()
-            except Exception as exc:
-                if not is_transient(exc) or not rewind() or not backoff.wait():
-                    raise self._error(what, key, exc) from exc
+        policy = self.retry
+        retrying = Retrying(
+            retry=retry_if_exception(lambda exc: is_transient(exc) and rewind()),
+            stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.total_s),
+            wait=wait_exponential(multiplier=policy.first_delay_s, max=policy.max_delay_s),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except Exception as exc:
+            raise self._error(what, key, exc) from exc
 
     def _ensure_bucket(self) -> None:
         if self._bucket_ready:
@@ -310,21 +308,32 @@ class S3Store:
 
     def _list_pages(self, prefix: str, recursive: bool) -> Iterator[ObjectInfo]:
         last: str | None = None
-        backoff = _Backoff(self.retry)
         while True:
-            try:
-                for obj in self.client.list_objects(
-                    self.bucket, prefix=prefix or None, recursive=recursive, start_after=last
-                ):
-                    if obj.is_dir or obj.object_name is None:
-                        continue
-                    modified = obj.last_modified.timestamp() if obj.last_modified else 0.0
-                    yield ObjectInfo(key=obj.object_name, size=obj.size or 0, modified_at=modified)
-                    last = obj.object_name
+            page = self._retrying("list", prefix, partial(self._list_page, prefix, recursive, last))
+            yield from page
+            if len(page) < LIST_PAGE:
                 return
-            except Exception as exc:
-                if not is_transient(exc) or not backoff.wait():
-                    raise self._error("list", prefix, exc) from exc
+            last = page[-1].key
+
+    def _list_page(self, prefix: str, recursive: bool, after: str | None) -> tuple[ObjectInfo, ...]:
+        """Up to LIST_PAGE objects after ``after``: one retryable unit of a listing."""
+        objects = self.client.list_objects(
+            self.bucket, prefix=prefix or None, recursive=recursive, start_after=after
+        )
+        return tuple(
+            islice(
+                (
+                    ObjectInfo(
+                        key=obj.object_name,
+                        size=obj.size or 0,
+                        modified_at=obj.last_modified.timestamp() if obj.last_modified else 0.0,
+                    )
+                    for obj in objects
+                    if not obj.is_dir and obj.object_name is not None
+                ),
+                LIST_PAGE,
+            )
+        )
 
     def delete(self, key: str) -> None:
         validate_key(key)

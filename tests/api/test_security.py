@@ -215,6 +215,18 @@ def test_rate_limit_is_per_key_with_429_and_retry_after(
     assert client.get("/v1/jobs", headers=two).status_code == 200  # another key is unaffected
 
 
+def test_rate_limit_is_shared_by_every_api_process(
+    small_app: Flask, platform: Platform, make_key: KeyFactory
+) -> None:
+    # Two apps stand for two gunicorn workers (or replicas): the count lives in Redis,
+    # so a key's burst is spent across both, not once per process.
+    other = create_app(platform=platform).test_client()
+    one = make_key("alpha")
+    client = small_app.test_client()
+    codes = [c.get("/v1/jobs", headers=one).status_code for c in (client, other, client, other)]
+    assert codes == [200, 200, 200, 429]
+
+
 HOSTILE = [
     "../x",
     "..",
