@@ -4,14 +4,17 @@
 FROM python:3.11-slim
 
 # torch is pinned in pyproject.toml; TORCH_VERSION must stay equal to that pin
-# (tests/test_compose.py checks it). It is installed first, from TORCH_INDEX_URL, because
-# the plain Linux wheel on PyPI is the multi-GB CUDA build. The default is the CPU wheel.
-# For the GPU worker build a CUDA image instead, e.g.
-#   docker compose build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
-# (or set TORCH_INDEX_URL in .env): `pip install .` then finds torch==TORCH_VERSION already
-# satisfied and keeps the CUDA wheel. The host needs the NVIDIA Container Toolkit.
+# (tests/test_compose.py checks it). It is installed first, from PyTorch's index for
+# TORCH_FLAVOR, because the plain Linux wheel on PyPI is the multi-GB CUDA build of
+# whatever CUDA it was made for. `cpu` (the default) for the API, CPU workers and the
+# scheduler; the GPU worker's image is built with a CUDA flavour (docker-compose.yml
+# passes TORCH_FLAVOR=cu128 for it): `pip install .` then finds torch==TORCH_VERSION
+# already satisfied and keeps the CUDA wheel. A worker that sees NVIDIA GPUs but has a
+# CPU build of torch refuses to start (worker/cuda_check.py). The host needs the
+# NVIDIA Container Toolkit.
 ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_FLAVOR=cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_FLAVOR}
 
 # HF_HUB_OFFLINE: models come from the object store or the packaged MiniLM; never a hub.
 ENV PYTHONUNBUFFERED=1 \

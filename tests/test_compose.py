@@ -161,7 +161,9 @@ def test_project_services_are_the_expected_ones() -> None:
 
 
 def test_one_image_and_one_build_for_every_project_service() -> None:
-    services = _project_services()
+    # One CPU image for every service but the GPU worker, whose image differs only in
+    # the torch build it installs.
+    services = [s for s in _project_services() if s != "gpu-worker"]
     images = {SERVICES[s].get("image") for s in services}
     builds = {yaml.safe_dump(SERVICES[s]["build"], sort_keys=True) for s in services}
     assert len(images) == 1 and None not in images, f"project services use images {images}"
@@ -169,6 +171,12 @@ def test_one_image_and_one_build_for_every_project_service() -> None:
     build = SERVICES[services[0]]["build"]
     assert (ROOT / build.get("context", ".")).resolve() == ROOT
     assert (ROOT / build.get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE_PATH
+    gpu = SERVICES["gpu-worker"]
+    assert gpu["image"] not in images
+    assert {k: v for k, v in gpu["build"].items() if k != "args"} == {
+        k: v for k, v in build.items() if k != "args"
+    }
+    assert set(gpu["build"]["args"]) == {"TORCH_FLAVOR"}
 
 
 @pytest.mark.parametrize("service", sorted(EXPECTED_COMMANDS))
@@ -413,10 +421,12 @@ def test_dockerfile_torch_pin_matches_pyproject() -> None:
     version = pins[0].split("==", 1)[1].strip()
     args = dict(a.split("=", 1) for kw, a in _dockerfile_instructions() if kw == "ARG" and "=" in a)
     assert args.get("TORCH_VERSION") == version
-    # CPU by default; a GPU image swaps the index with a build argument.
-    assert args.get("TORCH_INDEX_URL", "").endswith("/cpu")
-    build_args = SERVICES["api"]["build"].get("args", {})
-    assert str(build_args.get("TORCH_INDEX_URL", "")).endswith("/cpu}")
+    # CPU by default; the GPU worker's image asks for a CUDA flavour of the index.
+    assert args.get("TORCH_FLAVOR") == "cpu"
+    assert args.get("TORCH_INDEX_URL", "").endswith("/${TORCH_FLAVOR}")
+    assert SERVICES["api"]["build"]["args"]["TORCH_FLAVOR"] == "cpu"
+    gpu_flavor = str(SERVICES["gpu-worker"]["build"]["args"]["TORCH_FLAVOR"])
+    assert re.search(r"cu1\d\d", gpu_flavor), gpu_flavor
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:

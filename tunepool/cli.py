@@ -113,6 +113,12 @@ def worker(slots: int | None, name: str | None, loglevel: str) -> None:
     from worker.priority import yield_cpu
 
     info = describe(load_settings())
+    if info.gpus:
+        from worker.cuda_check import gpu_torch_mismatch, torch_cuda_build
+
+        refused = gpu_torch_mismatch(info.gpus, torch_cuda_build())
+        if refused is not None:
+            raise click.ClickException(refused)
     # Before the exec: Celery and every job process it forks inherit the priority.
     yield_cpu(settings.worker_nice)
     _exec_celery(
