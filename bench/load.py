@@ -1,7 +1,9 @@
 """Load: 10,000 job submissions from 50 concurrent clients against a running platform.
 
 The API runs under gunicorn with the command line of docker-compose.yml's ``api``
-service (read from the file, only the bind address changed), on PostgreSQL when one
+service (read from the file, only the bind address changed) and ``--api-workers``
+gunicorn workers (WEB_CONCURRENCY, as compose sets it); ``--api-workers 1,2`` runs the
+whole benchmark once per count so the scaling is visible. On PostgreSQL when one
 answers on 127.0.0.1:5432 (as in compose) or SQLite (``--db``). Workers run the no-op
 engine (``base_model: noop:succeed``, allowed only by TUNEPOOL_ALLOW_NOOP_ENGINE=1),
 so what is measured is the platform: authentication, validation, idempotency, SQL,
@@ -23,9 +25,9 @@ is missing or never finished; ``duplicated`` counts extra jobs and extra runs.
 
 With 50 clients that each wait for their answer, throughput and latency are one figure:
 the mean latency is clients / submits_per_s (Little's law), so a p99 of 200 ms needs
-well over 250 submits/s, and a tail close to the mean: requests served in the order
-they came (api/fifo_worker.py). The API's own time per request (gunicorn's access log, in the
-format compose configures) is printed beside it, to tell service time from queueing.
+well over 250 submits/s, and a tail close to the mean. The API's own time per request
+(gunicorn's access log, in the format compose configures) is printed beside it, to tell
+service time from queueing.
 
 Last line: JSON with submits_per_s, p50_ms, p99_ms, server_p50_ms, server_p99_ms,
 raw_celery_per_s, ratio_vs_raw_celery, lost, duplicated and the drain figures.
@@ -42,6 +44,7 @@ import re
 import resource
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -451,11 +454,19 @@ def main() -> int:
         help="start the workers once every job is submitted: drain figures without the burst",
     )
     parser.add_argument(
+        "--api-workers",
+        default="2",
+        help="gunicorn workers of the API; a list (1,2) runs once per count and compares",
+    )
+    parser.add_argument(
         "--keep-home",
         action="store_true",
         help="keep the run's directory (services' logs, Redis data) instead of deleting it",
     )
     args = parser.parse_args()
+    counts = [int(n) for n in str(args.api_workers).split(",")]
+    if len(counts) > 1:
+        return compare_api_workers(counts)
 
     home = Path(tempfile.mkdtemp(prefix="tunepool-load-"))
     url, pg_name = database(args.db, home)
@@ -483,7 +494,7 @@ def main() -> int:
 
     # Per-key rate limits stay at their defaults: each client has its own key, and a
     # 429 is answered like any client should, by waiting Retry-After.
-    env = child_env(settings, TUNEPOOL_ALLOW_NOOP_ENGINE="1")
+    env = child_env(settings, TUNEPOOL_ALLOW_NOOP_ENGINE="1", WEB_CONCURRENCY=str(counts[0]))
     # Redis outlives the services: the raw baseline runs on it after they stop.
     platform = Embedded(settings, env, "", "", None)
     port = free_port()
@@ -651,10 +662,47 @@ def main() -> int:
         "jobs": args.jobs,
         "clients": args.clients,
         "database": url.split(":")[0].split("+")[0],
+        "api_workers": counts[0],
     }
     print(json.dumps(result))
     ok = figures["lost"] == 0 and figures["duplicated"] == 0
     return 0 if ok else 1
+
+
+def compare_api_workers(counts: list[int]) -> int:
+    """The whole benchmark once per API worker count, each in a process of its own (a
+    fresh platform and database), then one JSON line with every run and the scaling."""
+    argv = [a for a in sys.argv[1:] if not a.startswith("--api-workers")]
+    if "--api-workers" in sys.argv:
+        at = sys.argv.index("--api-workers")
+        argv = sys.argv[1:at] + sys.argv[at + 2 :]
+    runs: dict[str, Any] = {}
+    status = 0
+    for n in counts:
+        print(f"== {n} API worker(s)", flush=True)
+        done = subprocess.run(
+            [sys.executable, __file__, *argv, "--api-workers", str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        print(done.stdout, end="", flush=True)
+        status = status or done.returncode
+        runs[str(n)] = json.loads(done.stdout.strip().splitlines()[-1])
+    first, last = runs[str(counts[0])], runs[str(counts[-1])]
+    scaling = last["submits_per_s"] / first["submits_per_s"]
+    print(
+        f"scaling: {counts[-1]} API workers give {scaling:.2f}x the submits/s of "
+        f"{counts[0]} (p99 {first['p99_ms']} -> {last['p99_ms']} ms)"
+    )
+    print(
+        json.dumps(
+            {
+                "by_api_workers": runs,
+                "scaling": round(scaling, 3),
+            }
+        )
+    )
+    return status
 
 
 if __name__ == "__main__":
