@@ -44,6 +44,7 @@ import re
 import resource
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -464,6 +465,9 @@ def main() -> int:
         help="keep the run's directory (services' logs, Redis data) instead of deleting it",
     )
     args = parser.parse_args()
+    # A benchmark stopped from outside (timeout, Ctrl-C) still stops its services and
+    # deletes its directory: the finally below runs on SystemExit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     counts = [int(n) for n in str(args.api_workers).split(",")]
     if len(counts) > 1:
         return compare_api_workers(counts)
