@@ -38,7 +38,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class Promotion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     metric: str = Field(
         "f1", description="f1|precision|recall (NER); accuracy|macro_f1|... (classification)"
     )
@@ -48,7 +48,7 @@ class Promotion(BaseModel):
 
 
 class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str | None = Field(None, pattern=NAME, description="default: the model name")
     trigger: Literal["cron", "new_dataset"] = "cron"
     cron: str | None = Field(None, max_length=128, description="5 fields, UTC: '0 3 * * *'")
@@ -69,7 +69,7 @@ class ScheduleCreate(BaseModel):
 class ScheduleUpdate(BaseModel):
     """Any subset of a schedule's fields; the result is validated as a whole."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     trigger: Literal["cron", "new_dataset"] | None = None
     cron: str | None = Field(None, max_length=128)
     dataset_name: str | None = Field(None, pattern=NAME)
