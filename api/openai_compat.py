@@ -23,6 +23,7 @@ from api.auth import requires
 from api.context import db, team_id
 from api.errors import ApiError, invalid, not_found
 from api.openapi import register_request_body
+from api.paging import MAX_ROW_ID, query_int
 from storage.models import Checkpoint, Dataset, Job, JobEvent, ModelVersion
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
@@ -42,14 +43,15 @@ BASE_LEARNING_RATE = 5e-5  # learning_rate_multiplier scales the engine's defaul
 
 
 class OpenAIHyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     n_epochs: int | str = "auto"
     batch_size: int | str = "auto"
     learning_rate_multiplier: float | str = "auto"
 
 
 class FineTuningJobCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # integrations, method: accepted, not used
+    # integrations, method: accepted, not used
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     model: str = Field(min_length=1, max_length=512, description="The base model")
     training_file: str = Field(min_length=1, max_length=40)
     validation_file: str | None = Field(None, max_length=40)
@@ -230,7 +232,7 @@ def create_job() -> Response:
 @bp.get("/fine_tuning/jobs")
 def list_jobs() -> Response:
     """The team's fine-tuning jobs, newest first (``after`` = the last id seen)."""
-    limit = min(max(int(request.args.get("limit", "20") or 20), 1), 100)
+    limit = query_int("limit", 20, 1, 100)
     query = select(Job).where(Job.team_id == team_id(), Job.type == "finetune")
     if request.args.get("after"):
         query = query.where(Job.id < request.args["after"])
@@ -290,11 +292,11 @@ def event_object(e: JobEvent) -> dict[str, Any]:
 def list_events(job_id: str) -> Response:
     """The job's events, newest first, as OpenAI lists them (``after`` = an event id seen)."""
     _owned(job_id)
-    limit = min(max(int(request.args.get("limit", "20") or 20), 1), 1000)
+    limit = query_int("limit", 20, 1, 1000)
     query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind != "log")
     after = (request.args.get("after") or "").removeprefix("ftevent-")
-    if after.isdigit():
-        query = query.where(JobEvent.id < int(after))
+    if after:
+        query = query.where(JobEvent.id < query_int("after", 0, 0, MAX_ROW_ID, raw=after))
     rows = db().scalars(query.order_by(JobEvent.id.desc()).limit(limit + 1)).all()
     return jsonify(
         {
