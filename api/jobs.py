@@ -21,7 +21,7 @@ from api.errors import ApiError, invalid, not_found
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import MAX_ROW_ID, page_params, paged, query_int
 from api.schemas import JobCreate
-from api.training_checks import check_validation_labels, training_report
+from api.training_checks import check_hyperparameters, check_validation_labels, training_report
 from scheduler.admission import PRIORITIES
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
@@ -95,16 +95,6 @@ def owned_job(job_id: str) -> Job:
     return job
 
 
-def _check_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:
-    from worker.training.spec import Hyperparameters
-
-    try:
-        Hyperparameters.from_dict(values)
-    except (TypeError, ValueError) as exc:
-        raise invalid("hyperparameters", str(exc)) from None
-    return values
-
-
 @bp.post("")
 @one_statement
 @requires("member")
@@ -124,7 +114,7 @@ def submit() -> tuple[Response, int]:
             raise invalid("validation_dataset", f"is a {validation.task} dataset, not {spec.task}")
         # Only these checks read the datasets' statistics: the whole rows, then.
         check_validation_labels(owned_dataset(spec.train_dataset), validation)
-    _check_hyperparameters(spec.hyperparameters)
+    check_hyperparameters(spec.hyperparameters, spec.task)
     _check_base_model(spec.base_model)
     session = db()
     check_admissible(session, team_id(), spec.resources.gpus, spec.priority)

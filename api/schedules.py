@@ -28,6 +28,7 @@ from api.errors import ApiError, invalid, not_found
 from api.openapi import register_request_body
 from api.paging import page_params, paged
 from api.schemas import Resources
+from api.training_checks import check_hyperparameters
 from scheduler.cron import check_cron, next_due
 from scheduler.model_updates import fire, newest_dataset
 from scheduler.promotion import METRICS
@@ -174,7 +175,7 @@ def _checked(spec: ScheduleCreate) -> dict[str, Any]:
             "promotion.metric",
             f"{dataset.task} models are compared on one of {', '.join(METRICS[dataset.task])}",
         )
-    _check_hyperparameters(spec.hyperparameters)
+    check_hyperparameters(spec.hyperparameters, dataset.task)
     if ".." in Path(spec.base_model).parts or any(c in spec.base_model for c in "\\\n\r\0`$;|&<>"):
         raise invalid("base_model", "must be a model name, a hub id or an absolute directory")
     check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
@@ -195,15 +196,6 @@ def _checked(spec: ScheduleCreate) -> dict[str, Any]:
         "gpus": spec.resources.gpus,
         "enabled": spec.enabled,
     }
-
-
-def _check_hyperparameters(values: dict[str, Any]) -> None:
-    from worker.training.spec import Hyperparameters
-
-    try:
-        Hyperparameters.from_dict(values)
-    except (TypeError, ValueError) as exc:
-        raise invalid("hyperparameters", str(exc)) from None
 
 
 def _body() -> dict[str, Any]:
