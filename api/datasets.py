@@ -46,10 +46,14 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
 
 
 def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
-    """Parse and describe the file; DataError (naming the line) if it is malformed."""
-    from tunepool.data.findings import file_findings
+    """Parse and describe the file; DataError (naming the line) if it is malformed.
+
+    Token files are read a sentence at a time, so an upload is checked in bounded memory.
+    """
+    from tunepool.data.errors import DataError
+    from tunepool.data.findings import findings_in_file
     from tunepool.data.stats import token_dataset_stats
-    from tunepool.data.token_files import read_token_examples
+    from tunepool.data.token_files import iter_token_examples
 
     stats: dict[str, Any]
     if task == "sequence-classification":
@@ -68,9 +72,11 @@ def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
         # Word pieces of the default base model at its default max length; a job's
         # validate_only report recounts with the job's own model and settings.
         stats = token_dataset_stats(
-            read_token_examples(path, fmt), base_model_tokenizer("all-MiniLM-L6-v2"), 128
+            iter_token_examples(path, fmt), base_model_tokenizer("all-MiniLM-L6-v2"), 128
         )
-    stats["file"] = file_findings(path.read_bytes())
+        if not stats["sentences"]:
+            raise DataError("the file holds no sentences")
+    stats["file"] = findings_in_file(path)
     return stats
 
 

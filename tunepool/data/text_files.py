@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunepool.data.errors import DataError
-from tunepool.data.token_files import BOM, decoded_lines
+from tunepool.data.token_files import BOM, text_lines
+from tunepool.quoting import quoted
 
 CLASSIFICATION_FORMATS = ("csv", "tsv", "jsonl")
 CORPUS_FORMATS = ("text", "jsonl")
@@ -51,7 +52,7 @@ def read_text_examples(
         raise DataError(
             f"unknown classification file format {fmt!r}; expected one of {CLASSIFICATION_FORMATS}"
         )
-    lines = decoded_lines(Path(path).read_bytes())
+    lines = [line for _, line in text_lines(path)]
     if lines:
         lines[0] = lines[0].lstrip(BOM)
     if fmt == "jsonl":
@@ -67,7 +68,7 @@ def read_text_documents(path: Path, fmt: str) -> list[TextDocument]:
     """Unlabeled text: one document per non-empty line ("text") or JSONL {"text": ...}."""
     if fmt not in CORPUS_FORMATS:
         raise DataError(f"unknown text corpus format {fmt!r}; expected one of {CORPUS_FORMATS}")
-    lines = decoded_lines(Path(path).read_bytes())
+    lines = [line for _, line in text_lines(path)]
     documents: list[TextDocument] = []
     for number, raw in enumerate(lines, start=1):
         text = raw.strip(BOM) if number == 1 else raw
@@ -154,7 +155,9 @@ def _columns(
     if label_at is None or text_at is None:
         missing = "label" if label_at is None else "text"
         wanted = (label_column or "label") if label_at is None else (text_column or "text")
-        raise DataError(f"the header {header} has no {missing} column named {wanted!r}", 1)
+        raise DataError(
+            f"the header {quoted(header)} has no {missing} column named {quoted(wanted)}", 1
+        )
     if label_at == text_at:
         raise DataError("the text and label columns must differ", 1)
     return text_at, label_at
