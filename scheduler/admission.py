@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy import Text, bindparam, case, func, select, type_coerce, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from scheduler.planner import (
@@ -51,7 +52,10 @@ class Publish(Protocol):
 
 
 def _runtime_estimate(job: Job) -> float:
-    return runtime_of(job.spec.get("estimated_runtime_s")) or DEFAULT_RUNTIME_S
+    try:
+        return runtime_of(job.spec.get("estimated_runtime_s")) or DEFAULT_RUNTIME_S
+    except ValueError:  # admitted before its estimate was checked: no estimate, then
+        return DEFAULT_RUNTIME_S
 
 
 def runtime_of(value: object) -> float | None:
@@ -72,25 +76,43 @@ def runtime_of(value: object) -> float | None:
 Reasons = dict[str, tuple[str | None, str | None]]
 # Pending jobs whose row the pass could not read: job id -> what is wrong with it.
 Unreadable = dict[str, str]
+_ROW = (Job.id, Job.team_id, Job.priority, Job.slots, Job.created_at)
+_REASONS = (Job.type, Job.reason_code, Job.reason)
 
 
 def _load_pending(session: Session) -> tuple[list[PendingJob], Reasons, Unreadable]:
-    # Plain rows, not ORM objects, and only the spec's runtime estimate: this runs over
-    # the whole queue on every pass. A spec the database cannot read as JSON would fail
-    # the whole statement (and so every team's admission): it is read only where valid.
+    """The pending jobs, why each waited, and those whose row cannot be read.
+
+    Plain rows, not ORM objects, and only the spec's runtime estimate: this runs over
+    the whole queue on every pass. One spec the database cannot read (SQLite keeps any
+    text in a JSON column) fails that statement for every team's jobs; then, and only
+    then, the queue is read again checking each row, and the unreadable ones are
+    named. The check costs as much as the read itself, so it is not paid every pass.
+    """
+    try:
+        with session.begin_nested():
+            rows = session.execute(
+                select(*_ROW, Job.spec["estimated_runtime_s"].as_float(), *_REASONS).where(
+                    Job.state == S.PENDING.value
+                )
+            ).all()
+            pending = [
+                PendingJob(*r[:5], runtime_of(r[5]) or DEFAULT_RUNTIME_S, r[6], r[7]) for r in rows
+            ]
+    except (DBAPIError, ValueError, TypeError):
+        return _load_pending_checked(session)
+    return pending, {r[0]: (r[7], r[8]) for r in rows}, {}
+
+
+def _load_pending_checked(session: Session) -> tuple[list[PendingJob], Reasons, Unreadable]:
+    """`_load_pending`, reading each spec only where it is valid JSON and checking it."""
     readable = json_readable(session, Job.spec)
     rows = session.execute(
         select(
-            Job.id,
-            Job.team_id,
-            Job.priority,
-            Job.slots,
-            Job.created_at,
+            *_ROW,
             readable,
             case((readable, Job.spec["estimated_runtime_s"]), else_=None),
-            Job.type,
-            Job.reason_code,
-            Job.reason,
+            *_REASONS,
         ).where(Job.state == S.PENDING.value)
     ).all()
     pending: list[PendingJob] = []
@@ -104,9 +126,7 @@ def _load_pending(session: Session) -> tuple[list[PendingJob], Reasons, Unreadab
         except ValueError as exc:
             unreadable[r[0]] = str(exc)
             continue
-        pending.append(
-            PendingJob(r[0], r[1], r[2], r[3], r[4], runtime or DEFAULT_RUNTIME_S, r[7], r[8])
-        )
+        pending.append(PendingJob(*r[:5], runtime or DEFAULT_RUNTIME_S, r[7], r[8]))
     return pending, {r[0]: (r[8], r[9]) for r in rows}, unreadable
 
 
@@ -122,17 +142,20 @@ def _set_aside(session: Session, unreadable: Unreadable) -> None:
         set_aside(session, job_id, problem, readable_spec(raw.get(job_id)))
 
 
-def readable_spec(raw: str | None) -> dict[str, Any]:
-    """What can be kept of a spec's text: Python's lenient reading made strict (a NaN
-    becomes null), or else an excerpt of the text itself."""
-    try:
-        value = json.loads(raw or "")
-    except ValueError:
-        value = None
+def readable_spec(raw: object) -> dict[str, Any]:
+    """What can be kept of a spec: Python's lenient reading of its text made strict (a
+    NaN becomes null), or else an excerpt of the text. (PostgreSQL's driver hands over
+    the document already parsed.)"""
+    value = raw
+    if isinstance(raw, str | bytes):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
     if isinstance(value, dict):
         kept: dict[str, Any] = json.loads(finite_json.dumps(value))
         return kept
-    return {"unreadable": excerpt(raw or "")}
+    return {"unreadable": excerpt(str(raw or ""))}
 
 
 def _plan(
