@@ -45,3 +45,14 @@ def test_numeric_query_parameters_answer_422_naming_the_parameter(
     # In range, they work.
     assert client.get("/v1/fine_tuning/jobs?limit=100", headers=headers).status_code == 200
     assert client.get(f"/v1/jobs/{job}/events?after=2147483647", headers=headers).status_code == 200
+
+
+def test_a_model_version_too_large_for_the_database_is_refused(
+    client: FlaskClient, make_key: KeyFactory
+) -> None:
+    headers = make_key()
+    for ref in (f"x:{HUGE}", "x:²", "x:0"):
+        for path in (f"/v1/models/{ref}/download", f"/v1/models/{ref}/predict"):
+            method = client.post if path.endswith("predict") else client.get
+            resp = method(path, headers=headers, json={"inputs": ["a"]})
+            assert resp.status_code in (404, 422), (path, resp.status_code)
