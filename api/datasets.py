@@ -48,24 +48,23 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
 def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
     """Parse and describe the file; DataError (naming the line) if it is malformed.
 
-    Token files are read a sentence at a time, so an upload is checked in bounded memory.
+    The file is read an example at a time and described in one pass, so an upload is
+    checked in bounded memory whatever its size.
     """
     from tunepool.data.errors import DataError
     from tunepool.data.findings import findings_in_file
     from tunepool.data.stats import token_dataset_stats
+    from tunepool.data.text_files import iter_text_documents, iter_text_examples
+    from tunepool.data.text_stats import corpus_stats, text_dataset_stats
     from tunepool.data.token_files import iter_token_examples
 
     stats: dict[str, Any]
     if task == "sequence-classification":
-        from tunepool.data.text_files import read_text_examples
-        from tunepool.data.text_stats import text_dataset_stats
-
-        stats = text_dataset_stats(read_text_examples(path, fmt))
+        stats = text_dataset_stats(iter_text_examples(path, fmt))
+        counted, nothing = stats["examples"], "the file holds no examples"
     elif task == "masked-lm":
-        from tunepool.data.text_files import read_text_documents
-        from tunepool.data.text_stats import corpus_stats
-
-        stats = corpus_stats(read_text_documents(path, fmt))
+        stats = corpus_stats(iter_text_documents(path, fmt))
+        counted, nothing = stats["documents"], "the file holds no documents"
     else:
         from worker.training.validation import base_model_tokenizer
 
@@ -74,8 +73,9 @@ def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
         stats = token_dataset_stats(
             iter_token_examples(path, fmt), base_model_tokenizer("all-MiniLM-L6-v2"), 128
         )
-        if not stats["sentences"]:
-            raise DataError("the file holds no sentences")
+        counted, nothing = stats["sentences"], "the file holds no sentences"
+    if not counted:
+        raise DataError(nothing)
     stats["file"] = findings_in_file(path)
     return stats
 

@@ -85,15 +85,18 @@ def api_process(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[int
         proc.wait(10)
 
 
-def _upload(port: int, key: str, data_file: Path, name: str) -> tuple[int, dict]:
+def _upload(
+    port: int, key: str, data_file: Path, name: str, task: str = "token-classification"
+) -> tuple[int, dict]:
     """POST /v1/datasets as multipart, the body streamed from disk."""
     boundary = uuid.uuid4().hex
+    fmt = data_file.suffix.lstrip(".")
     head = "".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"\r\n\r\n{value}\r\n'
-        for field, value in (("task", "token-classification"), ("format", "conll"), ("name", name))
+        for field, value in (("task", task), ("format", fmt), ("name", name))
     )
     head += (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}.conll"'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}.{fmt}"'
         "\r\nContent-Type: application/octet-stream\r\n\r\n"
     )
     tail = f"\r\n--{boundary}--\r\n".encode()
@@ -135,6 +138,21 @@ def _write_conll(path: Path, size: int, token_chars: int) -> int:
     return sentences
 
 
+def _write_csv(path: Path, size: int, text_chars: int) -> int:
+    """A valid text-classification CSV of about ``size`` bytes; its number of examples."""
+    examples = 0
+    with path.open("w") as f:
+        f.write("text,label\n")
+        written = 0
+        while written < size:
+            label = "ham" if examples % 3 else "spam"
+            row = f"{chr(97 + examples % 26) * text_chars} {examples},{label}\n"
+            f.write(row)
+            written += len(row)
+            examples += 1
+    return examples
+
+
 def test_a_50_mb_upload_grows_the_api_process_by_a_small_constant(
     api_process: tuple[int, int, str], tmp_path: Path
 ) -> None:
@@ -152,6 +170,14 @@ def test_a_50_mb_upload_grows_the_api_process_by_a_small_constant(
     assert status == 201, answer
     assert answer["stats"]["sentences"] == sentences
     assert answer["size"] == big.stat().st_size
+    growth = _peak_rss_mb(pid) - peak_before
+    assert growth < MAX_GROWTH_MB, (growth, before.rss / 2**20)
+    # Text classification is read the same way (a smaller file: the time is the parse's).
+    table = tmp_path / "big.csv"
+    examples = _write_csv(table, 12 * 1024 * 1024, 400)
+    status, answer = _upload(port, key, table, "table", task="sequence-classification")
+    assert status == 201, answer
+    assert answer["stats"]["examples"] == examples
     growth = _peak_rss_mb(pid) - peak_before
     assert growth < MAX_GROWTH_MB, (growth, before.rss / 2**20)
 

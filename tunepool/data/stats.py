@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from tunepool.data.bio import entity_type, invalid_transition
@@ -61,7 +61,7 @@ def token_dataset_stats(
                 empty_tokens.add(example.line)
             previous = tag
         lengths.add(len(example.tokens))
-        duplicates.add(example)
+        duplicates.add(tuple(example.tokens), tuple(example.tags), example.line)
         if pieces is not None:
             pieces.add(example)
     stats: dict[str, Any] = {
@@ -145,26 +145,27 @@ _MASK = 2**64 - 1
 
 
 class DuplicateFinder:
-    """Repeated sentences; those repeated with different tags are label noise.
+    """Repeated examples; those repeated with different labels are label noise.
 
-    A sentence is kept as 64-bit hashes of its tokens and of its tags plus its line
-    (24 bytes, in arrays), not as its words; duplicates are found by sorting once at
-    the end. Two different sentences share a hash with odds of about n^2 / 2^65.
+    An example is kept as 64-bit hashes of its key (the words) and of its labels plus
+    its line (24 bytes, in arrays), not as its words; duplicates are found by sorting
+    once at the end. Two different keys share a hash with odds of about n^2 / 2^65.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, conflicts: str = "conflicting_tags") -> None:
+        self.conflicts = conflicts
         self._tokens = array("Q")
         self._tags = array("Q")
         self._lines = array("Q")
 
-    def add(self, example: TokenExample) -> None:
-        self._tokens.append(hash(tuple(example.tokens)) & _MASK)
-        self._tags.append(hash(tuple(example.tags)) & _MASK)
-        self._lines.append(example.line)
+    def add(self, key: Hashable, labels: Hashable, line: int) -> None:
+        self._tokens.append(hash(key) & _MASK)
+        self._tags.append(hash(labels) & _MASK)
+        self._lines.append(line)
 
     def result(self) -> dict[str, Any]:
         if not self._lines:
-            return {"count": 0, "lines": [], "conflicting_tags": {"count": 0, "lines": []}}
+            return {"count": 0, "lines": [], self.conflicts: {"count": 0, "lines": []}}
         import numpy as np
 
         tokens = np.frombuffer(self._tokens, dtype=np.uint64)
@@ -183,7 +184,7 @@ class DuplicateFinder:
         return {
             "count": int(repeated.size),
             "lines": [int(line) for line in lines[repeated_in_file_order[:MAX_EXAMPLES]]],
-            "conflicting_tags": {
+            self.conflicts: {
                 "count": int(conflicting.size),
                 "lines": [int(line) for line in lines[conflicting[:MAX_EXAMPLES]]],
             },
