@@ -97,7 +97,10 @@ def _load_pending(session: Session) -> tuple[list[PendingJob], Reasons, Unreadab
                 )
             ).all()
             pending = [
-                PendingJob(*r[:5], runtime_of(r[5]) or DEFAULT_RUNTIME_S, r[6], r[7]) for r in rows
+                PendingJob(
+                    r[0], r[1], r[2], r[3], r[4], runtime_of(r[5]) or DEFAULT_RUNTIME_S, r[6], r[7]
+                )
+                for r in rows
             ]
     except (DBAPIError, ValueError, TypeError):
         return _load_pending_checked(session)
@@ -126,7 +129,9 @@ def _load_pending_checked(session: Session) -> tuple[list[PendingJob], Reasons, 
         except ValueError as exc:
             unreadable[r[0]] = str(exc)
             continue
-        pending.append(PendingJob(*r[:5], runtime or DEFAULT_RUNTIME_S, r[7], r[8]))
+        pending.append(
+            PendingJob(r[0], r[1], r[2], r[3], r[4], runtime or DEFAULT_RUNTIME_S, r[7], r[8])
+        )
     return pending, {r[0]: (r[8], r[9]) for r in rows}, unreadable
 
 
