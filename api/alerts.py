@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from api.auth import requires
 from api.context import caller, db, team_id
 from api.errors import invalid
-from api.paging import page_params
+from api.paging import MAX_ROW_ID, page_params, query_int
 from storage.alerts import Incident
 
 bp = Blueprint("alerts", __name__, url_prefix="/v1/alerts")
@@ -53,9 +53,7 @@ def list_alerts() -> tuple[Response, int]:
     if state != "all":
         query = query.where(Incident.state == state)
     if cursor is not None:
-        if not cursor.isdigit():
-            raise invalid("cursor", "a cursor from a previous page")
-        query = query.where(Incident.id < int(cursor))
+        query = query.where(Incident.id < query_int("cursor", 0, 0, MAX_ROW_ID))
     items = [incident_json(i) for i in db().scalars(query)]
     more = len(items) > limit
     items = items[:limit]

@@ -14,6 +14,7 @@ from api.datasets import bp as datasets_bp
 from api.events_stream import bp as events_stream_bp
 from api.job_priority import bp as job_priority_bp
 from api.jobs import bp as jobs_bp
+from api.json_provider import FiniteJSONProvider
 from api.metrics import bp as metrics_bp
 from api.model_jobs import bp as model_jobs_bp
 from api.models import bp as models_bp
@@ -30,6 +31,7 @@ from tunepool.settings import Settings, load_settings
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
     platform = platform or Platform(settings or load_settings())
     app = Flask("tunepool")
+    app.json = FiniteJSONProvider(app)
     app.extensions["tunepool"] = platform
     app.config["MAX_CONTENT_LENGTH"] = platform.settings.max_upload_bytes
     errors.install(app)

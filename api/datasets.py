@@ -46,31 +46,37 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
 
 
 def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
-    """Parse and describe the file; DataError (naming the line) if it is malformed."""
-    from tunepool.data.findings import file_findings
+    """Parse and describe the file; DataError (naming the line) if it is malformed.
+
+    The file is read an example at a time and described in one pass, so an upload is
+    checked in bounded memory whatever its size.
+    """
+    from tunepool.data.errors import DataError
+    from tunepool.data.findings import findings_in_file
     from tunepool.data.stats import token_dataset_stats
-    from tunepool.data.token_files import read_token_examples
+    from tunepool.data.text_files import iter_text_documents, iter_text_examples
+    from tunepool.data.text_stats import corpus_stats, text_dataset_stats
+    from tunepool.data.token_files import iter_token_examples
 
     stats: dict[str, Any]
     if task == "sequence-classification":
-        from tunepool.data.text_files import read_text_examples
-        from tunepool.data.text_stats import text_dataset_stats
-
-        stats = text_dataset_stats(read_text_examples(path, fmt))
+        stats = text_dataset_stats(iter_text_examples(path, fmt))
+        counted, nothing = stats["examples"], "the file holds no examples"
     elif task == "masked-lm":
-        from tunepool.data.text_files import read_text_documents
-        from tunepool.data.text_stats import corpus_stats
-
-        stats = corpus_stats(read_text_documents(path, fmt))
+        stats = corpus_stats(iter_text_documents(path, fmt))
+        counted, nothing = stats["documents"], "the file holds no documents"
     else:
         from worker.training.validation import base_model_tokenizer
 
         # Word pieces of the default base model at its default max length; a job's
         # validate_only report recounts with the job's own model and settings.
         stats = token_dataset_stats(
-            read_token_examples(path, fmt), base_model_tokenizer("all-MiniLM-L6-v2"), 128
+            iter_token_examples(path, fmt), base_model_tokenizer("all-MiniLM-L6-v2"), 128
         )
-    stats["file"] = file_findings(path.read_bytes())
+        counted, nothing = stats["sentences"], "the file holds no sentences"
+    if not counted:
+        raise DataError(nothing)
+    stats["file"] = findings_in_file(path)
     return stats
 
 

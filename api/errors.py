@@ -12,11 +12,20 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from tunepool.quoting import excerpt
+
+# Every message and field name leaves here cut to these lengths: both may quote input
+# (a 50 MB line, a 50 MB JSON key), and the error must stay an error, not an echo.
+MAX_MESSAGE = 1000
+MAX_FIELD = 200
+
 
 class ApiError(Exception):
     def __init__(
         self, status: int, code: str, message: str, field: str | None = None, **extra: Any
     ) -> None:
+        message = excerpt(message, MAX_MESSAGE)
+        field = excerpt(field, MAX_FIELD) if field is not None else None
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.extra = (
             status,
@@ -67,4 +76,5 @@ def install(app: Flask) -> None:
     def _http(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify({"error": {"code": code, "message": exc.description, "field": None}}), status
+        message = excerpt(exc.description or "", MAX_MESSAGE)
+        return jsonify({"error": {"code": code, "message": message, "field": None}}), status

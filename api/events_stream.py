@@ -24,9 +24,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from api.context import db, platform
-from api.errors import invalid
 from api.jobs import event_json, owned_job
-from api.paging import page_params
+from api.paging import MAX_ROW_ID, page_params, query_int
 from storage.models import Job, JobEvent
 from storage.states import TERMINAL
 from tunepool.platform import Platform
@@ -42,10 +41,10 @@ TERMINAL_STATES = frozenset(s.value for s in TERMINAL)
 
 def resume_point() -> int:
     """Where to start: the Last-Event-ID header wins over ``?after=`` (a reconnect knows best)."""
-    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    if not raw.strip().isdigit():
-        raise invalid("after", "an event id (whole number)")
-    return int(raw)
+    header = request.headers.get("Last-Event-ID")
+    if header:
+        return query_int("Last-Event-ID", 0, 0, MAX_ROW_ID, raw=header.strip())
+    return query_int("after", 0, 0, MAX_ROW_ID)
 
 
 def _rows(session: Any, job_id: str, after: int, logs: bool, limit: int) -> list[JobEvent]:

@@ -20,7 +20,7 @@ bp = Blueprint("job_priority", __name__, url_prefix="/v1/jobs")
 
 
 class JobEdit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     priority: Literal["high", "normal", "low"]
 
 

@@ -19,9 +19,9 @@ from api.context import db, one_statement, platform, team_id
 from api.datasets import owned_dataset, owned_dataset_task
 from api.errors import ApiError, invalid, not_found
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
-from api.paging import page_params, paged
+from api.paging import MAX_ROW_ID, page_params, paged, query_int
 from api.schemas import JobCreate
-from api.training_checks import check_validation_labels, training_report
+from api.training_checks import check_hyperparameters, check_validation_labels, training_report
 from scheduler.admission import PRIORITIES
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
@@ -95,16 +95,6 @@ def owned_job(job_id: str) -> Job:
     return job
 
 
-def _check_hyperparameters(values: dict[str, Any]) -> dict[str, Any]:
-    from worker.training.spec import Hyperparameters
-
-    try:
-        Hyperparameters.from_dict(values)
-    except (TypeError, ValueError) as exc:
-        raise invalid("hyperparameters", str(exc)) from None
-    return values
-
-
 @bp.post("")
 @one_statement
 @requires("member")
@@ -124,7 +114,7 @@ def submit() -> tuple[Response, int]:
             raise invalid("validation_dataset", f"is a {validation.task} dataset, not {spec.task}")
         # Only these checks read the datasets' statistics: the whole rows, then.
         check_validation_labels(owned_dataset(spec.train_dataset), validation)
-    _check_hyperparameters(spec.hyperparameters)
+    check_hyperparameters(spec.hyperparameters, spec.task)
     _check_base_model(spec.base_model)
     session = db()
     check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
@@ -203,23 +193,21 @@ def events(job_id: str) -> Response:
 
         return sse(job_id, resume_point(), logs=False)
     owned_job(job_id)
-    after = request.args.get("after", "0")
-    if not after.isdigit():
-        raise invalid("after", "an event id (whole number)")
+    after = query_int("after", 0, 0, MAX_ROW_ID)
     limit, _ = page_params(default=200, maximum=1000)
     rows = (
         db()
         .scalars(
             select(JobEvent)
             # Log lines have their own endpoint (/logs); here they would drown the history.
-            .where(JobEvent.job_id == job_id, JobEvent.id > int(after), JobEvent.kind != "log")
+            .where(JobEvent.job_id == job_id, JobEvent.id > after, JobEvent.kind != "log")
             .order_by(JobEvent.id)
             .limit(limit)
         )
         .all()
     )
     items = [event_json(e) for e in rows]
-    return jsonify({"data": items, "next_after": items[-1]["id"] if items else int(after)})
+    return jsonify({"data": items, "next_after": items[-1]["id"] if items else after})
 
 
 @bp.post("/<job_id>/cancel")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy import select
 
 from api import datasets as tp_datasets
@@ -23,7 +23,9 @@ from api.auth import requires
 from api.context import db, team_id
 from api.errors import ApiError, invalid, not_found
 from api.openapi import register_request_body
+from api.paging import MAX_ROW_ID, query_int
 from storage.models import Checkpoint, Dataset, Job, JobEvent, ModelVersion
+from tunepool.hyperparameters import RANGES, HyperparameterError, checked_number
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
 
@@ -41,21 +43,53 @@ STATUS = {
 BASE_LEARNING_RATE = 5e-5  # learning_rate_multiplier scales the engine's default
 
 
+# OpenAI's name -> tunepool's, whose range (tunepool.hyperparameters.RANGES) applies.
+_TUNEPOOL_NAME = {"n_epochs": "epochs", "batch_size": "batch_size"}
+_MAX_MULTIPLIER = RANGES["learning_rate"].high / BASE_LEARNING_RATE
+
+
 class OpenAIHyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    n_epochs: int | str = "auto"
-    batch_size: int | str = "auto"
-    learning_rate_multiplier: float | str = "auto"
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    n_epochs: int | Literal["auto"] = "auto"
+    batch_size: int | Literal["auto"] = "auto"
+    learning_rate_multiplier: float | Literal["auto"] = "auto"
+
+    # Checked before the union, with tunepool's own rules (no 1.5 or "2" as an int), so
+    # an error names the field itself rather than a member of the union.
+    @field_validator("n_epochs", "batch_size", mode="before")
+    @classmethod
+    def _whole(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and value == "auto":
+            return value
+        name = _TUNEPOOL_NAME[str(info.field_name)]
+        try:
+            return checked_number(name, value, RANGES[name])
+        except HyperparameterError as exc:
+            raise ValueError(f'"auto" or a value that {exc.problem}') from None
+
+    @field_validator("learning_rate_multiplier", mode="before")
+    @classmethod
+    def _multiplier(cls, value: Any) -> Any:
+        if isinstance(value, str) and value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError('"auto" or a number')
+        if not 0 < value <= _MAX_MULTIPLIER:
+            raise ValueError(
+                f"a number in (0, {_MAX_MULTIPLIER:g}]: the learning rate is at most 1"
+            )
+        return float(value)
 
 
 class FineTuningJobCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # integrations, method: accepted, not used
+    # integrations, method: accepted, not used
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     model: str = Field(min_length=1, max_length=512, description="The base model")
     training_file: str = Field(min_length=1, max_length=40)
     validation_file: str | None = Field(None, max_length=40)
     hyperparameters: OpenAIHyperparameters = Field(default_factory=OpenAIHyperparameters)
     suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, strict=True)
     metadata: dict[str, str] | None = None
 
 
@@ -66,6 +100,9 @@ _FIELDS = {
     "validation_dataset": "validation_file",
     "base_model": "model",
     "model_name": "suffix",
+    "hyperparameters.epochs": "hyperparameters.n_epochs",
+    "hyperparameters.learning_rate": "hyperparameters.learning_rate_multiplier",
+    "hyperparameters.seed": "seed",
 }
 
 
@@ -230,7 +267,7 @@ def create_job() -> Response:
 @bp.get("/fine_tuning/jobs")
 def list_jobs() -> Response:
     """The team's fine-tuning jobs, newest first (``after`` = the last id seen)."""
-    limit = min(max(int(request.args.get("limit", "20") or 20), 1), 100)
+    limit = query_int("limit", 20, 1, 100)
     query = select(Job).where(Job.team_id == team_id(), Job.type == "finetune")
     if request.args.get("after"):
         query = query.where(Job.id < request.args["after"])
@@ -290,11 +327,11 @@ def event_object(e: JobEvent) -> dict[str, Any]:
 def list_events(job_id: str) -> Response:
     """The job's events, newest first, as OpenAI lists them (``after`` = an event id seen)."""
     _owned(job_id)
-    limit = min(max(int(request.args.get("limit", "20") or 20), 1), 1000)
+    limit = query_int("limit", 20, 1, 1000)
     query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind != "log")
     after = (request.args.get("after") or "").removeprefix("ftevent-")
-    if after.isdigit():
-        query = query.where(JobEvent.id < int(after))
+    if after:
+        query = query.where(JobEvent.id < query_int("after", 0, 0, MAX_ROW_ID, raw=after))
     rows = db().scalars(query.order_by(JobEvent.id.desc()).limit(limit + 1)).all()
     return jsonify(
         {

@@ -18,6 +18,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from pydantic import BaseModel
 from werkzeug.routing import Rule
 
+from api.paging import MAX_ROW_ID
+
 bp = Blueprint("openapi", __name__)
 
 # endpoint -> the models ("module:Class") that validate its JSON body; several = oneOf.
@@ -43,18 +45,48 @@ MULTIPART: dict[str, dict[str, str]] = {
         "format": "conll or jsonl",
         "name": "a name for the dataset (default: the file's name)",
     },
+    "openai_compat.upload_file": {
+        "file": "fine-tuning data (CoNLL or JSONL token classification)",
+        "purpose": "fine-tune",
+    },
 }
-_PAGE = {"limit": "page size", "cursor": "the last id of the previous page"}
-_FOLLOW = {
-    "after": "the last event id seen (the Last-Event-ID header wins)",
+
+
+def _whole(text: str, low: int, high: int) -> dict[str, Any]:
+    """A query parameter read by api.paging.query_int: its schema says the same bounds."""
+    return {"description": text, "schema": {"type": "integer", "minimum": low, "maximum": high}}
+
+
+# endpoint -> query parameters (name -> description, or description and schema).
+_PAGE: dict[str, Any] = {
+    "limit": _whole("page size", 1, 500),
+    "cursor": "the last id of the previous page",
+}
+_FOLLOW: dict[str, Any] = {
+    "after": _whole("the last event id seen (the Last-Event-ID header wins)", 0, MAX_ROW_ID),
     "follow": "1 streams Server-Sent Events until the job is terminal",
-    "limit": "page size (without follow)",
+    "limit": _whole("page size (without follow)", 1, 1000),
 }
-QUERY: dict[str, dict[str, str]] = {
+QUERY: dict[str, dict[str, Any]] = {
     "jobs.list_jobs": {**_PAGE, "state": "only jobs in this state"},
     "datasets.list_datasets": _PAGE,
     "jobs.events": _FOLLOW,
     "events_stream.logs": _FOLLOW,
+    "schedules.list_schedules": _PAGE,
+    "schedules.runs": _PAGE,
+    "alerts.list_alerts": {
+        "limit": _PAGE["limit"],
+        "cursor": _whole("the last incident id of the previous page", 0, MAX_ROW_ID),
+        "state": "open, resolved or all",
+    },
+    "openai_compat.list_jobs": {
+        "limit": _whole("page size", 1, 100),
+        "after": "the last job id seen",
+    },
+    "openai_compat.list_events": {
+        "limit": _whole("page size", 1, 1000),
+        "after": "the last event id seen (ftevent-<n>)",
+    },
 }
 STREAMS = {"jobs.events", "events_stream.logs"}
 PUBLIC_PREFIXES = ("/v1/",)
@@ -111,16 +143,10 @@ def _operation(app: Flask, rule: Rule, method: str, components: dict[str, Any]) 
         for conv, name in _CONVERTER.findall(rule.rule)
     ]
     if method == "GET":
-        for name, text in QUERY.get(rule.endpoint, {}).items():
-            params.append(
-                {
-                    "name": name,
-                    "in": "query",
-                    "required": False,
-                    "description": text,
-                    "schema": {"type": "string"},
-                }
-            )
+        for name, about in QUERY.get(rule.endpoint, {}).items():
+            if isinstance(about, str):
+                about = {"description": about, "schema": {"type": "string"}}
+            params.append({"name": name, "in": "query", "required": False, **about})
     if params:
         op["parameters"] = params
     if method in ("POST", "PUT", "PATCH") and rule.endpoint in REQUEST_BODIES:

@@ -1,19 +1,39 @@
-"""Cursor paging: ids are time-ordered, so the cursor is the last id seen."""
+"""Query parameters: cursor paging and every whole number a URL carries.
+
+Ids are time-ordered, so the cursor is the last id seen. Every numeric query parameter
+is read by :func:`query_int`: typed and bounded, a 422 naming the parameter, never a
+ValueError or an integer too large for the database (a 500 before issue 20).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import request
 
 from api.errors import invalid
 
+# The largest id of an integer-keyed row (job events, incidents): a 32-bit INTEGER
+# column on PostgreSQL.
+MAX_ROW_ID = 2**31 - 1
+# ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+_WHOLE = re.compile(r"[0-9]{1,12}")
+
+
+def query_int(name: str, default: int, minimum: int, maximum: int, raw: str | None = None) -> int:
+    """The query parameter ``name`` (or ``raw``, e.g. a header's value) as a whole number
+    from ``minimum`` to ``maximum``; ``default`` when it is absent or empty."""
+    value = request.args.get(name) if raw is None else raw
+    if value is None or value == "":
+        return default
+    if not _WHOLE.fullmatch(value) or not minimum <= int(value) <= maximum:
+        raise invalid(name, f"a whole number from {minimum} to {maximum}")
+    return int(value)
+
 
 def page_params(default: int = 50, maximum: int = 500) -> tuple[int, str | None]:
-    raw = request.args.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise invalid("limit", f"a whole number from 1 to {maximum}")
-    return int(raw), request.args.get("cursor") or None
+    return query_int("limit", default, 1, maximum), request.args.get("cursor") or None
 
 
 def paged(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from api.errors import ApiError, invalid, not_found
 from api.openapi import register_request_body
 from api.paging import page_params, paged
 from api.schemas import Resources
+from api.training_checks import check_hyperparameters
 from scheduler.cron import check_cron, next_due
 from scheduler.model_updates import fire, newest_dataset
 from scheduler.promotion import METRICS
@@ -38,7 +39,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class Promotion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     metric: str = Field(
         "f1", description="f1|precision|recall (NER); accuracy|macro_f1|... (classification)"
     )
@@ -48,7 +49,7 @@ class Promotion(BaseModel):
 
 
 class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str | None = Field(None, pattern=NAME, description="default: the model name")
     trigger: Literal["cron", "new_dataset"] = "cron"
     cron: str | None = Field(None, max_length=128, description="5 fields, UTC: '0 3 * * *'")
@@ -69,7 +70,7 @@ class ScheduleCreate(BaseModel):
 class ScheduleUpdate(BaseModel):
     """Any subset of a schedule's fields; the result is validated as a whole."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     trigger: Literal["cron", "new_dataset"] | None = None
     cron: str | None = Field(None, max_length=128)
     dataset_name: str | None = Field(None, pattern=NAME)
@@ -174,7 +175,7 @@ def _checked(spec: ScheduleCreate) -> dict[str, Any]:
             "promotion.metric",
             f"{dataset.task} models are compared on one of {', '.join(METRICS[dataset.task])}",
         )
-    _check_hyperparameters(spec.hyperparameters)
+    check_hyperparameters(spec.hyperparameters, dataset.task)
     if ".." in Path(spec.base_model).parts or any(c in spec.base_model for c in "\\\n\r\0`$;|&<>"):
         raise invalid("base_model", "must be a model name, a hub id or an absolute directory")
     check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
@@ -195,15 +196,6 @@ def _checked(spec: ScheduleCreate) -> dict[str, Any]:
         "gpus": spec.resources.gpus,
         "enabled": spec.enabled,
     }
-
-
-def _check_hyperparameters(values: dict[str, Any]) -> None:
-    from worker.training.spec import Hyperparameters
-
-    try:
-        Hyperparameters.from_dict(values)
-    except (TypeError, ValueError) as exc:
-        raise invalid("hyperparameters", str(exc)) from None
 
 
 def _body() -> dict[str, Any]:

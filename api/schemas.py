@@ -8,12 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     gpus: int = Field(1, ge=1, le=64, description="Slots (GPUs) on one worker")
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["finetune"] = "finetune"
     task: Literal["token-classification", "sequence-classification", "masked-lm"]
     base_model: str = Field("all-MiniLM-L6-v2", min_length=1, max_length=512)
@@ -33,25 +33,25 @@ MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[A-Za-z][A-Za-z0-9_-]{0,63}|:[1
 
 
 class AliasUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     version: int = Field(ge=1, description="The version the alias should point at")
     reason: str = Field("", max_length=500)
 
 
 class AliasRollback(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     reason: str = Field("", max_length=500)
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     inputs: list[Annotated[str, Field(max_length=20_000)]] = Field(min_length=1, max_length=256)
 
 
 class InferenceJobCreate(BaseModel):
     """A batch inference job: every sentence of a dataset through one model version."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["inference"]
     model: str = Field(pattern=MODEL_REF, description="name@alias, name:version or name")
     dataset: str = Field(min_length=1, max_length=40)
@@ -63,7 +63,7 @@ class InferenceJobCreate(BaseModel):
 class CompressJobCreate(BaseModel):
     """Dynamic int8 quantisation of a version into a new version of the same model."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["compress"]
     model: str = Field(pattern=MODEL_REF, description="name@alias, name:version or name")
     priority: Literal["high", "normal", "low"] = "normal"

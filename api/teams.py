@@ -22,7 +22,7 @@ bp = Blueprint("teams", __name__, url_prefix="/v1")
 
 
 class TeamLimits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     weight: float | None = Field(None, gt=0, le=1000)
     max_gpus: int | None = Field(None, ge=0, le=100_000)
     gpu_hours_budget: float | None = Field(None, ge=0)
@@ -36,7 +36,7 @@ class TeamCreate(TeamLimits):
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     role: Literal["admin", "member", "viewer"] = "member"
 
 

@@ -1,4 +1,4 @@
-"""Fine-tuning job checks that read the data: label agreement and the validation report.
+"""Fine-tuning job checks: hyperparameters, label agreement and the validation report.
 
 Kept apart from `api/jobs.py` so the jobs blueprint stays about jobs. Nothing here
 imports torch: the report reads the stored files with the torch-free readers and
@@ -15,6 +15,15 @@ from api.context import db, platform
 from api.errors import ApiError, invalid
 from storage.blobs import fetch_file
 from storage.models import Dataset
+from tunepool.hyperparameters import HyperparameterError, Hyperparameters
+
+
+def check_hyperparameters(values: dict[str, Any], task: str) -> None:
+    """The worker's own typed check, at submit: 422 naming ``hyperparameters.<name>``."""
+    try:
+        Hyperparameters.from_dict(values).for_task(task)
+    except HyperparameterError as exc:
+        raise invalid(f"hyperparameters.{exc.name}", exc.problem) from None
 
 
 def check_validation_labels(train: Dataset, validation: Dataset) -> None:

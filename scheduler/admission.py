@@ -7,11 +7,15 @@ row is committed, and a message lost on the way is recovered from SQL.
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import Text, bindparam, case, func, select, type_coerce, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from scheduler.planner import (
@@ -28,14 +32,17 @@ from scheduler.planner import (
 )
 from scheduler.usage import decayed_usage, gpu_hours_by_team, period_start
 from scheduler.wait_board import Place
-from storage.db import lock_scheduler
+from storage import finite_json
+from storage.db import json_readable, lock_scheduler
 from storage.models import Checkpoint, Job, Team, Worker, table_of
-from storage.states import HOLDING_SLOTS, JobState, transition
+from storage.states import HOLDING_SLOTS, JobState, set_aside, transition
+from tunepool.quoting import excerpt
 from tunepool.settings import Settings
 
 __all__ = ["PRIORITIES", "Placement", "Publish", "admit"]
 
 S = JobState
+log = logging.getLogger(__name__)
 
 
 class Publish(Protocol):
@@ -45,35 +52,115 @@ class Publish(Protocol):
 
 
 def _runtime_estimate(job: Job) -> float:
-    return float(job.spec.get("estimated_runtime_s") or DEFAULT_RUNTIME_S)
+    try:
+        return runtime_of(job.spec.get("estimated_runtime_s")) or DEFAULT_RUNTIME_S
+    except ValueError:  # admitted before its estimate was checked: no estimate, then
+        return DEFAULT_RUNTIME_S
+
+
+def runtime_of(value: object) -> float | None:
+    """A spec's runtime estimate as seconds; None when absent (0 too: "no estimate").
+
+    ValueError for anything else that is not a finite positive number of seconds.
+    """
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"estimated_runtime_s is {type(value).__name__}, not a number")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"estimated_runtime_s {value} is not a positive number of seconds")
+    return float(value)
 
 
 # Why each pending job waited after the last pass, to write only what a pass changes.
 Reasons = dict[str, tuple[str | None, str | None]]
+# Pending jobs whose row the pass could not read: job id -> what is wrong with it.
+Unreadable = dict[str, str]
+_ROW = (Job.id, Job.team_id, Job.priority, Job.slots, Job.created_at)
+_REASONS = (Job.type, Job.reason_code, Job.reason)
 
 
-def _load_pending(session: Session) -> tuple[list[PendingJob], Reasons]:
-    # Plain rows, not ORM objects, and only the spec's runtime estimate: this runs over
-    # the whole queue on every pass.
-    runtime = Job.spec["estimated_runtime_s"].as_float()
+def _load_pending(session: Session) -> tuple[list[PendingJob], Reasons, Unreadable]:
+    """The pending jobs, why each waited, and those whose row cannot be read.
+
+    Plain rows, not ORM objects, and only the spec's runtime estimate: this runs over
+    the whole queue on every pass. One spec the database cannot read (SQLite keeps any
+    text in a JSON column) fails that statement for every team's jobs; then, and only
+    then, the queue is read again checking each row, and the unreadable ones are
+    named. The check costs as much as the read itself, so it is not paid every pass.
+    """
+    try:
+        with session.begin_nested():
+            rows = session.execute(
+                select(*_ROW, Job.spec["estimated_runtime_s"].as_float(), *_REASONS).where(
+                    Job.state == S.PENDING.value
+                )
+            ).all()
+            pending = [
+                PendingJob(
+                    r[0], r[1], r[2], r[3], r[4], runtime_of(r[5]) or DEFAULT_RUNTIME_S, r[6], r[7]
+                )
+                for r in rows
+            ]
+    except (DBAPIError, ValueError, TypeError):
+        return _load_pending_checked(session)
+    return pending, {r[0]: (r[7], r[8]) for r in rows}, {}
+
+
+def _load_pending_checked(session: Session) -> tuple[list[PendingJob], Reasons, Unreadable]:
+    """`_load_pending`, reading each spec only where it is valid JSON and checking it."""
+    readable = json_readable(session, Job.spec)
     rows = session.execute(
         select(
-            Job.id,
-            Job.team_id,
-            Job.priority,
-            Job.slots,
-            Job.created_at,
-            runtime,
-            Job.type,
-            Job.reason_code,
-            Job.reason,
+            *_ROW,
+            readable,
+            case((readable, Job.spec["estimated_runtime_s"]), else_=None),
+            *_REASONS,
         ).where(Job.state == S.PENDING.value)
     ).all()
-    pending = [
-        PendingJob(r[0], r[1], r[2], r[3], r[4], r[5] or DEFAULT_RUNTIME_S, r[6], r[7])
-        for r in rows
-    ]
-    return pending, {r[0]: (r[7], r[8]) for r in rows}
+    pending: list[PendingJob] = []
+    unreadable: Unreadable = {}
+    for r in rows:
+        if not r[5]:
+            unreadable[r[0]] = "its spec is not valid JSON"
+            continue
+        try:
+            runtime = runtime_of(r[6])
+        except ValueError as exc:
+            unreadable[r[0]] = str(exc)
+            continue
+        pending.append(
+            PendingJob(r[0], r[1], r[2], r[3], r[4], runtime or DEFAULT_RUNTIME_S, r[7], r[8])
+        )
+    return pending, {r[0]: (r[8], r[9]) for r in rows}, unreadable
+
+
+def _set_aside(session: Session, unreadable: Unreadable) -> None:
+    """Fail each job whose row cannot be read, keeping what can be read of its spec."""
+    raw = dict(
+        session.execute(
+            select(Job.id, type_coerce(Job.spec, Text)).where(Job.id.in_(list(unreadable)))
+        ).all()
+    )
+    for job_id, problem in unreadable.items():
+        log.error("admission: job %s set aside: %s", job_id, problem)
+        set_aside(session, job_id, problem, readable_spec(raw.get(job_id)))
+
+
+def readable_spec(raw: object) -> dict[str, Any]:
+    """What can be kept of a spec: Python's lenient reading of its text made strict (a
+    NaN becomes null), or else an excerpt of the text. (PostgreSQL's driver hands over
+    the document already parsed.)"""
+    value = raw
+    if isinstance(raw, str | bytes):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+    if isinstance(value, dict):
+        kept: dict[str, Any] = json.loads(finite_json.dumps(value))
+        return kept
+    return {"unreadable": excerpt(str(raw or ""))}
 
 
 def _plan(
@@ -145,7 +232,9 @@ def admit(
     """
     now = now or time.time()
     lock_scheduler(session)
-    pending, reasons = _load_pending(session)
+    pending, reasons, unreadable = _load_pending(session)
+    if unreadable:
+        _set_aside(session, unreadable)
     decided = _plan(session, settings, now, pending)
     placed: list[Placement] = []
     for p in decided.placements:

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from scheduler.admission import Publish
 from scheduler.dispatch import TASK_FOR_TYPE, celery_publisher
@@ -92,6 +92,8 @@ def republish_lost(
     stale = list(
         session.scalars(
             select(Job)
+            # Only what a republish needs: a spec this pass cannot read must not stop it.
+            .options(load_only(Job.id, Job.type, Job.worker_name, Job.queued_at))
             .where(Job.state == JobState.QUEUED.value, Job.queued_at < now - grace_s)
             .order_by(Job.queued_at, Job.id)
         )

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import ColumnElement, create_engine, event, func, text, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from storage import finite_json
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -19,7 +21,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     "database is locked", and every transaction ``BEGIN IMMEDIATE`` so that a
     read-then-write (an admission pass, a claim) holds the write lock from its
     first statement; two processes can then never both see the same free slot.
+
+    JSON columns are written as strict JSON (``storage.finite_json``): a NaN written
+    as ``NaN`` made every JSON function over the table fail on SQLite.
     """
+    kwargs.setdefault("json_serializer", finite_json.dumps)
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             os.makedirs(os.path.dirname(os.path.abspath(url[len("sqlite:///") :])), exist_ok=True)
@@ -75,3 +81,15 @@ def lock_scheduler(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(7400001)"))
+
+
+def json_readable(session: Session, column: Any) -> ColumnElement[bool]:
+    """Where the JSON ``column`` holds text that the database's JSON functions can read.
+
+    SQLite keeps any text in a JSON column, and one malformed row (a ``NaN`` written
+    before ``finite_json.dumps``) fails every JSON function over the table;
+    PostgreSQL checks JSON on the way in, so there every row is readable.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return func.json_valid(column) == 1
+    return true()

@@ -23,6 +23,8 @@ from storage.models import Base, ModelVersion
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+MAX_VERSION = 999_999_999
+VERSION = re.compile(r"[1-9][0-9]{0,8}")
 
 
 def _now() -> float:
@@ -82,8 +84,10 @@ def parse_ref(ref: str) -> ModelRef:
         parsed = ModelRef(name, alias=alias)
     elif ":" in ref:
         name, _, raw = ref.partition(":")
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"version in {ref!r} must be a whole number from 1")
+        # ASCII digits, and no more than the column holds (a 20-digit version overflowed
+        # the query: a 500).
+        if not VERSION.fullmatch(raw):
+            raise ValueError(f"version in {ref!r} must be a whole number from 1 to {MAX_VERSION}")
         parsed = ModelRef(name, version=int(raw))
     else:
         parsed = ModelRef(ref)

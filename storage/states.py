@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import insert, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from storage.models import Job, JobEvent, table_of
 
@@ -162,3 +162,26 @@ def transition(
     record_event(session, job_id, "state", old=old.value, new=new.value, reason=reason, data=data)
     session.flush()
     return True
+
+
+UNREADABLE = "unreadable_spec"
+
+
+def set_aside(session: Session, job_id: str, problem: str, spec: dict[str, Any]) -> bool:
+    """Fail a pending job whose row a pass cannot read, so the pass goes on for the rest.
+
+    ``spec`` replaces the unreadable one (what could be kept of it, in strict JSON); the
+    job's reason and error name ``problem``, and ``reason_code`` marks it for the alert.
+    The job is read without its spec: that column is what cannot be read.
+    """
+    current = session.get(Job, job_id, options=[defer(Job.spec)], populate_existing=True)
+    message = f"set aside by the scheduler: {problem}"
+    return transition(
+        session,
+        job_id,
+        S.FAILED,
+        reason=message,
+        expect={S.PENDING},
+        values={"spec": spec, "error": message, "reason_code": UNREADABLE, "reason": message},
+        current=current,
+    )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from scheduler.wait_board import read_board
 from storage.models import Job, Team, Worker
 from storage.objects.base import ObjectStore
-from storage.states import HOLDING_SLOTS, JobState
+from storage.states import HOLDING_SLOTS, UNREADABLE, JobState
 from tunepool.redis_client import redis_client
 from tunepool.settings import Settings
 
@@ -60,6 +60,27 @@ def job_failed(ctx: Context) -> list[Firing]:
             details={"job_id": j.id, "error": j.error, "attempt": j.attempt},
         )
         for j in jobs
+    ]
+
+
+def job_set_aside(ctx: Context) -> list[Firing]:
+    """A job the scheduler could not read and failed so that the pool goes on: a bug or
+    a hand-edited row, for the operators (the owning team sees it as job_failed)."""
+    since = ctx.now - ctx.settings.alert_failed_window_s
+    jobs = ctx.session.execute(
+        select(Job.id, Job.team_id, Job.error).where(
+            Job.state == S.FAILED.value, Job.reason_code == UNREADABLE, Job.finished_at >= since
+        )
+    )
+    return [
+        Firing(
+            "job_set_aside",
+            f"job:{job_id}",
+            f"job {job_id} of team {team} set aside: {(error or '?')[:300]}",
+            severity="error",
+            details={"job_id": job_id, "team_id": team, "error": error},
+        )
+        for job_id, team, error in jobs
     ]
 
 
@@ -268,6 +289,7 @@ def retrain_scored_worse(ctx: Context) -> list[Firing]:
 
 RULES: dict[str, Rule] = {
     "job_failed": job_failed,
+    "job_set_aside": job_set_aside,
     "job_pending": job_pending_too_long,
     "worker_lost": worker_lost,
     "gpus_idle": gpus_idle_while_jobs_wait,

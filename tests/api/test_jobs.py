@@ -47,7 +47,10 @@ def test_invalid_specs_name_the_field(client: FlaskClient, make_key: KeyFactory)
     headers = make_key()
     ds = upload_ner(client, headers)
     cases = [
-        ({"train_dataset": ds["id"], "hyperparameters": {"learning_rat": 1}}, "hyperparameters"),
+        (
+            {"train_dataset": ds["id"], "hyperparameters": {"learning_rat": 1}},
+            "hyperparameters.learning_rat",
+        ),
         ({"train_dataset": ds["id"], "priority": "urgent"}, "priority"),
         ({"train_dataset": ds["id"], "resources": {"gpus": 0}}, "resources.gpus"),
         ({"train_dataset": "ds_missing"}, "train_dataset"),

@@ -281,7 +281,7 @@ def test_validation_names_the_field(client: FlaskClient, make_key: KeyFactory) -
         ({"evaluation_dataset": "ds_missing"}, "evaluation_dataset"),
         ({"promotion": {"metric": "accuracy"}}, "promotion.metric"),
         ({"promotion": {"metric": "f1", "min_margin": 2}}, "promotion.min_margin"),
-        ({"hyperparameters": {"epochs": -1}}, "hyperparameters"),
+        ({"hyperparameters": {"epochs": -1}}, "hyperparameters.epochs"),
         ({"base_model": "../etc"}, "base_model"),
         ({"surprise": 1}, "surprise"),
     ]

@@ -12,12 +12,15 @@ the other is the text, which reads the SMS Spam Collection's `Label<TAB>SMS` as 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunepool.data.errors import DataError
-from tunepool.data.token_files import BOM, decoded_lines
+from tunepool.data.token_files import BOM, text_lines
+from tunepool.quoting import quoted
 
 CLASSIFICATION_FORMATS = ("csv", "tsv", "jsonl")
 CORPUS_FORMATS = ("text", "jsonl")
@@ -47,29 +50,55 @@ def read_text_examples(
     label_column: str | None = None,
 ) -> list[TextExample]:
     """Read and validate a sequence-classification file in `fmt` (csv, tsv or jsonl)."""
-    if fmt not in CLASSIFICATION_FORMATS:
-        raise DataError(
-            f"unknown classification file format {fmt!r}; expected one of {CLASSIFICATION_FORMATS}"
-        )
-    lines = decoded_lines(Path(path).read_bytes())
-    if lines:
-        lines[0] = lines[0].lstrip(BOM)
-    if fmt == "jsonl":
-        examples = _parse_jsonl(lines, text_column or "text", label_column or "label")
-    else:
-        examples = _parse_table(lines, "," if fmt == "csv" else "\t", text_column, label_column)
+    examples = list(iter_text_examples(path, fmt, text_column, label_column))
     if not examples:
         raise DataError("the file holds no examples")
     return examples
 
 
+def iter_text_examples(
+    path: Path,
+    fmt: str,
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> Iterator[TextExample]:
+    """The examples of a sequence-classification file, read one line at a time."""
+    if fmt not in CLASSIFICATION_FORMATS:
+        raise DataError(
+            f"unknown classification file format {quoted(fmt)}; "
+            f"expected one of {CLASSIFICATION_FORMATS}"
+        )
+    lines = _lines(path)
+    if fmt == "jsonl":
+        return _parse_jsonl(lines, text_column or "text", label_column or "label")
+    return _parse_table(lines, "," if fmt == "csv" else "\t", text_column, label_column)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines (see `text_lines`), a byte-order mark opening the file dropped."""
+    for number, line in text_lines(path):
+        yield line.lstrip(BOM) if number == 1 else line
+
+
 def read_text_documents(path: Path, fmt: str) -> list[TextDocument]:
     """Unlabeled text: one document per non-empty line ("text") or JSONL {"text": ...}."""
+    documents = list(iter_text_documents(path, fmt))
+    if not documents:
+        raise DataError("the file holds no documents")
+    return documents
+
+
+def iter_text_documents(path: Path, fmt: str) -> Iterator[TextDocument]:
+    """The documents of an unlabeled corpus, read one line at a time."""
     if fmt not in CORPUS_FORMATS:
-        raise DataError(f"unknown text corpus format {fmt!r}; expected one of {CORPUS_FORMATS}")
-    lines = decoded_lines(Path(path).read_bytes())
-    documents: list[TextDocument] = []
-    for number, raw in enumerate(lines, start=1):
+        raise DataError(
+            f"unknown text corpus format {quoted(fmt)}; expected one of {CORPUS_FORMATS}"
+        )
+    return _documents(path, fmt)
+
+
+def _documents(path: Path, fmt: str) -> Iterator[TextDocument]:
+    for number, raw in text_lines(path):
         text = raw.strip(BOM) if number == 1 else raw
         if not text.strip():
             continue
@@ -78,14 +107,10 @@ def read_text_documents(path: Path, fmt: str) -> list[TextDocument]:
             text = _string_field(record, "text", number)
         if BOM in text:
             raise DataError("a byte-order mark (U+FEFF) inside the text", number)
-        documents.append(TextDocument(text.strip(), number))
-    if not documents:
-        raise DataError("the file holds no documents")
-    return documents
+        yield TextDocument(text.strip(), number)
 
 
-def _parse_jsonl(lines: list[str], text_key: str, label_key: str) -> list[TextExample]:
-    examples: list[TextExample] = []
+def _parse_jsonl(lines: Iterable[str], text_key: str, label_key: str) -> Iterator[TextExample]:
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -95,26 +120,26 @@ def _parse_jsonl(lines: list[str], text_key: str, label_key: str) -> list[TextEx
         # Integer class ids are common in exported data; they become label names.
         if isinstance(label, bool) or not isinstance(label, str | int):
             raise DataError(f'"{label_key}" must be a string or an integer', number)
-        examples.append(_example(text, str(label), number))
-    return examples
+        yield _example(text, str(label), number)
 
 
 def _parse_table(
-    lines: list[str], delimiter: str, text_column: str | None, label_column: str | None
-) -> list[TextExample]:
-    if not lines or not lines[0].strip():
+    lines: Iterator[str], delimiter: str, text_column: str | None, label_column: str | None
+) -> Iterator[TextExample]:
+    first = next(lines, None)
+    if first is None or not first.strip():
         raise DataError("the first line must be a header naming the text and label columns", 1)
+    rows = itertools.chain([first], lines)
     # TSV has no quoting convention (SMS texts hold bare quotes); CSV follows RFC 4180.
     if delimiter == ",":
-        reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=True)
+        reader = csv.reader(rows, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, strict=True)
     else:
-        reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=True)
+        reader = csv.reader(rows, delimiter=delimiter, quoting=csv.QUOTE_NONE, strict=True)
     try:
         header = next(reader)
     except csv.Error as exc:
         raise DataError(f"unreadable header: {exc}", 1) from None
     text_at, label_at = _columns(header, text_column, label_column, delimiter)
-    examples: list[TextExample] = []
     while True:
         # A quoted field may span lines: a row is named by the line it starts on.
         number = reader.line_num + 1
@@ -132,8 +157,7 @@ def _parse_table(
                 f"expected {len(header)} columns separated by {separator}, found {len(row)}",
                 number,
             )
-        examples.append(_example(row[text_at], row[label_at], number))
-    return examples
+        yield _example(row[text_at], row[label_at], number)
 
 
 def _columns(
@@ -154,7 +178,9 @@ def _columns(
     if label_at is None or text_at is None:
         missing = "label" if label_at is None else "text"
         wanted = (label_column or "label") if label_at is None else (text_column or "text")
-        raise DataError(f"the header {header} has no {missing} column named {wanted!r}", 1)
+        raise DataError(
+            f"the header {quoted(header)} has no {missing} column named {quoted(wanted)}", 1
+        )
     if label_at == text_at:
         raise DataError("the text and label columns must differ", 1)
     return text_at, label_at

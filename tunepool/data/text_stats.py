@@ -8,53 +8,44 @@ and duplicates, which for classification also reveal conflicting labels.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from tunepool.data.stats import MAX_EXAMPLES, length_summary
+from tunepool.data.stats import DuplicateFinder, LengthSummary
 from tunepool.data.text_files import TextDocument, TextExample
 
 
-def text_dataset_stats(examples: Sequence[TextExample]) -> dict[str, Any]:
-    labels = Counter(example.label for example in examples)
-    lengths = [len(example.text.split()) for example in examples]
-    first_seen: dict[str, TextExample] = {}
-    duplicates: list[int] = []
-    conflicting: list[int] = []
+def text_dataset_stats(examples: Iterable[TextExample]) -> dict[str, Any]:
+    """One pass, in memory that does not grow with the data but for 24 bytes an example."""
+    labels: Counter[str] = Counter()
+    first_line: dict[str, int] = {}
+    lengths = LengthSummary()
+    duplicates = DuplicateFinder("conflicting_labels")
     for example in examples:
-        key = " ".join(example.text.split()).lower()
-        original = first_seen.setdefault(key, example)
-        if original is example:
-            continue
-        duplicates.append(example.line)
-        if original.label != example.label:
-            conflicting.append(example.line)
+        labels[example.label] += 1
+        first_line.setdefault(example.label, example.line)
+        words = example.text.split()
+        lengths.add(len(words))
+        duplicates.add(" ".join(words).lower(), example.label, example.line)
     return {
-        "examples": len(examples),
+        "examples": lengths.count,
         "labels": dict(sorted(labels.items())),
-        "label_first_line": {
-            label: min(e.line for e in examples if e.label == label) for label in sorted(labels)
-        },
-        "text_length_words": length_summary(lengths),
-        "duplicates": {
-            "count": len(duplicates),
-            "lines": duplicates[:MAX_EXAMPLES],
-            "conflicting_labels": {"count": len(conflicting), "lines": conflicting[:MAX_EXAMPLES]},
-        },
+        "label_first_line": {label: first_line[label] for label in sorted(labels)},
+        "text_length_words": lengths.result(),
+        "duplicates": duplicates.result(),
     }
 
 
-def corpus_stats(documents: Sequence[TextDocument]) -> dict[str, Any]:
-    lengths = [len(document.text.split()) for document in documents]
-    seen: set[str] = set()
-    duplicates: list[int] = []
+def corpus_stats(documents: Iterable[TextDocument]) -> dict[str, Any]:
+    lengths = LengthSummary()
+    duplicates = DuplicateFinder()
     for document in documents:
-        if document.text in seen:
-            duplicates.append(document.line)
-        seen.add(document.text)
+        lengths.add(len(document.text.split()))
+        duplicates.add(document.text, "", document.line)
+    found = duplicates.result()
     return {
-        "documents": len(documents),
-        "words": sum(lengths),
-        "document_length_words": length_summary(lengths),
-        "duplicates": {"count": len(duplicates), "lines": duplicates[:MAX_EXAMPLES]},
+        "documents": lengths.count,
+        "words": lengths.total,
+        "document_length_words": lengths.result(),
+        "duplicates": {"count": found["count"], "lines": found["lines"]},
     }

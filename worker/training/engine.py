@@ -30,7 +30,7 @@ from worker.training.loop import TrainingLoop
 from worker.training.model_card import model_card
 from worker.training.models import resolve_base_model
 from worker.training.optimization import build_optimizer, build_scheduler
-from worker.training.spec import TASK_METRICS, TrainSpec, canonical_task
+from worker.training.spec import TrainSpec, canonical_task
 from worker.training.tasks import TaskData, prepare_task, read_task_data
 
 # Changing these between a checkpoint and its resumption would change the trajectory.
@@ -66,15 +66,8 @@ def finetune_rank(
 ) -> TrainResult:
     """One process's share of a run: the whole run when `context` is None."""
     task = canonical_task(spec.task)
-    hp = spec.hyperparameters
-    metrics_allowed = TASK_METRICS[task]
-    if "metric_for_best" not in hp.auto and hp.metric_for_best not in metrics_allowed:
-        if task == "token-classification" or hp.metric_for_best != "f1":
-            raise ValueError(
-                f"metric_for_best {hp.metric_for_best!r} is not one of {metrics_allowed}"
-            )
-        # "f1", the class default, means each task's headline score.
-        hp = dataclasses.replace(hp, metric_for_best=metrics_allowed[0])
+    # The same check the API made at submit ("f1" means the task's headline score).
+    hp = spec.hyperparameters.for_task(task)
     device = pick_device(spec.device)
 
     # Parse and split the data, fix the label set, then choose "auto" values by its size.
