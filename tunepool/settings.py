@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     alert_email_from: str = "tunepool@localhost"
     alert_email_to: str = Field("", description="Comma-separated recipients.")
 
+    # /metrics (api/metrics.py): empty means open, for a network only operators reach;
+    # else scrapes must send "Authorization: Bearer <token>".
+    metrics_token: str = Field("", description="Bearer token /metrics requires; empty: none.")
+
     max_upload_bytes: int = 512 * 1024 * 1024
     # Per API key, per API process (api/guards.py): a token bucket; 0 turns it off.
     rate_limit_per_s: float = 50.0
