@@ -30,6 +30,7 @@ from api.context import platform
 from api.errors import ApiError
 from storage.models import Job, Team, Worker
 from storage.states import HOLDING_SLOTS, LEASED, JobState
+from storage.stored_bytes import KINDS, stored_bytes_by_team
 from tunepool.observations import admission_pass_histogram, gpu_samples
 from tunepool.platform import Platform
 
@@ -50,6 +51,7 @@ class PlatformCollector(Collector):
             yield _submit_to_start(session, teams)
             yield from _training(session, teams)
             yield from _workers(session)
+            yield _stored_bytes(session, teams)
         admission = admission_pass_histogram(self.platform.settings.redis_url)
         if admission is not None:
             family = HistogramMetricFamily(
@@ -128,6 +130,20 @@ def _training(session: Session, teams: dict[str, str]) -> Iterator[Metric]:
         tokens.add_metric([teams.get(team_id, team_id)], throughput[team_id])
         reporting.add_metric([teams.get(team_id, team_id)], counted[team_id])
     yield from (tokens, reporting)
+
+
+def _stored_bytes(session: Session, teams: dict[str, str]) -> Metric:
+    family = GaugeMetricFamily(
+        "tunepool_team_stored_bytes",
+        "Object-store bytes a team holds, by kind (datasets, models, jobs)",
+        labels=["team", "kind"],
+    )
+    for team_id, kinds in sorted(
+        stored_bytes_by_team(session, teams).items(), key=lambda t: teams[t[0]]
+    ):
+        for kind in KINDS:
+            family.add_metric([teams[team_id], kind], kinds[kind])
+    return family
 
 
 def _workers(session: Session) -> Iterator[Metric]:

@@ -103,7 +103,12 @@ class Settings(BaseSettings):
     # be used again. A day, as Stripe does: far beyond any client's retry window.
     idempotency_keep_s: float = 24 * 3600.0
     checkpoint_every_steps: int = 0  # 0: each epoch only (plus on stop requests)
+    # Retention (storage.retention): a job keeps its best and its newest K checkpoints;
+    # a beat tick applies it to jobs that ended without their runner doing so.
     keep_checkpoints: int = 2
+    retention_interval_s: float = 300.0
+    # Scratch left by killed runs (storage.scratch) is swept this often (and on start).
+    scratch_sweep_interval_s: float = 600.0
     # Fault tests and bench/load.py only: base_model "noop:..." runs worker.noop_engine.
     allow_noop_engine: bool = False
 
