@@ -58,6 +58,16 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             return jsonify({"status": "degraded", "database": type(exc).__name__}), 503
         return jsonify(status), 200
 
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        """Readiness (tunepool.readiness): 503 naming what is down; /healthz stays liveness."""
+        from tunepool.readiness import check_readiness
+
+        checks = check_readiness(platform)
+        down = sorted(name for name, answer in checks.items() if answer != "ok")
+        body = {"status": "unavailable" if down else "ok", "checks": checks, "down": down}
+        return jsonify(body), 503 if down else 200
+
     after_writes.install(app)  # first, so that its hook runs after the two below
     guards.install(app)  # after authentication: rate limits per key, audit of changes
     idempotency.install(app)  # after rate limits: a replay is still a call

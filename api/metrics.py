@@ -6,15 +6,20 @@ gunicorn's several workers would each hold a different part of). What only lives
 memory somewhere else (admission pass timings, GPU readings) comes from Redis via
 ``tunepool.observations``.
 
-Like Flower's /metrics this is for the operators' network: it names teams and the
-ids of running jobs, so it sits outside /v1 and carries no team key.
+Like Flower's /metrics this is for the operators' network, outside /v1 and without a
+team key. Labels are per team at most, never per job: a job id is an unbounded label
+value (one series per job ever run) and tells anyone who can scrape what every team
+runs. An operator who cannot fence the network sets ``TUNEPOOL_METRICS_TOKEN``; the
+scrape must then send ``Authorization: Bearer <token>`` (Prometheus'
+``authorization.credentials``).
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -22,8 +27,10 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from api.context import platform
+from api.errors import ApiError
 from storage.models import Job, Team, Worker
 from storage.states import HOLDING_SLOTS, LEASED, JobState
+from storage.stored_bytes import KINDS, stored_bytes_by_team
 from tunepool.observations import admission_pass_histogram, gpu_samples
 from tunepool.platform import Platform
 
@@ -44,6 +51,7 @@ class PlatformCollector(Collector):
             yield _submit_to_start(session, teams)
             yield from _training(session, teams)
             yield from _workers(session)
+            yield _stored_bytes(session, teams)
         admission = admission_pass_histogram(self.platform.settings.redis_url)
         if admission is not None:
             family = HistogramMetricFamily(
@@ -96,32 +104,46 @@ def _submit_to_start(session: Session, teams: dict[str, str]) -> Metric:
 
 
 def _training(session: Session, teams: dict[str, str]) -> Iterator[Metric]:
-    labels = ["team", "job"]
+    """Per team, summed over its running jobs' latest progress reports (a job's own loss
+    and step are on /v1/jobs/<id>, behind the team's key)."""
     tokens = GaugeMetricFamily(
-        "tunepool_job_training_tokens_per_second",
-        "Training throughput of a running job at its latest progress report",
-        labels=labels,
+        "tunepool_team_training_tokens_per_second",
+        "Training throughput of the team's running jobs at their latest progress reports",
+        labels=["team"],
     )
-    loss = GaugeMetricFamily(
-        "tunepool_job_training_loss",
-        "Training loss of a running job at its latest report",
-        labels=labels,
-    )
-    step = GaugeMetricFamily(
-        "tunepool_job_training_step",
-        "Optimizer step of a running job's latest report",
-        labels=labels,
+    reporting = GaugeMetricFamily(
+        "tunepool_team_training_jobs_reporting",
+        "Running jobs of the team that have reported training progress",
+        labels=["team"],
     )
     running = session.execute(
-        select(Job.id, Job.team_id, Job.progress).where(Job.state.in_([s.value for s in LEASED]))
+        select(Job.team_id, Job.progress).where(Job.state.in_([s.value for s in LEASED]))
     ).all()
-    for job_id, team_id, progress in running:
-        key = [teams.get(team_id, team_id), job_id]
-        progress = progress or {}
-        for family, field in ((tokens, "tokens_per_s"), (loss, "loss"), (step, "step")):
-            if isinstance(progress.get(field), int | float):
-                family.add_metric(key, float(progress[field]))
-    yield from (tokens, loss, step)
+    throughput: dict[str, float] = {}
+    counted: dict[str, int] = {}
+    for team_id, progress in running:
+        value = (progress or {}).get("tokens_per_s")
+        if isinstance(value, int | float):
+            throughput[team_id] = throughput.get(team_id, 0.0) + float(value)
+            counted[team_id] = counted.get(team_id, 0) + 1
+    for team_id in sorted(counted, key=lambda t: teams.get(t, t)):
+        tokens.add_metric([teams.get(team_id, team_id)], throughput[team_id])
+        reporting.add_metric([teams.get(team_id, team_id)], counted[team_id])
+    yield from (tokens, reporting)
+
+
+def _stored_bytes(session: Session, teams: dict[str, str]) -> Metric:
+    family = GaugeMetricFamily(
+        "tunepool_team_stored_bytes",
+        "Object-store bytes a team holds, by kind (datasets, models, jobs)",
+        labels=["team", "kind"],
+    )
+    for team_id, kinds in sorted(
+        stored_bytes_by_team(session, teams).items(), key=lambda t: teams[t[0]]
+    ):
+        for kind in KINDS:
+            family.add_metric([teams[team_id], kind], kinds[kind])
+    return family
 
 
 def _workers(session: Session) -> Iterator[Metric]:
@@ -180,6 +202,21 @@ def _le(bound: float) -> str:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    _require_token(platform().settings.metrics_token)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PlatformCollector(platform()))
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def _require_token(token: str) -> None:
+    """Empty: open, for a network only operators reach. Else the bearer token, compared in
+    constant time so that response timing does not reveal how much of a guess was right."""
+    if not token:
+        return
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip(), token):
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "/metrics needs 'Authorization: Bearer <token>' (TUNEPOOL_METRICS_TOKEN)",
+        )

@@ -16,6 +16,7 @@ from api.errors import ApiError, invalid, not_found
 from scheduler.usage import gpu_hours_by_team, period_start
 from storage.models import ApiKey, Job, Team
 from storage.states import HOLDING_SLOTS, JobState
+from storage.stored_bytes import stored_bytes
 from storage.teams import TeamError, create_team, issue_key, revoke
 
 bp = Blueprint("teams", __name__, url_prefix="/v1")
@@ -86,6 +87,8 @@ def team_json(team: Team) -> dict[str, Any]:
             if team.gpu_hours_budget is None
             else round(max(0.0, team.gpu_hours_budget - used), 4),
             "gpus_in_use": int(gpus_in_use or 0),
+            # Object-store bytes: total, and datasets / models / jobs (checkpoints, outputs).
+            "stored_bytes": stored_bytes(session, team.id),
         },
         "jobs": {
             "running": sum(
@@ -113,6 +116,12 @@ def _apply(team: Team, limits: TeamLimits, fields: set[str]) -> None:
 @bp.get("/teams/me")
 def me() -> Response:
     return jsonify(team_json(_visible_team(team_id())))
+
+
+@bp.get("/usage")
+def usage() -> Response:
+    """The caller's team's usage: GPU-hours this period, GPUs held, bytes stored."""
+    return jsonify(team_json(_visible_team(team_id()))["usage"])
 
 
 @bp.get("/teams")

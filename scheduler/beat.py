@@ -47,4 +47,18 @@ def system_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": 3600.0,
             "options": {"queue": CONTROL_QUEUE, "expires": 3600.0},
         },
+        # Finished jobs keep their best and newest K checkpoints (storage.retention); the
+        # runner applies it as a job ends, this catches jobs that ended without a runner.
+        "checkpoint_retention": {
+            "task": "tunepool.retain_checkpoints",
+            "schedule": settings.retention_interval_s,
+            "options": {"queue": CONTROL_QUEUE, "expires": settings.retention_interval_s},
+        },
+        # Scratch that killed runs left on the control worker's host (the workers' own
+        # hosts sweep theirs on start and from their heartbeat: worker.tasks).
+        "scratch_sweep": {
+            "task": "tunepool.sweep_scratch",
+            "schedule": settings.scratch_sweep_interval_s,
+            "options": {"queue": CONTROL_QUEUE, "expires": settings.scratch_sweep_interval_s},
+        },
     }

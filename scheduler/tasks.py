@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from scheduler.ticks import run_admission, run_key_expiry, run_reaper
+from scheduler.ticks import (
+    run_admission,
+    run_key_expiry,
+    run_reaper,
+    run_retention,
+    run_scratch_sweep,
+)
 from tunepool.platform import current_platform
 
 
@@ -49,3 +55,13 @@ def alerts_task() -> int:
 @shared_task(name="tunepool.expire_idempotency_keys", ignore_result=True)
 def expire_idempotency_keys_task() -> int:
     return run_key_expiry(current_platform())
+
+
+@shared_task(name="tunepool.retain_checkpoints", ignore_result=True)
+def retain_checkpoints_task() -> list[str]:
+    return run_retention(current_platform())
+
+
+@shared_task(name="tunepool.sweep_scratch", ignore_result=True)
+def sweep_scratch_task() -> list[str]:
+    return run_scratch_sweep(current_platform())

@@ -12,6 +12,9 @@ from scheduler.wait_board import post_board
 from storage import idempotency
 from storage.db import transaction
 from storage.lease import reap_expired, requeue_unclaimed
+from storage.retention import retain_finished, unretained_jobs
+from storage.scratch import sweep_scratch
+from storage.states import TERMINAL
 from tunepool.observations import observe_admission_pass
 from tunepool.platform import Platform
 from tunepool.redis_client import redis_client
@@ -62,3 +65,29 @@ def run_reaper(platform: Platform) -> dict[str, list[str]]:
         log.info("reaper: expired=%s lost_workers=%s unclaimed=%s", reaped, lost, unclaimed)
     run_admission(platform)
     return {"reaped": reaped, "lost_workers": lost, "unclaimed": unclaimed}
+
+
+def run_retention(platform: Platform, batch: int = 50) -> list[str]:
+    """Checkpoint retention for jobs that ended without their runner applying it: cancelled
+    while pending, failed by the reaper, or whose runner died at the end. One transaction
+    per job, so one that fails (an object store outage) leaves the others done."""
+    with platform.sessions() as session:
+        jobs = unretained_jobs(session, [s.value for s in TERMINAL], batch)
+    done = []
+    for job_id in jobs:
+        try:
+            with transaction(platform.sessions) as session:
+                retain_finished(session, platform.store, job_id, platform.settings.keep_checkpoints)
+            done.append(job_id)
+        except Exception:
+            log.exception("retention of job %s failed; the next tick retries", job_id)
+    if done:
+        log.info("retention: applied to %d finished job(s)", len(done))
+    return done
+
+
+def run_scratch_sweep(platform: Platform) -> list[str]:
+    """Scratch directories on this host that no run can use (storage.scratch)."""
+    with platform.sessions() as session:
+        removed = sweep_scratch(session, platform.settings.scratch_dir)
+    return [str(path) for path in removed]

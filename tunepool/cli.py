@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -55,12 +56,12 @@ def up(port: int | None, flower_port: int | None, slots: int) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    # What dies is restarted with backoff (tunepool.supervisor); its log says why it died.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    platform.supervise_redis()
     try:
         while not stopping:
-            dead = platform.dead()
-            if dead:
-                click.echo(f"stopped unexpectedly: {', '.join(dead)} (see the logs)", err=True)
-                break
+            platform.supervise()
             time.sleep(0.5)
     finally:
         click.echo("stopping ...")

@@ -3,6 +3,9 @@
 SQLite and the local object store under TUNEPOOL_HOME, a private Redis, the API
 (gunicorn), one worker, the control worker that runs the scheduler's ticks, beat
 and Flower. Every child gets the same TUNEPOOL_* environment and its own log file.
+``up`` supervises them (tunepool.supervisor): whatever dies, Redis included, is
+started again with backoff, Redis on its own port and data directory, so clients
+reconnect to the same URL and find the queues its append-only file kept.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from typing import Any
 from tunepool.netutil import free_port, wait_for_port
 from tunepool.redis_server import RedisServer, start_redis
 from tunepool.settings import Settings
+from tunepool.supervisor import Supervisor
+
+REDIS = "redis"
 
 
 @dataclass
@@ -31,18 +37,41 @@ class Embedded:
     api_url: str
     flower_url: str
     redis: RedisServer | None
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    supervisor: Supervisor = field(default_factory=Supervisor)
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"{name}.log").open("ab") as log:
-            # Own session per child, so a whole prefork tree is stopped with one killpg.
-            proc = subprocess.Popen(
-                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.processes[name] = proc
-        return proc
+
+        def launch() -> subprocess.Popen[bytes]:
+            with (logs / f"{name}.log").open("ab") as log:
+                # Own session per child, so a whole prefork tree is stopped with one killpg.
+                return subprocess.Popen(
+                    argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+
+        return self.supervisor.add(name, launch)
+
+    def supervise_redis(self) -> None:
+        """Watch the private Redis too; it comes back on the same port and data directory."""
+        redis = self.redis
+        if redis is None:
+            return
+
+        def restart() -> subprocess.Popen[bytes]:
+            self.redis = start_redis(self.settings.home / "redis", port=redis.port)
+            return self.redis.process
+
+        self.supervisor.adopt(REDIS, redis.process, restart)
+
+    def supervise(self) -> list[str]:
+        """Restart what died (with backoff); the names restarted now."""
+        return self.supervisor.check()
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        """The platform's own services, Redis (stopped last) aside."""
+        return {n: p for n, p in self.supervisor.processes().items() if n != REDIS}
 
     def dead(self) -> list[str]:
         return [n for n, p in self.processes.items() if p.poll() is not None]

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     alert_email_from: str = "tunepool@localhost"
     alert_email_to: str = Field("", description="Comma-separated recipients.")
 
+    # /metrics (api/metrics.py): empty means open, for a network only operators reach;
+    # else scrapes must send "Authorization: Bearer <token>".
+    metrics_token: str = Field("", description="Bearer token /metrics requires; empty: none.")
+
     max_upload_bytes: int = 512 * 1024 * 1024
     # Per API key, per API process (api/guards.py): a token bucket; 0 turns it off.
     rate_limit_per_s: float = 50.0
@@ -99,7 +103,12 @@ class Settings(BaseSettings):
     # be used again. A day, as Stripe does: far beyond any client's retry window.
     idempotency_keep_s: float = 24 * 3600.0
     checkpoint_every_steps: int = 0  # 0: each epoch only (plus on stop requests)
+    # Retention (storage.retention): a job keeps its best and its newest K checkpoints;
+    # a beat tick applies it to jobs that ended without their runner doing so.
     keep_checkpoints: int = 2
+    retention_interval_s: float = 300.0
+    # Scratch left by killed runs (storage.scratch) is swept this often (and on start).
+    scratch_sweep_interval_s: float = 600.0
     # Fault tests and bench/load.py only: base_model "noop:..." runs worker.noop_engine.
     allow_noop_engine: bool = False
 

@@ -6,6 +6,7 @@ become job events, uploaded checkpoints and a renewed lease.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -14,10 +15,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.blobs import delete_prefix, store_dir
+from storage.blobs import store_dir
 from storage.db import transaction
 from storage.lease import renew_lease
 from storage.models import Checkpoint, Job
+from storage.retention import checkpoint_prefix, prune_checkpoints
 from storage.states import JobState, record_event
 from tunepool.platform import Platform
 from worker import shutdown as worker_shutdown
@@ -26,10 +28,6 @@ log = logging.getLogger(__name__)
 
 # How often the loop looks at the job row for a cancel or preempt request.
 STATE_CHECK_S = 1.0
-
-
-def checkpoint_prefix(team_id: str, job_id: str, step: int) -> str:
-    return f"teams/{team_id}/jobs/{job_id}/checkpoints/step-{step:08d}/"
 
 
 class JobCallbacks:
@@ -159,22 +157,25 @@ class JobCallbacks:
                         metrics=_summary(metrics),
                     )
                 )
-            record_event(session, self.job_id, "checkpoint", data={"step": step, "epoch": epoch})
-        self._prune()
-
-    def _prune(self) -> None:
-        """Keep the newest K checkpoints of the job; older ones only cost storage."""
-        keep = max(1, self.settings.keep_checkpoints)
+            # The best step goes with it: retention keeps that checkpoint (storage.retention).
+            data = {"step": step, "epoch": epoch, "best_step": _best_step(path)}
+            record_event(session, self.job_id, "checkpoint", data=data)
+        # The best and the newest K stay; older ones only cost storage.
         with transaction(self.platform.sessions) as session:
-            old = session.scalars(
-                select(Checkpoint)
-                .where(Checkpoint.job_id == self.job_id)
-                .order_by(Checkpoint.step.desc())
-                .offset(keep)
-            ).all()
-            for checkpoint in old:
-                delete_prefix(session, self.platform.store, checkpoint.prefix)
-                session.delete(checkpoint)
+            prune_checkpoints(
+                session, self.platform.store, self.job_id, self.settings.keep_checkpoints
+            )
+
+
+def _best_step(checkpoint: Path) -> int | None:
+    """The step of the best evaluation so far, from the checkpoint's own trainer state."""
+    from worker.training.checkpoint import STATE_FILE  # torch: only inside a job's process
+
+    try:
+        value = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))["best_step"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return value if isinstance(value, int) else None
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

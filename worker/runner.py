@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import traceback
 import uuid
 from pathlib import Path
@@ -22,6 +21,8 @@ from storage.db import transaction
 from storage.lease import Claim, claim, end_run, release, set_start_step
 from storage.models import Checkpoint, Dataset, Job, ModelVersion
 from storage.registry import next_version
+from storage.retention import retain_finished
+from storage.scratch import attempt_dir, release_scratch
 from storage.states import JobState, transition
 from tunepool.platform import Platform
 from worker import noop_engine
@@ -48,17 +49,37 @@ def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
         # A duplicate delivery, or the job moved on (cancelled, re-placed): nothing to run.
         log.info("job %s: nothing to claim for %s", job_id, worker_name)
         return "not_claimed"
-    workdir = platform.settings.scratch_dir / job_id / f"attempt-{claimed.attempt}"
+    scratch = platform.settings.scratch_dir
+    workdir = attempt_dir(scratch, job_id, claimed.attempt)
     # What this process logs while the job runs becomes the job's log (GET /v1/jobs/<id>/logs).
     job_log = JobLogHandler.attach(platform, job_id)
     log.info("job %s: attempt %d claimed by %s", job_id, claimed.attempt, worker_name)
+    outcome = "lease_lost"
     try:
         # A warm shutdown (SIGTERM) now checkpoints and gives the job back instead of killing it.
         with stop_on_sigterm():
-            return _run_claimed(platform, claimed, workdir)
+            outcome = _run_claimed(platform, claimed, workdir)
+        # Only a real run (it made its workdir) or a later attempt can have left checkpoints.
+        if outcome in ENDED and (claimed.attempt > 1 or workdir.exists()):
+            _retain_checkpoints(platform, job_id)
+        return outcome
     finally:
         job_log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        release_scratch(scratch, job_id, claimed.attempt, job_ended=outcome in ENDED)
+
+
+# What run_training_job answers when the job itself ended (no other run will follow).
+ENDED = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def _retain_checkpoints(platform: Platform, job_id: str) -> None:
+    """The job ended: its checkpoints come down to the best and newest K (storage.retention),
+    and whatever a killed runner uploaded goes. If this fails, the retention tick retries."""
+    try:
+        with transaction(platform.sessions) as session:
+            retain_finished(session, platform.store, job_id, platform.settings.keep_checkpoints)
+    except Exception:
+        log.exception("job %s: checkpoint retention failed; the retention tick retries", job_id)
 
 
 def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> str:

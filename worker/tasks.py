@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import shared_task
@@ -17,9 +18,10 @@ from scheduler.admission_requests import request_admission
 from scheduler.cancellation import enforce_cancellations
 from scheduler.pool import heartbeat, register, retire
 from storage.db import transaction
+from storage.scratch import sweep_scratch
 from tunepool.gpu_stats import sample_gpus
 from tunepool.observations import publish_gpu_samples
-from tunepool.platform import current_platform
+from tunepool.platform import Platform, current_platform
 from worker import fork_guard
 from worker.identity import describe, worker_name
 from worker.shutdown import begin_warm_shutdown
@@ -101,6 +103,7 @@ def _on_ready(**_: Any) -> None:
     info = describe(platform.settings)
     with transaction(platform.sessions) as session:
         register(session, info)
+    _sweep_scratch(platform)  # what a killed predecessor on this host left behind
     log.info("worker %s registered with %d slot(s) on queue %s", info.name, info.slots, info.queue)
     threading.Thread(target=_beat_heart, args=(info.name,), name="heartbeat", daemon=True).start()
     request_admission(platform)
@@ -109,6 +112,7 @@ def _on_ready(**_: Any) -> None:
 def _beat_heart(name: str) -> None:
     platform = current_platform()
     fork_guard.install()
+    swept = time.monotonic()
     while not _stop_heartbeat.wait(platform.settings.worker_heartbeat_s):
         try:
             with fork_guard.guard, transaction(platform.sessions) as session:
@@ -124,8 +128,22 @@ def _beat_heart(name: str) -> None:
             # Only this host can signal its own job processes.
             with fork_guard.guard, transaction(platform.sessions) as session:
                 enforce_cancellations(session, name, platform.settings.cancel_grace_s)
+            # Only this host sees its scratch: a job process killed on its own (OOM)
+            # leaves its directory while this worker lives on.
+            if time.monotonic() - swept >= platform.settings.scratch_sweep_interval_s:
+                swept = time.monotonic()
+                with fork_guard.guard:
+                    _sweep_scratch(platform)
         except Exception:
             log.exception("heartbeat of %s failed; will retry", name)
+
+
+def _sweep_scratch(platform: Platform) -> None:
+    try:
+        with platform.sessions() as session:
+            sweep_scratch(session, platform.settings.scratch_dir)
+    except Exception:
+        log.exception("scratch sweep failed; the next one retries")
 
 
 @worker_shutting_down.connect

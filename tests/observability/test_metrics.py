@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
+from api.app import create_app
 from scheduler.pool import WorkerInfo, mark_lost, register
 from scheduler.ticks import run_admission
 from storage.db import transaction
@@ -128,13 +129,11 @@ def test_metrics_after_a_known_sequence_of_jobs(
     bounds = sorted((float(dict(k[1])["le"]), v) for k, v in m.items() if k[0] == adm + "_bucket")
     assert [v for _, v in bounds] == sorted(v for _, v in bounds)
 
-    # The running job's latest progress.
-    job = {"team": "alpha", "job": first["id"]}
-    assert value(m, "tunepool_job_training_tokens_per_second", **job) == 1234.5
-    assert value(m, "tunepool_job_training_loss", **job) == 0.75
-    assert value(m, "tunepool_job_training_step", **job) == 12
+    # Training progress per team, summed over its running jobs: no series names a job.
+    assert value(m, "tunepool_team_training_tokens_per_second", team="alpha") == 1234.5
+    assert value(m, "tunepool_team_training_jobs_reporting", team="alpha") == 1
     assert not any(
-        k[0] == "tunepool_job_training_loss" and ("job", second["id"]) in k[1] for k in m
+        k[0].startswith("tunepool_team_training") and ("team", "beta") in k[1] for k in m
     )
 
     # Worker liveness and slots.
@@ -151,6 +150,57 @@ def test_metrics_after_a_known_sequence_of_jobs(
     assert value(m, "tunepool_gpu_utilization_ratio", **gpu) == 0.42
     assert value(m, "tunepool_gpu_memory_used_bytes", **gpu) == 1024
     assert value(m, "tunepool_gpu_memory_total_bytes", **gpu) == 4096
+
+
+def test_metrics_name_no_job_and_no_label_outside_a_short_known_set(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    """Job ids are unbounded label values and tell a scraper what every team runs."""
+    alpha = make_key("alpha")
+    dataset = upload_ner(client, alpha)["id"]
+    jobs = [submit(client, alpha, dataset) for _ in range(2)]
+    with transaction(platform.sessions) as session:
+        register(session, WorkerInfo("w1", "host1", "tunepool.worker.w1", 1))
+    run_admission(platform)
+    with transaction(platform.sessions) as session:
+        claimed = claim(session, jobs[0]["id"], "w1", "w1/1/x", ttl_s=60)
+    assert claimed is not None
+    with platform.sessions() as session:
+        team = session.get(Job, jobs[0]["id"]).team_id  # type: ignore[union-attr]
+    JobCallbacks(platform, jobs[0]["id"], team, claimed.owner, 1).on_progress(
+        {"step": 3, "epoch": 0.1, "loss": 0.5, "tokens_per_s": 99.0}
+    )
+    text = client.get("/metrics").get_data(as_text=True)
+    for job in jobs:
+        assert job["id"] not in text
+        assert job["id"].split("_", 1)[1] not in text
+    labels = {
+        name
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        for name in sample.labels
+    }
+    assert labels <= {"team", "state", "le", "worker", "gpu", "model", "kind"}
+
+
+def test_metrics_require_the_operators_bearer_token_once_one_is_set(
+    platform: Platform, make_key: KeyFactory
+) -> None:
+    guarded = Platform(platform.settings.model_copy(update={"metrics_token": "scrape-s3cret"}))
+    try:
+        client = create_app(platform=guarded).test_client()
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        # A team's API key is not the operators' token.
+        assert client.get("/metrics", headers=make_key("alpha")).status_code == 401
+        answer = client.get("/metrics", headers={"Authorization": "Bearer scrape-s3cret"})
+        assert answer.status_code == 200
+        assert answer.content_type.startswith("text/plain")
+        refused = client.get("/metrics")
+        assert refused.get_json()["error"]["code"] == "unauthenticated"
+        assert "tunepool_" not in refused.get_data(as_text=True)
+    finally:
+        guarded.close()
 
 
 def test_metrics_needs_no_team_key_and_survives_an_empty_database(client: FlaskClient) -> None:
