@@ -60,6 +60,7 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
         "model_name": mv.name,
         "model_version": mv.version,
         **extra,
+        "estimated_runtime_s": spec.estimated_runtime_s,
     }
     session = db()
     job = Job(

@@ -44,8 +44,14 @@ class Publish(Protocol):
     def __call__(self, job_id: str, queue: str, job_type: str, team: str = "") -> None: ...
 
 
-def _runtime_estimate(job: Job) -> float:
-    return float(job.spec.get("estimated_runtime_s") or DEFAULT_RUNTIME_S)
+def _estimated_end(job: Job, now: float) -> float:
+    """The run's own ETA once it reports one; else its start plus the submitter's estimate
+    (``estimated_runtime_s``), so a job that ran half its estimate is half done."""
+    eta = job.progress.get("eta_s")
+    if eta:
+        return now + float(eta)
+    runtime = float(job.spec.get("estimated_runtime_s") or DEFAULT_RUNTIME_S)
+    return max(now, (job.started_at or now) + runtime)
 
 
 # Why each pending job waited after the last pass, to write only what a pass changes.
@@ -99,7 +105,7 @@ def _plan(
             j.slots,
             j.worker_name or "",
             tuple(j.gpu_indices or ()),
-            now + float(j.progress.get("eta_s") or _runtime_estimate(j)),
+            _estimated_end(j, now),
             j.borrowed,
             float(newest_checkpoint.get(j.id) or j.started_at or now),
             j.state in (S.PREEMPTING.value, S.CANCELLING.value),
