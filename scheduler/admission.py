@@ -123,6 +123,7 @@ def _plan(
             usage.get(t.id, 0.0),
             t.gpu_hours_budget is not None and spent.get(t.id, 0.0) >= t.gpu_hours_budget,
             t.queue_state == "held",
+            PRIORITIES.get(t.max_priority, PRIORITIES["high"]),
         )
         for t in session.scalars(select(Team))
     }

@@ -35,11 +35,11 @@ import bisect
 import heapq
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from itertools import accumulate
 from operator import attrgetter
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 PRIORITIES = {"high": 2, "normal": 1, "low": 0}
 DEFAULT_RUNTIME_S = 600.0
@@ -84,6 +84,9 @@ class TeamState:
     usage: float = 0.0
     budget_spent: bool = False
     held: bool = False
+    # The highest class the team may use (its ``max_priority``): a job asking for more,
+    # whatever its type or whoever created it, is ordered and preempts at this class.
+    max_priority: int = PRIORITIES["high"]
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,7 @@ def plan(
 ) -> AdmissionPlan:
     policy = policy or Policy()
     result = AdmissionPlan()
+    jobs, running = _capped(jobs, teams), _capped(running, teams)
     pool = _Pool(workers, running, now)
     allocation: dict[str, int] = defaultdict(int)
     # A team's allocation counts every GPU it holds: whether it borrows is a property of
@@ -430,6 +434,28 @@ def plan(
         result.preemptions = _preempt(claimants, running, teams, allocation, pool, now, policy)
     _explain(ordered, result, pool, now)
     return result
+
+
+_TOP = max(PRIORITIES.values())
+_Prioritised = TypeVar("_Prioritised", PendingJob, RunningJob)
+
+
+def _capped(jobs: Sequence[_Prioritised], teams: dict[str, TeamState]) -> Sequence[_Prioritised]:
+    """The jobs with each priority held to its team's ``max_priority``.
+
+    Submission refuses a priority above the cap (scheduler.refusals), but a cap lowered
+    later, or a job from any other path, must not outrank or preempt with more than the
+    team may use: the admission pass is where every job of every type meets the cap.
+    """
+    caps = {team: state.max_priority for team, state in teams.items() if state.max_priority < _TOP}
+    if not caps:
+        return jobs
+    return [
+        replace(job, priority=caps[job.team])
+        if job.team in caps and job.priority > caps[job.team]
+        else job
+        for job in jobs
+    ]
 
 
 # A waiting job's reservation: its earliest start and the worker it is expected on.

@@ -1,11 +1,14 @@
-"""Scheduling as a submitter sees it: run time estimates in backfill and estimated starts."""
+"""Scheduling as a submitter sees it: run time estimates in backfill and estimated starts;
+every team cap and the draining queue, for every type of job and whoever creates it."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -125,3 +128,167 @@ def test_model_jobs_take_an_estimate_and_bad_estimates_name_the_field(
     for bad in (0, -5, "soon", 1e9):
         status, body = _finetune(client, alpha, dataset, estimated_runtime_s=bad)
         assert status == 422 and body["error"]["field"] == "estimated_runtime_s", (bad, body)
+
+
+# -- every cap and the draining queue, for every job type (issue 20 items 4 and 5) ------
+
+
+def _team(platform: Platform, name: str, **values: Any) -> None:
+    with transaction(platform.sessions) as session:
+        team = session.scalar(select(Team).where(Team.name == name))
+        assert team is not None
+        for key, value in values.items():
+            setattr(team, key, value)
+
+
+def _submissions(
+    client: FlaskClient, headers: dict[str, str], platform: Platform
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """One submission of each job type a member can send: (path, body)."""
+    _model(platform, "alpha")
+    dataset = upload_ner(client, headers)["id"]
+    evaluation = upload_ner(client, headers, name="ner-eval")["id"]
+    return {
+        "finetune": (
+            "/v1/jobs",
+            {"task": "token-classification", "train_dataset": dataset},
+        ),
+        "inference": ("/v1/jobs", {"type": "inference", "model": "ner:1", "dataset": dataset}),
+        "compress": ("/v1/jobs", {"type": "compress", "model": "ner:1"}),
+        "schedule": (
+            "/v1/schedules",
+            {
+                "model_name": "ner",
+                "dataset_name": "ner",
+                "cron": "0 3 * * *",
+                "evaluation_dataset": evaluation,
+            },
+        ),
+    }
+
+
+def test_every_job_type_is_refused_a_priority_above_its_teams_cap(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    alpha = make_key("alpha")
+    routes = _submissions(client, alpha, platform)
+    _team(platform, "alpha", max_priority="normal")
+    for kind, (path, body) in routes.items():
+        resp = client.post(path, headers=alpha, json={**body, "priority": "high"})
+        assert resp.status_code == 422, (kind, resp.get_json())
+        error = resp.get_json()["error"]
+        assert error["field"] == "priority" and error["limit"] == "normal", (kind, error)
+        allowed = client.post(path, headers=alpha, json={**body, "priority": "normal"})
+        assert allowed.status_code == 201, (kind, allowed.get_json())
+
+
+def test_a_draining_queue_refuses_every_job_type_alike(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    alpha = make_key("alpha")
+    routes = _submissions(client, alpha, platform)
+    _team(platform, "alpha", queue_state="draining")
+    for kind, (path, body) in routes.items():
+        resp = client.post(path, headers=alpha, json=body)
+        assert resp.status_code == 409, (kind, resp.get_json())
+        assert resp.get_json()["error"]["code"] == "draining", kind
+    with platform.sessions() as session:
+        assert session.scalar(select(Job.id)) is None, "a refused job was written"
+
+
+def test_a_quota_no_job_could_ever_run_within_is_refused_for_every_job_type(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    alpha = make_key("alpha")
+    routes = _submissions(client, alpha, platform)
+    _team(platform, "alpha", max_gpus=0, can_borrow=False)
+    for kind, (path, body) in routes.items():
+        resp = client.post(path, headers=alpha, json=body)
+        assert resp.status_code == 422, (kind, resp.get_json())
+        assert resp.get_json()["error"]["field"] == "resources.gpus", kind
+
+
+def test_a_spent_budget_holds_every_job_type(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    _worker(platform, slots=4)
+    alpha = make_key("alpha")
+    routes = _submissions(client, alpha, platform)
+    _team(platform, "alpha", gpu_hours_budget=0.0)
+    for kind in ("finetune", "inference", "compress"):
+        path, body = routes[kind]
+        resp = client.post(path, headers=alpha, json=body)
+        assert resp.status_code == 201, (kind, resp.get_json())
+        job = resp.get_json()
+        assert job["state"] == "pending" and job["reason_code"] == "quota", (kind, job)
+
+
+def test_admission_holds_every_job_to_its_teams_priority_cap(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    """A high inference job of a team capped at normal (a cap lowered after it was
+    submitted) must not preempt another team's normal fine-tune."""
+    from scheduler.ticks import run_admission
+
+    _worker(platform, slots=1)
+    alpha, beta = make_key("alpha"), make_key("beta")
+    train = upload_ner(client, beta)["id"]
+    _, victim = _finetune(client, beta, train)
+    assert victim["state"] == "queued"
+    with transaction(platform.sessions) as session:
+        row = session.get(Job, victim["id"])
+        assert row is not None
+        row.state, row.started_at = "running", time.time()
+    _model(platform, "alpha")
+    with transaction(platform.sessions) as session:
+        team_id = session.scalar(select(Team.id).where(Team.name == "alpha"))
+        assert team_id is not None
+        session.add(
+            Job(
+                id="job_urgent",
+                team_id=team_id,
+                type="inference",
+                task="token-classification",
+                spec={"model": "ner:1"},
+                priority=2,
+                slots=1,
+                state="pending",
+            )
+        )
+    _team(platform, "alpha", max_priority="normal")
+    run_admission(platform)
+    assert client.get(f"/v1/jobs/{victim['id']}", headers=beta).get_json()["state"] == "running"
+    waiting = client.get("/v1/jobs/job_urgent", headers=alpha).get_json()
+    assert waiting["state"] == "pending" and waiting["reason_code"] != "priority", waiting
+
+
+@pytest.mark.parametrize(
+    "change, words", [({"queue_state": "draining"}, "draining"), ({"max_priority": "low"}, "low")]
+)
+def test_a_retrains_evaluate_job_meets_the_same_refusals(
+    client: FlaskClient,
+    make_key: KeyFactory,
+    platform: Platform,
+    tmp_path: Path,
+    change: dict[str, str],
+    words: str,
+) -> None:
+    from scheduler.model_updates import run_model_updates
+    from storage.schedules import ScheduleRun
+    from tests.api.test_schedules import _finish_retrain, _setup
+
+    alpha = make_key("alpha")
+    schedule = _setup(client, alpha, priority="normal")
+    run = client.post(f"/v1/schedules/{schedule['id']}/run", headers=alpha).get_json()
+    assert run["state"] == "training", run
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    _finish_retrain(platform, run["job_id"], tmp_path / "model")
+    _team(platform, "alpha", **change)
+    assert run["id"] in run_model_updates(platform)["advanced"]
+    with platform.sessions() as session:
+        row = session.get(ScheduleRun, run["id"])
+        assert row is not None
+        assert (row.state, row.outcome, row.evaluate_job_id) == ("decided", "failed", None)
+        assert row.reason and "evaluate job refused" in row.reason and words in row.reason
+        assert session.scalar(select(Job.id).where(Job.type == "evaluate")) is None
