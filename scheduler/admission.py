@@ -174,14 +174,27 @@ def admit(
             data={"worker": p.worker, "gpu_indices": list(p.gpu_indices), "borrowed": p.borrowed},
         ):
             placed.append(p)
+    names: dict[str, str] = {}
+    if decided.preemptions:
+        names = dict(
+            session.execute(
+                select(Team.id, Team.name).where(
+                    Team.id.in_({p.for_team for p in decided.preemptions})
+                )
+            ).all()
+        )
     for pre in decided.preemptions:
+        why = pre.describe(names.get(pre.for_team))
         transition(
             session,
             pre.victim_id,
             S.PREEMPTING,
-            reason=pre.reason,
+            reason=why,
             expect={S.RUNNING},
-            data={"for_job": pre.for_job_id},
+            # Kept on the row: the runner's release repeats it, and it is what the job
+            # shows while it yields and then waits.
+            values={"reason_code": pre.code, "reason": why},
+            data={"for_job": pre.for_job_id, "for_team": pre.for_team, "why": pre.code},
         )
     _record_reasons(session, decided, reasons)
     if post is not None:

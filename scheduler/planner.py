@@ -42,6 +42,7 @@ from operator import attrgetter
 from typing import NamedTuple, TypeVar
 
 PRIORITIES = {"high": 2, "normal": 1, "low": 0}
+_PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 DEFAULT_RUNTIME_S = 600.0
 
 
@@ -122,9 +123,31 @@ class Wait(NamedTuple):
 
 @dataclass(frozen=True)
 class Preemption:
+    """A running job asked to yield for a waiting one, and why: ``code`` is ``priority``
+    (the victim has lower priority) or ``quota`` (its team holds GPUs beyond its quota)."""
+
     victim_id: str
     for_job_id: str
-    reason: str
+    for_team: str
+    for_priority: int
+    code: str
+
+    def describe(self, team: str | None = None) -> str:
+        """The victim's event text: which job it yields to, that job's priority and team
+        (``team``: its name where the caller knows it), and why."""
+        why = (
+            "its team holds GPUs beyond its quota"
+            if self.code == "quota"
+            else "it has lower priority"
+        )
+        return (
+            f"preempted for {self.for_job_id} (priority {_PRIORITY_NAMES[self.for_priority]}, "
+            f"team {team or self.for_team}): {why}"
+        )
+
+    @property
+    def reason(self) -> str:
+        return self.describe()
 
 
 @dataclass
@@ -605,8 +628,8 @@ def _preempt(
             borrowing = victim.priority >= waiting.priority
             if borrowing:
                 excess[victim.team] -= victim.slots
-            why = "its team holds GPUs beyond its quota" if borrowing else "it has lower priority"
-            chosen.append(Preemption(victim.id, waiting.id, f"preempted for {waiting.id}: {why}"))
+            code = "quota" if borrowing else "priority"
+            chosen.append(Preemption(victim.id, waiting.id, waiting.team, waiting.priority, code))
     return chosen
 
 

@@ -140,15 +140,20 @@ def _record_stop(session: Session, claimed: Claim, stopped: str) -> str:
         )
         return "cancelled"
     if stopped == "preempt":
+        # Why it was preempted (for which job, of which priority and team) is on the row,
+        # set by the admission pass that asked; a row without it predates that.
+        job = session.get(Job, job_id, populate_existing=True)
+        code = (job.reason_code if job is not None else None) or "priority"
+        cause = (job.reason if job is not None else None) or "preempted"
         release(
             session,
             job_id,
             owner,
             S.PENDING,
             expect={S.PREEMPTING},
-            reason="preempted; resumes from its checkpoint",
+            reason=f"{cause}; checkpointed, resumes from its checkpoint",
             outcome="preempted",
-            waiting=("priority", "preempted by a higher-priority job"),
+            waiting=(code, cause),
         )
         return "preempted"
     if stopped == "shutdown":

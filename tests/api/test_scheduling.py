@@ -292,3 +292,53 @@ def test_a_retrains_evaluate_job_meets_the_same_refusals(
         assert (row.state, row.outcome, row.evaluate_job_id) == ("decided", "failed", None)
         assert row.reason and "evaluate job refused" in row.reason and words in row.reason
         assert session.scalar(select(Job.id).where(Job.type == "evaluate")) is None
+
+
+# -- the preemption event names its cause (issue 20 item 8) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "victim_team, priority, why, code",
+    [
+        ({}, "high", "it has lower priority", "priority"),
+        ({"max_gpus": 0, "can_borrow": True}, "normal", "beyond its quota", "quota"),
+    ],
+)
+def test_the_preempted_jobs_events_name_the_job_it_yields_to_and_why(
+    client: FlaskClient,
+    make_key: KeyFactory,
+    platform: Platform,
+    victim_team: dict[str, Any],
+    priority: str,
+    why: str,
+    code: str,
+) -> None:
+    from storage.lease import claim
+    from storage.models import JobEvent
+    from worker.runner import _record_stop
+
+    _worker(platform, slots=1)
+    alpha, beta = make_key("alpha"), make_key("beta")
+    _team(platform, "beta", **victim_team)
+    _, victim = _finetune(client, beta, upload_ner(client, beta)["id"])
+    assert victim["state"] == "queued", victim
+    with transaction(platform.sessions) as session:
+        claimed = claim(session, victim["id"], "w1", "runner-1", 60)
+    assert claimed is not None
+    _, cause = _finetune(client, alpha, upload_ner(client, alpha)["id"], priority=priority)
+    expected = f"preempted for {cause['id']} (priority {priority}, team alpha): "
+    shown = client.get(f"/v1/jobs/{victim['id']}", headers=beta).get_json()
+    assert shown["state"] == "preempting" and shown["reason"].startswith(expected)
+    assert why in shown["reason"] and shown["reason_code"] == code
+    # The runner checkpoints and yields: its event and the wait repeat the cause.
+    with transaction(platform.sessions) as session:
+        assert _record_stop(session, claimed, "preempt") == "preempted"
+    with platform.sessions() as session:
+        reasons = {
+            e.new_state: e.reason
+            for e in session.scalars(
+                select(JobEvent).where(JobEvent.job_id == victim["id"]).order_by(JobEvent.id)
+            )
+        }
+    for state in ("preempting", "pending"):
+        assert (reasons[state] or "").startswith(expected) and why in (reasons[state] or "")
