@@ -29,7 +29,7 @@ from scheduler.planner import (
 from scheduler.usage import decayed_usage, gpu_hours_by_team, period_start
 from scheduler.wait_board import Place
 from storage.db import lock_scheduler
-from storage.models import Checkpoint, Job, Team, Worker, table_of
+from storage.models import Checkpoint, Job, JobEvent, Team, Worker, table_of
 from storage.states import HOLDING_SLOTS, JobState, transition
 from tunepool.settings import Settings
 
@@ -75,11 +75,31 @@ def _load_pending(session: Session) -> tuple[list[PendingJob], Reasons]:
             Job.reason,
         ).where(Job.state == S.PENDING.value)
     ).all()
+    came_back = _last_workers(session, [r[0] for r in rows if r[7] in _CAME_BACK])
     pending = [
-        PendingJob(r[0], r[1], r[2], r[3], r[4], r[5] or DEFAULT_RUNTIME_S, r[6], r[7])
+        PendingJob(
+            r[0], r[1], r[2], r[3], r[4], r[5] or DEFAULT_RUNTIME_S, r[6], r[7], came_back.get(r[0])
+        )
         for r in rows
     ]
     return pending, {r[0]: (r[7], r[8]) for r in rows}
+
+
+# Why a job is back in the queue without having finished where it was placed.
+_CAME_BACK = ("lease_expired", "worker_lost")
+
+
+def _last_workers(session: Session, job_ids: list[str]) -> dict[str, str]:
+    """The worker each job was last placed on (its newest ``queued`` event says): few
+    jobs, only those just returned by the reaper, so the pass stays one query for most."""
+    if not job_ids:
+        return {}
+    placed = session.execute(
+        select(JobEvent.job_id, JobEvent.data)
+        .where(JobEvent.job_id.in_(job_ids), JobEvent.new_state == S.QUEUED.value)
+        .order_by(JobEvent.id)
+    ).all()
+    return {job_id: str(data["worker"]) for job_id, data in placed if data and data.get("worker")}
 
 
 def _plan(
@@ -127,10 +147,16 @@ def _plan(
         )
         for t in session.scalars(select(Team))
     }
+    # Only workers that beat lately: one that went silent (frozen, partitioned) would
+    # never claim what it is given, and its jobs' leases are about to be reaped. It
+    # counts again from its next heartbeat; losing it (mark_lost) comes later.
+    fresh = now - settings.worker_stale_after_s
     workers = [
         WorkerCapacity(w.name, w.queue, w.slots, tuple(g["index"] for g in w.gpus) or ())
         for w in session.scalars(
-            select(Worker).where(Worker.state == "alive").order_by(Worker.name)
+            select(Worker)
+            .where(Worker.state == "alive", Worker.heartbeat_at >= fresh)
+            .order_by(Worker.name)
         )
     ]
     policy = Policy(starvation_s=settings.starvation_s, preemption=settings.preemption)

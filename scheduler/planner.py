@@ -56,6 +56,10 @@ class PendingJob:
     estimated_runtime_s: float = DEFAULT_RUNTIME_S
     kind: str = "finetune"
     previous_reason: str | None = None
+    # The worker it came back from without finishing (its lease expired there, or it was
+    # never claimed): placed elsewhere where capacity exists, as that worker may still be
+    # frozen, or a hung process of the job may still hold the slot.
+    avoid_worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,9 +275,11 @@ class _Pool:
             self._max_free = max((len(f) for f in self.indices.values()), default=0)
         return self._max_free
 
-    def best_fit(self, slots: int) -> str | None:
+    def best_fit(self, slots: int, avoid: str | None = None) -> str | None:
         best: tuple[int, str] | None = None
         for name, free in self.indices.items():
+            if name == avoid:
+                continue
             if len(free) >= slots and (best is None or (len(free), name) < best):
                 best = (len(free), name)
         return best[1] if best else None
@@ -392,7 +398,8 @@ def plan(
             text = (
                 f"needs {job.slots} slots on one worker; the largest live worker has {pool.largest}"
                 if workers
-                else "no worker has registered yet"
+                # Admission passes only workers that beat lately (scheduler.admission).
+                else "no worker is available (none registered, or none sent a heartbeat lately)"
             )
             result.waits[job.id] = Wait("no_free_gpu", text, 0, None)
             continue
@@ -408,9 +415,7 @@ def plan(
                     "quota", f"team {job.team} is at its quota of {team.max_gpus} GPUs", 0, None
                 )
             continue
-        worker = pool.best_fit(job.slots) if job.slots <= max_free else None
-        if worker is not None and reservations:
-            worker = _backfill_worker(pool, job, reservations, now)
+        worker = _pick(pool, job, reservations, now) if job.slots <= max_free else None
         if worker is None:
             blocked.append(job)
             if not reservations:
@@ -428,9 +433,7 @@ def plan(
     short = _short_of_quota(teams, allocation)
     claimants = list(blocked)
     for job in borrowers:
-        worker = pool.best_fit(job.slots) if job.slots <= pool.max_free() else None
-        if worker is not None and reservations:
-            worker = _backfill_worker(pool, job, reservations, now)
+        worker = _pick(pool, job, reservations, now) if job.slots <= pool.max_free() else None
         if worker is None:
             team = teams[job.team]
             if job.team in short:
@@ -557,13 +560,29 @@ def _quota_text(team: TeamState) -> str:
     return f"team {team.id} has spent its GPU-hour budget for this period"
 
 
+def _pick(pool: _Pool, job: PendingJob, reservations: list[_Reservation], now: float) -> str | None:
+    """The worker the job starts on now (best fit, not delaying any reservation), or None.
+    A job that came back from a worker goes elsewhere if it can, there only if not."""
+    for avoid in (job.avoid_worker, None) if job.avoid_worker is not None else (None,):
+        worker = pool.best_fit(job.slots, avoid)
+        if worker is not None and reservations:
+            worker = _backfill_worker(pool, job, reservations, now, avoid)
+        if worker is not None:
+            return worker
+    return None
+
+
 def _backfill_worker(
-    pool: _Pool, job: PendingJob, reservations: list[_Reservation], now: float
+    pool: _Pool,
+    job: PendingJob,
+    reservations: list[_Reservation],
+    now: float,
+    avoid: str | None = None,
 ) -> str | None:
     """A worker where the job can start now without delaying any reserved job."""
     best: tuple[int, str] | None = None
     for name, free in pool.indices.items():
-        if len(free) < job.slots:
+        if len(free) < job.slots or name == avoid:
             continue
         harmless = all(
             name != reserved_worker

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from storage.blobs import delete_prefix, store_dir
 from storage.db import transaction
-from storage.lease import renew_lease
+from storage.lease import renew_lease, update_leased
 from storage.models import Checkpoint, Job
 from storage.states import JobState, record_event
 from tunepool.platform import Platform
@@ -86,6 +86,11 @@ class JobCallbacks:
             self.lease_lost = True
         return ok
 
+    def still_leased(self) -> bool:
+        """Renew now: whether this runner still holds the lease (before an upload that
+        only the lease holder may make)."""
+        return self._renew()
+
     def should_stop(self) -> str | None:
         self._touch()
         now = time.monotonic()
@@ -108,10 +113,13 @@ class JobCallbacks:
     # -- reports -------------------------------------------------------------
     def on_progress(self, event: dict[str, Any]) -> None:
         self._touch()
+        # Written only while this runner holds the lease: a run frozen past it (SIGSTOP,
+        # a long GC pause) and then continued must not report into its successor's job.
+        progress = {**event, "attempt": self.attempt, "at": time.time()}
         with transaction(self.platform.sessions) as session:
-            job = session.get(Job, self.job_id)
-            if job is not None:
-                job.progress = {**event, "attempt": self.attempt, "at": time.time()}
+            if not update_leased(session, self.job_id, self.owner, {"progress": progress}):
+                self.lease_lost = True
+                return
             record_event(session, self.job_id, "progress", data=event)
         log.info(
             "step %s epoch %.2f loss %.4f %.0f tokens/s",
@@ -124,11 +132,15 @@ class JobCallbacks:
     def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
         self._touch()
         with transaction(self.platform.sessions) as session:
-            job = session.get(Job, self.job_id)
-            if job is not None:
-                history = list(job.metrics.get("epochs", []))
-                history.append({"epoch": epoch, **_summary(metrics)})
-                job.metrics = {**job.metrics, "epochs": history}
+            # Lock the row under the lease first, so the metrics read are the ones updated.
+            if not update_leased(session, self.job_id, self.owner):
+                self.lease_lost = True
+                return
+            current = session.scalar(select(Job.metrics).where(Job.id == self.job_id)) or {}
+            history = [*current.get("epochs", []), {"epoch": epoch, **_summary(metrics)}]
+            update_leased(
+                session, self.job_id, self.owner, {"metrics": {**current, "epochs": history}}
+            )
             record_event(
                 session, self.job_id, "evaluation", data={"epoch": epoch, **_summary(metrics)}
             )
@@ -166,6 +178,10 @@ class JobCallbacks:
         """Keep the newest K checkpoints of the job; older ones only cost storage."""
         keep = max(1, self.settings.keep_checkpoints)
         with transaction(self.platform.sessions) as session:
+            # A runner that lost the lease must not delete what its successor resumes from.
+            if not update_leased(session, self.job_id, self.owner):
+                self.lease_lost = True
+                return
             old = session.scalars(
                 select(Checkpoint)
                 .where(Checkpoint.job_id == self.job_id)

@@ -50,7 +50,7 @@ def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
         return "not_claimed"
     workdir = platform.settings.scratch_dir / job_id / f"attempt-{claimed.attempt}"
     # What this process logs while the job runs becomes the job's log (GET /v1/jobs/<id>/logs).
-    job_log = JobLogHandler.attach(platform, job_id)
+    job_log = JobLogHandler.attach(platform, job_id, owner)
     log.info("job %s: attempt %d claimed by %s", job_id, claimed.attempt, worker_name)
     try:
         # A warm shutdown (SIGTERM) now checkpoints and gives the job back instead of killing it.
@@ -109,8 +109,8 @@ def _train(
             platform, claimed, f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()
         )
 
-    if callbacks.lease_lost or result.stopped == "lease_lost":
-        # The reaper or another runner owns the job now; record nothing more.
+    if callbacks.lease_lost or result.stopped == "lease_lost" or not callbacks.still_leased():
+        # The reaper or another runner owns the job now; record (and upload) nothing more.
         return "lease_lost"
     if result.stopped is not None:
         with transaction(platform.sessions) as session:

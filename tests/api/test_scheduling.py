@@ -342,3 +342,64 @@ def test_the_preempted_jobs_events_name_the_job_it_yields_to_and_why(
         }
     for state in ("preempting", "pending"):
         assert (reasons[state] or "").startswith(expected) and why in (reasons[state] or "")
+
+
+# -- silent workers and expired leases (issue 20 item 6; the real-process test is in
+# -- tests/e2e/test_frozen_worker.py) ----------------------------------------------------
+
+
+def test_a_worker_with_a_stale_heartbeat_gets_no_placements_until_it_beats_again(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    from scheduler.pool import heartbeat
+    from scheduler.ticks import run_admission
+    from storage.models import Worker
+
+    _worker(platform, "w1", slots=1)
+    with transaction(platform.sessions) as session:
+        row = session.get(Worker, "w1")
+        assert row is not None and row.state == "alive"
+        row.heartbeat_at = time.time() - platform.settings.worker_stale_after_s - 1
+    alpha = make_key("alpha")
+    _, job = _finetune(client, alpha, upload_ner(client, alpha)["id"])
+    assert job["state"] == "pending" and "heartbeat" in job["reason"], job
+    with transaction(platform.sessions) as session:
+        assert heartbeat(session, "w1")
+    run_admission(platform)
+    shown = client.get(f"/v1/jobs/{job['id']}", headers=alpha).get_json()
+    assert shown["state"] == "queued" and shown["worker"] == "w1"
+
+
+def test_a_job_whose_lease_expired_goes_to_another_worker_while_one_has_room(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    from scheduler.ticks import run_admission
+    from storage.lease import claim, reap_expired
+
+    _worker(platform, "wA", slots=1)
+    _worker(platform, "wB", slots=1)
+    alpha = make_key("alpha")
+    train = upload_ner(client, alpha)["id"]
+
+    def lose_lease(job_id: str, worker: str) -> None:
+        with transaction(platform.sessions) as session:
+            assert claim(session, job_id, worker, f"{worker}/1", 60) is not None
+            row = session.get(Job, job_id)
+            assert row is not None
+            row.lease_until = time.time() - 1  # its runner froze past the lease
+        with transaction(platform.sessions) as session:
+            assert reap_expired(session) == [job_id]
+
+    _, first = _finetune(client, alpha, train)
+    assert first["worker"] == "wA"  # best fit; ties go by name
+    lose_lease(first["id"], "wA")
+    run_admission(platform)
+    again = client.get(f"/v1/jobs/{first['id']}", headers=alpha).get_json()
+    assert again["state"] == "queued" and again["worker"] == "wB", again
+    # Where no other worker has room, the worker it came back from takes it after all.
+    _, other = _finetune(client, alpha, train)
+    assert other["worker"] == "wA"
+    lose_lease(first["id"], "wB")
+    run_admission(platform)
+    back = client.get(f"/v1/jobs/{first['id']}", headers=alpha).get_json()
+    assert back["state"] == "queued" and back["worker"] == "wB", back
