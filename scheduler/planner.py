@@ -4,7 +4,8 @@ Who runs next is decided here, with no SQL and no broker, so the same code is
 unit-tested, driven by the pool simulation in ``bench/pool_sim.py``, and run by
 the admission pass. In order:
 
-1. Order: priority class first; within a class, teams take turns by fair share
+1. Order: priority class first (held to the team's ``max_priority``, whatever the job's
+   type or creator); within a class, teams take turns by fair share
    (current allocation plus decayed past usage, over weight); within a team, oldest
    first. Jobs that waited past ``starvation_s`` move up one class (aging).
 2. Quotas: a job that would take its team over ``max_gpus`` waits with ``quota``,
@@ -17,7 +18,8 @@ the admission pass. In order:
    Otherwise a team whose jobs come in 2s and 4s sits below its quota and never above
    it, short of its weighted share for as long as others keep the pool busy.
 3. Placement: best fit on one worker (fewest free slots that suffice), specific GPU
-   indices chosen for CUDA_VISIBLE_DEVICES.
+   indices chosen for CUDA_VISIBLE_DEVICES. A job back from a worker (lease expired,
+   never claimed) goes to another one where one has room.
 4. Backfill (EASY): the first job that cannot start gets a reservation at its
    earliest start; later jobs start now only where they do not delay it. Among the
    borrowers, the first waiting job of each team still short of its quota (a 4-GPU
