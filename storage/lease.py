@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Job, JobRun
+from storage.models import Job, JobRun, Worker
 from storage.states import LEASED, JobState, transition
 
 S = JobState
@@ -244,19 +244,38 @@ def reap_expired(session: Session, now: float | None = None) -> list[str]:
     return reaped
 
 
-def requeue_unclaimed(session: Session, timeout_s: float, now: float | None = None) -> list[str]:
-    """Queued jobs nobody claimed in time go back to pending so admission can re-place them."""
+def requeue_unclaimed(
+    session: Session,
+    timeout_s: float,
+    now: float | None = None,
+    *,
+    silent_after_s: float | None = None,
+) -> list[str]:
+    """Queued jobs nobody claimed in time go back to pending so admission can re-place them.
+
+    ``silent_after_s``: also, at once, those queued on a worker that has sent no heartbeat
+    for that long (frozen, cut off): it would not claim them for the whole ``timeout_s``.
+    Should it claim one after all, the claim finds the job moved on and runs nothing.
+    """
     now = now or time.time()
-    stale = session.scalars(
-        select(Job).where(Job.state == S.QUEUED.value, Job.queued_at < now - timeout_s)
-    ).all()
+    late = Job.queued_at < now - timeout_s
+    if silent_after_s is not None:
+        silent = select(Worker.name).where(Worker.heartbeat_at < now - silent_after_s)
+        late = or_(late, Job.worker_name.in_(silent.scalar_subquery()))
+    stale = session.scalars(select(Job).where(Job.state == S.QUEUED.value, late)).all()
     moved: list[str] = []
     for job in stale:
+        waited = now - (job.queued_at or now)
+        why = (
+            f"not claimed by {job.worker_name} within {timeout_s:.0f}s"
+            if waited >= timeout_s
+            else f"its worker {job.worker_name} sent no heartbeat for {silent_after_s:.0f}s"
+        )
         if transition(
             session,
             job.id,
             S.PENDING,
-            reason=f"not claimed by {job.worker_name} within {timeout_s:.0f}s",
+            reason=why,
             expect={S.QUEUED},
             values={
                 "worker_name": None,

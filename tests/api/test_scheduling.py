@@ -406,3 +406,25 @@ def test_a_job_whose_lease_expired_goes_to_another_worker_while_one_has_room(
     run_admission(platform)
     back = client.get(f"/v1/jobs/{first['id']}", headers=alpha).get_json()
     assert back["state"] == "queued" and back["worker"] == "wB", back
+
+
+def test_a_job_queued_on_a_worker_that_went_silent_is_placed_again_at_once(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    from scheduler.ticks import run_reaper
+    from storage.models import Worker
+
+    _worker(platform, "wA", slots=1)
+    _worker(platform, "wB", slots=1)
+    alpha = make_key("alpha")
+    _, job = _finetune(client, alpha, upload_ner(client, alpha)["id"])
+    assert job["state"] == "queued" and job["worker"] == "wA"
+    # wA freezes before it claims: no heartbeat, far less than claim_timeout_s ago.
+    with transaction(platform.sessions) as session:
+        row = session.get(Worker, "wA")
+        assert row is not None
+        row.heartbeat_at = time.time() - platform.settings.worker_stale_after_s - 1
+    assert platform.settings.claim_timeout_s > platform.settings.worker_stale_after_s + 1
+    assert run_reaper(platform)["unclaimed"] == [job["id"]]
+    shown = client.get(f"/v1/jobs/{job['id']}", headers=alpha).get_json()
+    assert shown["state"] == "queued" and shown["worker"] == "wB", shown
