@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect
 
+from api.admission_checks import check_admissible
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid
@@ -60,8 +61,11 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
         "model_name": mv.name,
         "model_version": mv.version,
         **extra,
+        "estimated_runtime_s": spec.estimated_runtime_s,
     }
     session = db()
+    # The same refusals as a fine-tune's (draining queue, priority cap, quota).
+    check_admissible(session, team_id(), 1, spec.priority)
     job = Job(
         id=new_id("job"),
         team_id=team_id(),

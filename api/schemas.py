@@ -12,6 +12,19 @@ class Resources(BaseModel):
     gpus: int = Field(1, ge=1, le=64, description="Slots (GPUs) on one worker")
 
 
+# How long the submitter expects the job to run: admission's backfill and every waiting
+# job's estimated start use it (scheduler.planner); without it, DEFAULT_RUNTIME_S.
+EstimatedRuntime = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        le=30 * 24 * 3600,
+        allow_inf_nan=False,
+        description="Expected run time in seconds (backfill and estimated starts use it)",
+    ),
+]
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["finetune"] = "finetune"
@@ -24,6 +37,7 @@ class JobCreate(BaseModel):
     priority: Literal["high", "normal", "low"] = "normal"
     model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     max_attempts: int | None = Field(None, ge=1, le=20)
+    estimated_runtime_s: EstimatedRuntime = None
     validate_only: bool = False
 
 
@@ -58,6 +72,7 @@ class InferenceJobCreate(BaseModel):
     batch_size: int = Field(32, ge=1, le=512)
     priority: Literal["high", "normal", "low"] = "normal"
     max_attempts: int | None = Field(None, ge=1, le=20)
+    estimated_runtime_s: EstimatedRuntime = None
 
 
 class CompressJobCreate(BaseModel):
@@ -68,3 +83,4 @@ class CompressJobCreate(BaseModel):
     model: str = Field(pattern=MODEL_REF, description="name@alias, name:version or name")
     priority: Literal["high", "normal", "low"] = "normal"
     max_attempts: int | None = Field(None, ge=1, le=20)
+    estimated_runtime_s: EstimatedRuntime = None

@@ -7,6 +7,7 @@ row is committed, and a message lost on the way is recovered from SQL.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -34,7 +35,7 @@ from scheduler.usage import decayed_usage, gpu_hours_by_team, period_start
 from scheduler.wait_board import Place
 from storage import finite_json
 from storage.db import json_readable, lock_scheduler
-from storage.models import Checkpoint, Job, Team, Worker, table_of
+from storage.models import Checkpoint, Job, JobEvent, Team, Worker, table_of
 from storage.states import HOLDING_SLOTS, JobState, set_aside, transition
 from tunepool.quoting import excerpt
 from tunepool.settings import Settings
@@ -70,6 +71,16 @@ def runtime_of(value: object) -> float | None:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"estimated_runtime_s {value} is not a positive number of seconds")
     return float(value)
+
+
+def _estimated_end(job: Job, now: float) -> float:
+    """The run's own ETA once it reports one; else its start plus the submitter's estimate
+    (``estimated_runtime_s``), so a job that ran half its estimate is half done."""
+    eta = job.progress.get("eta_s")
+    if eta:
+        return now + float(eta)
+    runtime = _runtime_estimate(job)
+    return max(now, (job.started_at or now) + runtime)
 
 
 # Why each pending job waited after the last pass, to write only what a pass changes.
@@ -163,6 +174,34 @@ def readable_spec(raw: object) -> dict[str, Any]:
     return {"unreadable": excerpt(str(raw or ""))}
 
 
+def _avoiding_last_workers(session: Session, pending: list[PendingJob]) -> list[PendingJob]:
+    """Each job back from a worker it did not finish on, marked to avoid that worker."""
+    came_back = _last_workers(session, [j.id for j in pending if j.previous_reason in _CAME_BACK])
+    if not came_back:
+        return pending
+    return [
+        dataclasses.replace(j, avoid_worker=came_back[j.id]) if j.id in came_back else j
+        for j in pending
+    ]
+
+
+# Why a job is back in the queue without having finished where it was placed.
+_CAME_BACK = ("lease_expired", "worker_lost")
+
+
+def _last_workers(session: Session, job_ids: list[str]) -> dict[str, str]:
+    """The worker each job was last placed on (its newest ``queued`` event says): few
+    jobs, only those just returned by the reaper, so the pass stays one query for most."""
+    if not job_ids:
+        return {}
+    placed = session.execute(
+        select(JobEvent.job_id, JobEvent.data)
+        .where(JobEvent.job_id.in_(job_ids), JobEvent.new_state == S.QUEUED.value)
+        .order_by(JobEvent.id)
+    ).all()
+    return {job_id: str(data["worker"]) for job_id, data in placed if data and data.get("worker")}
+
+
 def _plan(
     session: Session, settings: Settings, now: float, pending: list[PendingJob]
 ) -> AdmissionPlan:
@@ -186,7 +225,7 @@ def _plan(
             j.slots,
             j.worker_name or "",
             tuple(j.gpu_indices or ()),
-            now + float(j.progress.get("eta_s") or _runtime_estimate(j)),
+            _estimated_end(j, now),
             j.borrowed,
             float(newest_checkpoint.get(j.id) or j.started_at or now),
             j.state in (S.PREEMPTING.value, S.CANCELLING.value),
@@ -204,13 +243,20 @@ def _plan(
             usage.get(t.id, 0.0),
             t.gpu_hours_budget is not None and spent.get(t.id, 0.0) >= t.gpu_hours_budget,
             t.queue_state == "held",
+            PRIORITIES.get(t.max_priority, PRIORITIES["high"]),
         )
         for t in session.scalars(select(Team))
     }
+    # Only workers that beat lately: one that went silent (frozen, partitioned) would
+    # never claim what it is given, and its jobs' leases are about to be reaped. It
+    # counts again from its next heartbeat; losing it (mark_lost) comes later.
+    fresh = now - settings.worker_stale_after_s
     workers = [
         WorkerCapacity(w.name, w.queue, w.slots, tuple(g["index"] for g in w.gpus) or ())
         for w in session.scalars(
-            select(Worker).where(Worker.state == "alive").order_by(Worker.name)
+            select(Worker)
+            .where(Worker.state == "alive", Worker.heartbeat_at >= fresh)
+            .order_by(Worker.name)
         )
     ]
     policy = Policy(starvation_s=settings.starvation_s, preemption=settings.preemption)
@@ -233,6 +279,7 @@ def admit(
     now = now or time.time()
     lock_scheduler(session)
     pending, reasons, unreadable = _load_pending(session)
+    pending = _avoiding_last_workers(session, pending)
     if unreadable:
         _set_aside(session, unreadable)
     decided = _plan(session, settings, now, pending)
@@ -256,14 +303,27 @@ def admit(
             data={"worker": p.worker, "gpu_indices": list(p.gpu_indices), "borrowed": p.borrowed},
         ):
             placed.append(p)
+    names: dict[str, str] = {}
+    if decided.preemptions:
+        names = dict(
+            session.execute(
+                select(Team.id, Team.name).where(
+                    Team.id.in_({p.for_team for p in decided.preemptions})
+                )
+            ).all()
+        )
     for pre in decided.preemptions:
+        why = pre.describe(names.get(pre.for_team))
         transition(
             session,
             pre.victim_id,
             S.PREEMPTING,
-            reason=pre.reason,
+            reason=why,
             expect={S.RUNNING},
-            data={"for_job": pre.for_job_id},
+            # Kept on the row: the runner's release repeats it, and it is what the job
+            # shows while it yields and then waits.
+            values={"reason_code": pre.code, "reason": why},
+            data={"for_job": pre.for_job_id, "for_team": pre.for_team, "why": pre.code},
         )
     _record_reasons(session, decided, reasons)
     if post is not None:

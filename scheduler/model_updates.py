@@ -13,8 +13,8 @@ The beat tick (``tunepool.model_updates``, once a minute) does two things:
    ``worker.evaluate_job``); on failure or cancel, record the run as ``failed``.
 
 Jobs go through the normal path: refusals a submit would get (draining queue,
-priority limit, never fits) fail the run; otherwise the job waits for admission
-under its team's quotas like any other.
+priority limit, never fits) fail the run, for the retrain and the evaluate job
+alike; otherwise the job waits for admission under its team's quotas like any other.
 """
 
 from __future__ import annotations
@@ -287,6 +287,18 @@ def _after_training(
         )
     run = session.get(ScheduleRun, run_id)
     assert run is not None
+    priority = {v: k for k, v in PRIORITIES.items()}.get(job.priority, "high")
+    refused = refusal(session, job.team_id, 1, priority)
+    if refused is not None:
+        return _cas(
+            session,
+            run_id,
+            "training",
+            state="decided",
+            outcome="failed",
+            reason=f"evaluate job refused: {refused.message}"[:500],
+            decided_at=now,
+        )
     evaluate = Job(
         id=new_id("job"),
         team_id=job.team_id,

@@ -4,7 +4,8 @@ Who runs next is decided here, with no SQL and no broker, so the same code is
 unit-tested, driven by the pool simulation in ``bench/pool_sim.py``, and run by
 the admission pass. In order:
 
-1. Order: priority class first; within a class, teams take turns by fair share
+1. Order: priority class first (held to the team's ``max_priority``, whatever the job's
+   type or creator); within a class, teams take turns by fair share
    (current allocation plus decayed past usage, over weight); within a team, oldest
    first. Jobs that waited past ``starvation_s`` move up one class (aging).
 2. Quotas: a job that would take its team over ``max_gpus`` waits with ``quota``,
@@ -17,7 +18,8 @@ the admission pass. In order:
    Otherwise a team whose jobs come in 2s and 4s sits below its quota and never above
    it, short of its weighted share for as long as others keep the pool busy.
 3. Placement: best fit on one worker (fewest free slots that suffice), specific GPU
-   indices chosen for CUDA_VISIBLE_DEVICES.
+   indices chosen for CUDA_VISIBLE_DEVICES. A job back from a worker (lease expired,
+   never claimed) goes to another one where one has room.
 4. Backfill (EASY): the first job that cannot start gets a reservation at its
    earliest start; later jobs start now only where they do not delay it. Among the
    borrowers, the first waiting job of each team still short of its quota (a 4-GPU
@@ -35,13 +37,14 @@ import bisect
 import heapq
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from itertools import accumulate
 from operator import attrgetter
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 PRIORITIES = {"high": 2, "normal": 1, "low": 0}
+_PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 DEFAULT_RUNTIME_S = 600.0
 
 
@@ -55,6 +58,10 @@ class PendingJob:
     estimated_runtime_s: float = DEFAULT_RUNTIME_S
     kind: str = "finetune"
     previous_reason: str | None = None
+    # The worker it came back from without finishing (its lease expired there, or it was
+    # never claimed): placed elsewhere where capacity exists, as that worker may still be
+    # frozen, or a hung process of the job may still hold the slot.
+    avoid_worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,9 @@ class TeamState:
     usage: float = 0.0
     budget_spent: bool = False
     held: bool = False
+    # The highest class the team may use (its ``max_priority``): a job asking for more,
+    # whatever its type or whoever created it, is ordered and preempts at this class.
+    max_priority: int = PRIORITIES["high"]
 
 
 @dataclass(frozen=True)
@@ -119,9 +129,31 @@ class Wait(NamedTuple):
 
 @dataclass(frozen=True)
 class Preemption:
+    """A running job asked to yield for a waiting one, and why: ``code`` is ``priority``
+    (the victim has lower priority) or ``quota`` (its team holds GPUs beyond its quota)."""
+
     victim_id: str
     for_job_id: str
-    reason: str
+    for_team: str
+    for_priority: int
+    code: str
+
+    def describe(self, team: str | None = None) -> str:
+        """The victim's event text: which job it yields to, that job's priority and team
+        (``team``: its name where the caller knows it), and why."""
+        why = (
+            "its team holds GPUs beyond its quota"
+            if self.code == "quota"
+            else "it has lower priority"
+        )
+        return (
+            f"preempted for {self.for_job_id} (priority {_PRIORITY_NAMES[self.for_priority]}, "
+            f"team {team or self.for_team}): {why}"
+        )
+
+    @property
+    def reason(self) -> str:
+        return self.describe()
 
 
 @dataclass
@@ -245,9 +277,11 @@ class _Pool:
             self._max_free = max((len(f) for f in self.indices.values()), default=0)
         return self._max_free
 
-    def best_fit(self, slots: int) -> str | None:
+    def best_fit(self, slots: int, avoid: str | None = None) -> str | None:
         best: tuple[int, str] | None = None
         for name, free in self.indices.items():
+            if name == avoid:
+                continue
             if len(free) >= slots and (best is None or (len(free), name) < best):
                 best = (len(free), name)
         return best[1] if best else None
@@ -340,6 +374,7 @@ def plan(
 ) -> AdmissionPlan:
     policy = policy or Policy()
     result = AdmissionPlan()
+    jobs, running = _capped(jobs, teams), _capped(running, teams)
     pool = _Pool(workers, running, now)
     allocation: dict[str, int] = defaultdict(int)
     # A team's allocation counts every GPU it holds: whether it borrows is a property of
@@ -365,7 +400,8 @@ def plan(
             text = (
                 f"needs {job.slots} slots on one worker; the largest live worker has {pool.largest}"
                 if workers
-                else "no worker has registered yet"
+                # Admission passes only workers that beat lately (scheduler.admission).
+                else "no worker is available (none registered, or none sent a heartbeat lately)"
             )
             result.waits[job.id] = Wait("no_free_gpu", text, 0, None)
             continue
@@ -381,9 +417,7 @@ def plan(
                     "quota", f"team {job.team} is at its quota of {team.max_gpus} GPUs", 0, None
                 )
             continue
-        worker = pool.best_fit(job.slots) if job.slots <= max_free else None
-        if worker is not None and reservations:
-            worker = _backfill_worker(pool, job, reservations, now)
+        worker = _pick(pool, job, reservations, now) if job.slots <= max_free else None
         if worker is None:
             blocked.append(job)
             if not reservations:
@@ -401,9 +435,7 @@ def plan(
     short = _short_of_quota(teams, allocation)
     claimants = list(blocked)
     for job in borrowers:
-        worker = pool.best_fit(job.slots) if job.slots <= pool.max_free() else None
-        if worker is not None and reservations:
-            worker = _backfill_worker(pool, job, reservations, now)
+        worker = _pick(pool, job, reservations, now) if job.slots <= pool.max_free() else None
         if worker is None:
             team = teams[job.team]
             if job.team in short:
@@ -430,6 +462,28 @@ def plan(
         result.preemptions = _preempt(claimants, running, teams, allocation, pool, now, policy)
     _explain(ordered, result, pool, now)
     return result
+
+
+_TOP = max(PRIORITIES.values())
+_Prioritised = TypeVar("_Prioritised", PendingJob, RunningJob)
+
+
+def _capped(jobs: Sequence[_Prioritised], teams: dict[str, TeamState]) -> Sequence[_Prioritised]:
+    """The jobs with each priority held to its team's ``max_priority``.
+
+    Submission refuses a priority above the cap (scheduler.refusals), but a cap lowered
+    later, or a job from any other path, must not outrank or preempt with more than the
+    team may use: the admission pass is where every job of every type meets the cap.
+    """
+    caps = {team: state.max_priority for team, state in teams.items() if state.max_priority < _TOP}
+    if not caps:
+        return jobs
+    return [
+        replace(job, priority=caps[job.team])
+        if job.team in caps and job.priority > caps[job.team]
+        else job
+        for job in jobs
+    ]
 
 
 # A waiting job's reservation: its earliest start and the worker it is expected on.
@@ -508,13 +562,29 @@ def _quota_text(team: TeamState) -> str:
     return f"team {team.id} has spent its GPU-hour budget for this period"
 
 
+def _pick(pool: _Pool, job: PendingJob, reservations: list[_Reservation], now: float) -> str | None:
+    """The worker the job starts on now (best fit, not delaying any reservation), or None.
+    A job that came back from a worker goes elsewhere if it can, there only if not."""
+    for avoid in (job.avoid_worker, None) if job.avoid_worker is not None else (None,):
+        worker = pool.best_fit(job.slots, avoid)
+        if worker is not None and reservations:
+            worker = _backfill_worker(pool, job, reservations, now, avoid)
+        if worker is not None:
+            return worker
+    return None
+
+
 def _backfill_worker(
-    pool: _Pool, job: PendingJob, reservations: list[_Reservation], now: float
+    pool: _Pool,
+    job: PendingJob,
+    reservations: list[_Reservation],
+    now: float,
+    avoid: str | None = None,
 ) -> str | None:
     """A worker where the job can start now without delaying any reserved job."""
     best: tuple[int, str] | None = None
     for name, free in pool.indices.items():
-        if len(free) < job.slots:
+        if len(free) < job.slots or name == avoid:
             continue
         harmless = all(
             name != reserved_worker
@@ -579,8 +649,8 @@ def _preempt(
             borrowing = victim.priority >= waiting.priority
             if borrowing:
                 excess[victim.team] -= victim.slots
-            why = "its team holds GPUs beyond its quota" if borrowing else "it has lower priority"
-            chosen.append(Preemption(victim.id, waiting.id, f"preempted for {waiting.id}: {why}"))
+            code = "quota" if borrowing else "priority"
+            chosen.append(Preemption(victim.id, waiting.id, waiting.team, waiting.priority, code))
     return chosen
 
 

@@ -1,8 +1,15 @@
-"""What could never be admitted, decided in one place for every way a job is submitted.
+"""What could never be admitted, decided in one place for every way a job is created.
 
-The API turns a refusal into a 4xx naming the field and the limit; the retrain
-scheduler records it on the run. A job that could never run is refused at once,
-not left pending for ever (DESIGN §4).
+Every creator of a job calls :func:`refusal` before it writes the row, whatever the
+job's type: ``POST /v1/jobs`` (fine-tune, inference, compress; the OpenAI fine-tuning
+route goes through it), schedules, and the retrain scheduler's ``finetune`` and
+``evaluate`` jobs (``scheduler.model_updates``). The API turns a refusal into a 4xx
+naming the field and the limit; the retrain scheduler records it on the run. A job
+that could never run is refused at once, not left pending for ever (DESIGN §4).
+Admission applies the same caps again to what is already queued (a cap lowered after
+submission): see ``scheduler.planner`` (``TeamState.max_priority``).
+
+It reads only the team and the pool, so a single job factory can call it as it is.
 """
 
 from __future__ import annotations

@@ -60,7 +60,9 @@ def run_reaper(platform: Platform) -> dict[str, list[str]]:
     with transaction(platform.sessions) as session:
         reaped = reap_expired(session)
         lost = mark_lost(session, settings.worker_lost_after_s)
-        unclaimed = requeue_unclaimed(session, settings.claim_timeout_s)
+        unclaimed = requeue_unclaimed(
+            session, settings.claim_timeout_s, silent_after_s=settings.worker_stale_after_s
+        )
     if reaped or lost or unclaimed:
         log.info("reaper: expired=%s lost_workers=%s unclaimed=%s", reaped, lost, unclaimed)
     run_admission(platform)

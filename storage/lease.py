@@ -9,12 +9,14 @@ jobs whose lease ran out to ``pending`` so that they resume from a checkpoint.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Job, JobRun
+from storage.models import Job, JobRun, Worker
 from storage.states import LEASED, JobState, transition
 
 S = JobState
@@ -76,17 +78,61 @@ def claim(
     return Claim(job_id=job_id, owner=owner, attempt=attempt, lease_until=now + ttl_s)
 
 
-def renew_lease(session: Session, job_id: str, owner: str, ttl_s: float) -> bool:
-    """Extend the lease; False means it was lost (reaped, or another runner holds it)."""
-    until = time.time() + ttl_s
-    leased = [s.value for s in LEASED]
+_LEASED = [s.value for s in LEASED]
+
+
+def update_leased(
+    session: Session, job_id: str, owner: str, values: Mapping[str, Any] | None = None
+) -> bool:
+    """Change the job's row only while ``owner`` holds its lease (a compare-and-set);
+    False: the lease was lost (reaped, expired, or another runner holds it), nothing written.
+
+    With no ``values`` the row is only locked for the rest of the transaction: a runner
+    writes its job's events (progress, logs) after this answers True, so a stale runner
+    (a process that was frozen past its lease) writes nothing (DESIGN §3).
+    """
+    changes = dict(values) if values else {"lease_owner": owner}
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.state.in_(leased))
-        .values(lease_until=until)
+        .where(
+            Job.id == job_id,
+            Job.lease_owner == owner,
+            Job.state.in_(_LEASED),
+            # Expired is lost, reaped yet or not: the reaper may take it at any moment.
+            Job.lease_until >= time.time(),
+        )
+        .values(**changes)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# How a run ends when its job was taken from it, rather than by the run itself.
+TAKEN_OUTCOMES = ("lease_expired", "worker_lost")
+
+
+def run_not_taken(session: Session, job_id: str, owner: str) -> bool:
+    """Whether ``owner``'s run may still write about the job: it runs, or it ended on its
+    own (a failure's last log lines come after the lease is released), but it was not
+    reaped. Locks the run's row for the rest of the transaction, so the reaper cannot
+    end it between this answer and the caller's write."""
+    result = session.execute(
+        update(JobRun)
+        .where(
+            JobRun.job_id == job_id,
+            JobRun.lease_owner == owner,
+            or_(JobRun.outcome.is_(None), JobRun.outcome.not_in(TAKEN_OUTCOMES)),
+        )
+        .values(lease_owner=owner)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def renew_lease(session: Session, job_id: str, owner: str, ttl_s: float) -> bool:
+    """Extend the lease; False means it was lost (reaped, expired, or another runner holds it)."""
+    until = time.time() + ttl_s
+    if not update_leased(session, job_id, owner, {"lease_until": until}):
         return False
     session.execute(
         update(JobRun)
@@ -193,24 +239,43 @@ def reap_expired(session: Session, now: float | None = None) -> list[str]:
             session, job, reason=f"lease of {owner} expired", reason_code="lease_expired"
         ):
             if owner is not None:
-                end_run(session, job.id, owner, "lease_expired", ended_at=until)
+                end_run(session, job.id, owner, TAKEN_OUTCOMES[0], ended_at=until)
             reaped.append(job.id)
     return reaped
 
 
-def requeue_unclaimed(session: Session, timeout_s: float, now: float | None = None) -> list[str]:
-    """Queued jobs nobody claimed in time go back to pending so admission can re-place them."""
+def requeue_unclaimed(
+    session: Session,
+    timeout_s: float,
+    now: float | None = None,
+    *,
+    silent_after_s: float | None = None,
+) -> list[str]:
+    """Queued jobs nobody claimed in time go back to pending so admission can re-place them.
+
+    ``silent_after_s``: also, at once, those queued on a worker that has sent no heartbeat
+    for that long (frozen, cut off): it would not claim them for the whole ``timeout_s``.
+    Should it claim one after all, the claim finds the job moved on and runs nothing.
+    """
     now = now or time.time()
-    stale = session.scalars(
-        select(Job).where(Job.state == S.QUEUED.value, Job.queued_at < now - timeout_s)
-    ).all()
+    late = Job.queued_at < now - timeout_s
+    if silent_after_s is not None:
+        silent = select(Worker.name).where(Worker.heartbeat_at < now - silent_after_s)
+        late = or_(late, Job.worker_name.in_(silent.scalar_subquery()))
+    stale = session.scalars(select(Job).where(Job.state == S.QUEUED.value, late)).all()
     moved: list[str] = []
     for job in stale:
+        waited = now - (job.queued_at or now)
+        why = (
+            f"not claimed by {job.worker_name} within {timeout_s:.0f}s"
+            if waited >= timeout_s
+            else f"its worker {job.worker_name} sent no heartbeat for {silent_after_s:.0f}s"
+        )
         if transition(
             session,
             job.id,
             S.PENDING,
-            reason=f"not claimed by {job.worker_name} within {timeout_s:.0f}s",
+            reason=why,
             expect={S.QUEUED},
             values={
                 "worker_name": None,

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # host shared with the API and the scheduler stays responsive; 0 turns it off.
     worker_nice: int = Field(10, ge=0, le=19)
     worker_lost_after_s: float = 60.0
+    # A worker silent this long (three missed heartbeats) gets no new placements until it
+    # beats again: a frozen (SIGSTOP) or partitioned worker would never claim them.
+    worker_stale_after_s: float = 30.0
 
     admission_interval_s: float = 5.0
     # Submits and finished jobs ask for a pass due this many seconds later; asks within

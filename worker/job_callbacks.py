@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from storage.blobs import store_dir
 from storage.db import transaction
-from storage.lease import renew_lease
+from storage.lease import renew_lease, update_leased
 from storage.models import Checkpoint, Job
 from storage.retention import checkpoint_prefix, prune_checkpoints
 from storage.states import JobState, record_event
@@ -84,6 +84,11 @@ class JobCallbacks:
             self.lease_lost = True
         return ok
 
+    def still_leased(self) -> bool:
+        """Renew now: whether this runner still holds the lease (before an upload that
+        only the lease holder may make)."""
+        return self._renew()
+
     def should_stop(self) -> str | None:
         self._touch()
         now = time.monotonic()
@@ -106,10 +111,13 @@ class JobCallbacks:
     # -- reports -------------------------------------------------------------
     def on_progress(self, event: dict[str, Any]) -> None:
         self._touch()
+        # Written only while this runner holds the lease: a run frozen past it (SIGSTOP,
+        # a long GC pause) and then continued must not report into its successor's job.
+        progress = {**event, "attempt": self.attempt, "at": time.time()}
         with transaction(self.platform.sessions) as session:
-            job = session.get(Job, self.job_id)
-            if job is not None:
-                job.progress = {**event, "attempt": self.attempt, "at": time.time()}
+            if not update_leased(session, self.job_id, self.owner, {"progress": progress}):
+                self.lease_lost = True
+                return
             record_event(session, self.job_id, "progress", data=event)
         log.info(
             "step %s epoch %.2f loss %.4f %.0f tokens/s",
@@ -122,11 +130,15 @@ class JobCallbacks:
     def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
         self._touch()
         with transaction(self.platform.sessions) as session:
-            job = session.get(Job, self.job_id)
-            if job is not None:
-                history = list(job.metrics.get("epochs", []))
-                history.append({"epoch": epoch, **_summary(metrics)})
-                job.metrics = {**job.metrics, "epochs": history}
+            # Lock the row under the lease first, so the metrics read are the ones updated.
+            if not update_leased(session, self.job_id, self.owner):
+                self.lease_lost = True
+                return
+            current = session.scalar(select(Job.metrics).where(Job.id == self.job_id)) or {}
+            history = [*current.get("epochs", []), {"epoch": epoch, **_summary(metrics)}]
+            update_leased(
+                session, self.job_id, self.owner, {"metrics": {**current, "epochs": history}}
+            )
             record_event(
                 session, self.job_id, "evaluation", data={"epoch": epoch, **_summary(metrics)}
             )
@@ -162,6 +174,10 @@ class JobCallbacks:
             record_event(session, self.job_id, "checkpoint", data=data)
         # The best and the newest K stay; older ones only cost storage.
         with transaction(self.platform.sessions) as session:
+            # A runner that lost the lease must not delete what its successor resumes from.
+            if not update_leased(session, self.job_id, self.owner):
+                self.lease_lost = True
+                return
             prune_checkpoints(
                 session, self.platform.store, self.job_id, self.settings.keep_checkpoints
             )

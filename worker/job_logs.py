@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from storage.db import transaction
+from storage.lease import run_not_taken
 from storage.states import record_event
 from tunepool.platform import Platform
 
@@ -24,9 +25,13 @@ _SKIP = ("sqlalchemy", "alembic", "psycopg", "urllib3", "botocore", "minio")
 
 
 class JobLogHandler(logging.Handler):
-    def __init__(self, platform: Platform, job_id: str) -> None:
+    """``owner``: the run's lease owner; lines are then written only while its run was
+    not reaped, so a run that lost its lease (frozen past it, then continued) adds
+    nothing to the log of the job its successor now runs."""
+
+    def __init__(self, platform: Platform, job_id: str, owner: str | None = None) -> None:
         super().__init__(logging.INFO)
-        self.platform, self.job_id = platform, job_id
+        self.platform, self.job_id, self.owner = platform, job_id, owner
         self._lines: list[dict[str, Any]] = []
         self._guard = threading.Lock()
         self._writing = threading.local()
@@ -34,8 +39,8 @@ class JobLogHandler(logging.Handler):
         self._flusher = threading.Thread(target=self._run, name=f"logs-{job_id}", daemon=True)
 
     @classmethod
-    def attach(cls, platform: Platform, job_id: str) -> JobLogHandler:
-        handler = cls(platform, job_id)
+    def attach(cls, platform: Platform, job_id: str, owner: str | None = None) -> JobLogHandler:
+        handler = cls(platform, job_id, owner)
         handler.setFormatter(logging.Formatter("%(message)s"))
         root = logging.getLogger()
         root.addHandler(handler)
@@ -74,7 +79,8 @@ class JobLogHandler(logging.Handler):
         self._writing.active = True
         try:
             with transaction(self.platform.sessions) as session:
-                record_event(session, self.job_id, "log", data={"lines": lines})
+                if self.owner is None or run_not_taken(session, self.job_id, self.owner):
+                    record_event(session, self.job_id, "log", data={"lines": lines})
         except Exception:
             # Logs are best effort: a lost batch must not fail the job.
             pass

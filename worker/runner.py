@@ -52,7 +52,7 @@ def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
     scratch = platform.settings.scratch_dir
     workdir = attempt_dir(scratch, job_id, claimed.attempt)
     # What this process logs while the job runs becomes the job's log (GET /v1/jobs/<id>/logs).
-    job_log = JobLogHandler.attach(platform, job_id)
+    job_log = JobLogHandler.attach(platform, job_id, owner)
     log.info("job %s: attempt %d claimed by %s", job_id, claimed.attempt, worker_name)
     outcome = "lease_lost"
     try:
@@ -130,8 +130,8 @@ def _train(
             platform, claimed, f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()
         )
 
-    if callbacks.lease_lost or result.stopped == "lease_lost":
-        # The reaper or another runner owns the job now; record nothing more.
+    if callbacks.lease_lost or result.stopped == "lease_lost" or not callbacks.still_leased():
+        # The reaper or another runner owns the job now; record (and upload) nothing more.
         return "lease_lost"
     if result.stopped is not None:
         with transaction(platform.sessions) as session:
@@ -161,15 +161,20 @@ def _record_stop(session: Session, claimed: Claim, stopped: str) -> str:
         )
         return "cancelled"
     if stopped == "preempt":
+        # Why it was preempted (for which job, of which priority and team) is on the row,
+        # set by the admission pass that asked; a row without it predates that.
+        job = session.get(Job, job_id, populate_existing=True)
+        code = (job.reason_code if job is not None else None) or "priority"
+        cause = (job.reason if job is not None else None) or "preempted"
         release(
             session,
             job_id,
             owner,
             S.PENDING,
             expect={S.PREEMPTING},
-            reason="preempted; resumes from its checkpoint",
+            reason=f"{cause}; checkpointed, resumes from its checkpoint",
             outcome="preempted",
-            waiting=("priority", "preempted by a higher-priority job"),
+            waiting=(code, cause),
         )
         return "preempted"
     if stopped == "shutdown":

@@ -55,7 +55,9 @@ def compress(job_id: str, team: str = "") -> str:
 
 
 @shared_task(name="tunepool.evaluate", ignore_result=True)
-def evaluate(job_id: str) -> str:
+def evaluate(job_id: str, team: str = "") -> str:
+    # `team` only labels the task for operators (Flower shows its arguments); admission
+    # publishes it with every job type (scheduler.dispatch).
     from worker.evaluate_job import run_evaluate_job
 
     return _run_job(run_evaluate_job, job_id)

@@ -46,6 +46,8 @@ def live_own_redis(
         "lease_renew_s": 0.5,
         "worker_heartbeat_s": 1.0,
         "worker_lost_after_s": 120.0,
+        # (A worker slow to beat would otherwise have its queued job placed again.)
+        "worker_stale_after_s": 120.0,
         "claim_timeout_s": 600.0,
         "reconcile_grace_s": 2.0,
     }
