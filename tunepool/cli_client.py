@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from tunepool.cli_progress import TERMINAL, follow_job
+from tunepool.cli_progress import TERMINAL, follow_job, progress_line
 from tunepool.client import Client, ClientError, load_config
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -188,6 +188,8 @@ def jobs_list(api: Client, as_json: bool, state: str | None, limit: int) -> None
 
 def _step(job: dict[str, Any]) -> str:
     progress = job.get("progress") or {}
+    if "total" in progress:  # batch inference: inputs done
+        return f"{progress.get('done')}/{progress['total']}"
     return str(progress.get("step", ""))
 
 
@@ -205,7 +207,9 @@ def jobs_show(api: Client, as_json: bool, job_id: str) -> None:
         if j.get("worker"):
             out.append(f"worker: {j['worker']} (attempt {j['attempt']}/{j['max_attempts']})")
         progress = j.get("progress") or {}
-        if progress:
+        if "total" in progress:
+            out.append(f"progress: {progress_line(progress, None)}")
+        elif progress:
             out.append(
                 f"progress: step {progress.get('step')} epoch {progress.get('epoch')} "
                 f"loss {progress.get('loss')}"

@@ -7,7 +7,6 @@ become job events, uploaded checkpoints and a renewed lease.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,12 @@ from storage.blobs import delete_prefix, store_dir
 from storage.db import transaction
 from storage.lease import renew_lease
 from storage.models import Checkpoint, Job
-from storage.states import JobState, record_event
+from storage.states import record_event
 from tunepool.platform import Platform
 from worker import shutdown as worker_shutdown
+from worker.lease_keeper import LeaseKeeper
 
 log = logging.getLogger(__name__)
-
-# How often the loop looks at the job row for a cancel or preempt request.
-STATE_CHECK_S = 1.0
 
 
 def checkpoint_prefix(team_id: str, job_id: str, step: int) -> str:
@@ -39,14 +36,13 @@ class JobCallbacks:
         self.platform, self.job_id, self.team_id = platform, job_id, team_id
         self.owner, self.attempt = owner, attempt
         self.settings = platform.settings
-        self.lease_lost = False
-        self._last_renew = time.monotonic()
-        self._last_check = 0.0
-        self._stop: str | None = None
-        self._finished = threading.Event()
-        self._last_activity = time.monotonic()
+        # The lease is held by the one keeper every job kind uses (worker.lease_keeper).
+        self.keeper = LeaseKeeper(platform, job_id, owner)
 
-    # -- lease keeper ----------------------------------------------------------
+    @property
+    def lease_lost(self) -> bool:
+        return self.keeper.lease_lost
+
     def start_lease_keeper(self) -> None:
         """Renew from a thread for the whole run, as long as the run shows signs of life.
 
@@ -54,65 +50,21 @@ class JobCallbacks:
         must not lose the lease; a loop that made no progress for ``loop_stall_s`` is
         hung, stops being renewed, and loses its lease to the reaper (DESIGN §3).
         """
-
-        def renew() -> None:
-            while not self._finished.wait(self.settings.lease_renew_s):
-                stalled = time.monotonic() - self._last_activity
-                if stalled > self.settings.loop_stall_s:
-                    log.error(
-                        "job %s: no progress for %.0fs; letting the lease expire",
-                        self.job_id,
-                        stalled,
-                    )
-                    return
-                if not self._renew():
-                    return
-
-        threading.Thread(target=renew, name=f"lease-{self.job_id}", daemon=True).start()
+        self.keeper.start()
 
     def stop_lease_keeper(self) -> None:
-        self._finished.set()
-
-    def _touch(self) -> None:
-        self._last_activity = time.monotonic()
-
-    # -- lease ---------------------------------------------------------------
-    def _renew(self) -> bool:
-        with transaction(self.platform.sessions) as session:
-            ok = renew_lease(session, self.job_id, self.owner, self.settings.lease_ttl_s)
-        self._last_renew = time.monotonic()
-        if not ok and not self.lease_lost:
-            log.warning("job %s: lease of %s lost; stopping", self.job_id, self.owner)
-            self.lease_lost = True
-        return ok
+        self.keeper.stop()
 
     def should_stop(self) -> str | None:
-        self._touch()
-        now = time.monotonic()
-        if now - self._last_renew >= self.settings.lease_renew_s and not self._renew():
-            return "lease_lost"
-        if self.lease_lost:
-            return "lease_lost"
-        if self._stop is None and now - self._last_check >= STATE_CHECK_S:
-            self._last_check = now
-            with self.platform.sessions() as session:
-                state = session.scalar(select(Job.state).where(Job.id == self.job_id))
-            if state == JobState.CANCELLING.value:
-                self._stop = "cancel"
-            elif state == JobState.PREEMPTING.value:
-                self._stop = "preempt"
-        if self._stop is None and worker_shutdown.requested():
+        reason = self.keeper.stop_reason()
+        if reason is None and worker_shutdown.requested():
             return "shutdown"  # SIGTERM: checkpoint, give the job back (worker.shutdown)
-        return self._stop
+        return reason
 
     # -- reports -------------------------------------------------------------
     def on_progress(self, event: dict[str, Any]) -> None:
-        self._touch()
-        with transaction(self.platform.sessions) as session:
-            job = session.get(Job, self.job_id)
-            if job is not None:
-                job.progress = {**event, "attempt": self.attempt, "at": time.time()}
-            record_event(session, self.job_id, "progress", data=event)
+        self.keeper.alive()
+        record_progress(self.platform, self.job_id, self.attempt, event)
         log.info(
             "step %s epoch %.2f loss %.4f %.0f tokens/s",
             event.get("step"),
@@ -122,7 +74,7 @@ class JobCallbacks:
         )
 
     def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
-        self._touch()
+        self.keeper.alive()
         with transaction(self.platform.sessions) as session:
             job = session.get(Job, self.job_id)
             if job is not None:
@@ -134,16 +86,16 @@ class JobCallbacks:
             )
 
     def on_checkpoint(self, step: int, epoch: float, path: Path, metrics: dict[str, Any]) -> None:
-        self._touch()
         """Upload the checkpoint; record it only while this runner still holds the lease."""
-        if not self._renew():
+        self.keeper.alive()
+        if not self.keeper.renew():
             return
         prefix = checkpoint_prefix(self.team_id, self.job_id, step)
         with transaction(self.platform.sessions) as session:
             store_dir(session, self.platform.store, prefix, path)
         with transaction(self.platform.sessions) as session:
             if not renew_lease(session, self.job_id, self.owner, self.settings.lease_ttl_s):
-                self.lease_lost = True
+                self.keeper.lease_lost = True
                 return
             existing = session.scalar(
                 select(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step)
@@ -175,6 +127,16 @@ class JobCallbacks:
             for checkpoint in old:
                 delete_prefix(session, self.platform.store, checkpoint.prefix)
                 session.delete(checkpoint)
+
+
+def record_progress(platform: Platform, job_id: str, attempt: int, event: dict[str, Any]) -> None:
+    """The job's latest progress (``GET /v1/jobs/<id>``) and a ``progress`` event, for
+    every job kind: training reports steps, batch inference inputs done of a total."""
+    with transaction(platform.sessions) as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            job.progress = {**event, "attempt": attempt, "at": time.time()}
+        record_event(session, job_id, "progress", data=event)
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
