@@ -352,12 +352,22 @@ def teams_me(api: Client, as_json: bool) -> None:
         return [
             f"{t['name']} ({t['id']})  weight {t['weight']}  queue {t['queue_state']}",
             f"GPUs in use {usage['gpus_in_use']} of {quota['max_gpus'] or 'unlimited'}; "
-            f"GPU-hours {usage['gpu_hours']} used, {usage['gpu_hours_left'] or 'no'} budget left",
+            + _gpu_hours(usage, quota),
             f"jobs: {counts['running']} running, {counts['queued']} queued, "
             f"{counts['pending']} pending",
         ]
 
     emit(as_json, team, lines)
+
+
+def _gpu_hours(usage: dict[str, Any], quota: dict[str, Any]) -> str:
+    # No budget is not an empty one: "no budget left" told teams without one they were out.
+    if quota.get("gpu_hours_budget") is None:
+        return f"GPU-hours {usage['gpu_hours']} used (no GPU-hour budget set)"
+    return (
+        f"GPU-hours {usage['gpu_hours']} used of a budget of {quota['gpu_hours_budget']}, "
+        f"{usage['gpu_hours_left']} left"
+    )
 
 
 COMMANDS = (datasets, jobs, models, predict, pool, teams)
