@@ -24,29 +24,22 @@ from scheduler.admission import PRIORITIES
 from storage.blobs import ChecksumMismatch
 from storage.ids import new_id
 from storage.models import Job, ModelVersion, StoredObject
-from storage.registry import parse_ref, resolve
+from storage.registry import cannot_predict, parse_ref, resolve
 from storage.states import JobState
 
 bp = Blueprint("model_jobs", __name__, url_prefix="/v1/jobs")
 MODEL_JOB_TYPES = ("inference", "compress")
-# What the inference engine loads (worker.inference.model): classifiers. A masked-LM
-# version is a base for fine-tunes; it has no labels to predict and nothing serves it.
-PREDICTING_TASKS = ("token-classification", "sequence-classification")
 _CHUNK = 1024 * 1024
 
 
-def _model(ref: str, job_type: str) -> ModelVersion:
+def _model(ref: str) -> ModelVersion:
     try:
         mv = resolve(db(), team_id(), parse_ref(ref))
     except (ValueError, LookupError) as exc:
         raise invalid("model", str(exc).strip("'\"")) from None
-    if mv.task not in PREDICTING_TASKS:
-        raise invalid(
-            "model",
-            f"{mv.name}:{mv.version} is a {mv.task} model; {job_type} jobs take "
-            f"{' or '.join(PREDICTING_TASKS)} models (use a {mv.task} model as the "
-            "base_model of a fine-tune instead)",
-        )
+    # Refused here, not found out on the worker.
+    if (why := cannot_predict(mv)) is not None:
+        raise invalid("model", why)
     return mv
 
 
@@ -56,14 +49,14 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
     spec: InferenceJobCreate | CompressJobCreate
     if body.get("type") == "inference":
         spec = InferenceJobCreate.model_validate(body)
-        mv = _model(spec.model, "inference")
+        mv = _model(spec.model)
         # Any dataset is an input (worker.inference.inputs): token-classification data
         # gives words (one label each comes back), other datasets give texts.
         dataset = owned_dataset(spec.dataset, "dataset")
         extra: dict[str, Any] = {"dataset": dataset.id, "batch_size": spec.batch_size}
     else:
         spec = CompressJobCreate.model_validate(body)
-        mv = _model(spec.model, "compress")
+        mv = _model(spec.model)
         extra = {"quantization": "dynamic-int8"}
     job_spec = {
         "model": spec.model,

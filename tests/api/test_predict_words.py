@@ -91,3 +91,15 @@ def test_malformed_word_lists_are_422(
         resp = client.post("/v1/models/ner/predict", headers=alpha, json=body)
         assert resp.status_code == 422, body
         assert resp.get_json()["error"]["field"].startswith("inputs"), resp.get_json()
+
+
+def test_a_masked_lm_version_is_refused_with_a_422_naming_the_model(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, server: Server, ner_dir: Path
+) -> None:
+    alpha = make_key("alpha")
+    publish_version(platform, "alpha", "mlm", ner_dir, task="masked-lm")
+    resp = client.post("/v1/models/mlm/predict", headers=alpha, json={"inputs": ["Ola"]})
+    assert resp.status_code == 422, resp.get_json()
+    error = resp.get_json()["error"]
+    assert error["field"] == "model" and "masked-lm" in error["message"]
+    assert server.cache.loads == 0  # refused before anything was fetched or loaded
