@@ -73,8 +73,15 @@ class LeaseKeeper:
                     "job %s: no progress for %.0fs; letting the lease expire", self.job_id, stalled
                 )
                 return
-            if not self.renew():
-                return
+            try:
+                if not self.renew():
+                    return
+            except Exception:
+                # A database that is briefly away (or locked) is not a lost lease: the
+                # next tick tries again, well within the lease's TTL.
+                log.warning(
+                    "job %s: renewing the lease failed; retrying", self.job_id, exc_info=True
+                )
 
     def renew(self) -> bool:
         """Renew now; False (and ``lease_lost``) if another runner or the reaper has the job."""
