@@ -25,7 +25,7 @@ from scheduler.admission import PRIORITIES
 from storage.blobs import ChecksumMismatch
 from storage.ids import new_id
 from storage.models import Job, ModelVersion, StoredObject
-from storage.registry import parse_ref, resolve
+from storage.registry import cannot_predict, parse_ref, resolve
 from storage.states import JobState
 
 bp = Blueprint("model_jobs", __name__, url_prefix="/v1/jobs")
@@ -35,9 +35,13 @@ _CHUNK = 1024 * 1024
 
 def _model(ref: str) -> ModelVersion:
     try:
-        return resolve(db(), team_id(), parse_ref(ref))
+        mv = resolve(db(), team_id(), parse_ref(ref))
     except (ValueError, LookupError) as exc:
         raise invalid("model", str(exc).strip("'\"")) from None
+    # Refused here, not found out on the worker.
+    if (why := cannot_predict(mv)) is not None:
+        raise invalid("model", why)
+    return mv
 
 
 def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
@@ -47,9 +51,9 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
     if body.get("type") == "inference":
         spec = InferenceJobCreate.model_validate(body)
         mv = _model(spec.model)
+        # Any dataset is an input (worker.inference.inputs): token-classification data
+        # gives words (one label each comes back), other datasets give texts.
         dataset = owned_dataset(spec.dataset, "dataset")
-        if mv.task == "token-classification" and dataset.task != mv.task:
-            raise invalid("dataset", f"is a {dataset.task} dataset; the model does {mv.task}")
         extra: dict[str, Any] = {"dataset": dataset.id, "batch_size": spec.batch_size}
     else:
         spec = CompressJobCreate.model_validate(body)

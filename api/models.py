@@ -27,6 +27,7 @@ from storage.registry import (
     AliasEvent,
     alias_history,
     aliases,
+    cannot_predict,
     parse_ref,
     resolve,
     rollback,
@@ -251,6 +252,8 @@ def predict(ref: str) -> Response:
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "send a JSON object with Content-Type: application/json")
     inputs = PredictRequest.model_validate(body).inputs
+    if (why := cannot_predict(mv)) is not None:
+        raise invalid("model", why)
     version_id, prefix = mv.id, mv.prefix
     model = {"name": mv.name, "version": mv.version, "task": mv.task, "id": mv.id}
     # End the read transaction before waiting: on SQLite it holds the database lock,

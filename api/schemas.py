@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class Resources(BaseModel):
@@ -57,9 +57,33 @@ class AliasRollback(BaseModel):
     reason: str = Field("", max_length=500)
 
 
+# One input to predict: a text, or a sentence already split into words. Words are kept
+# as given: a token-classification model answers one label per word, and its entity
+# spans are word indices (words[start:end]), never a re-split of the caller's words.
+MAX_INPUT_CHARS = 20_000
+
+
+def _bounded_words(words: list[str]) -> list[str]:
+    if sum(len(word) for word in words) > MAX_INPUT_CHARS:
+        raise ValueError(f"the words of one input may hold at most {MAX_INPUT_CHARS} characters")
+    return words
+
+
+PredictText = Annotated[str, Field(max_length=MAX_INPUT_CHARS)]
+PredictWords = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=1_000)]],
+    Field(min_length=1, max_length=2_000),
+    AfterValidator(_bounded_words),
+]
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    inputs: list[Annotated[str, Field(max_length=20_000)]] = Field(min_length=1, max_length=256)
+    inputs: list[PredictText | PredictWords] = Field(
+        min_length=1,
+        max_length=256,
+        description='Texts ("Ola lives in Oslo") or word lists (["Ola", "lives", "in", "Oslo"])',
+    )
 
 
 class InferenceJobCreate(BaseModel):

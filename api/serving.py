@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from storage.blobs import fetch_dir
 from tunepool.platform import Platform
 from worker.inference.batcher import BatcherStats, MicroBatcher
 from worker.inference.cache import ModelCache
+from worker.inference.inputs import ModelInput, input_length
 
 EXTENSION = "tunepool.serving"
 
@@ -68,7 +70,7 @@ class Server:
         self.config = config or ServingConfig.from_env()
         self.cache: ModelCache[Served] = ModelCache(self.config.cache_bytes, lambda s: s.nbytes)
 
-    def predict(self, version_id: str, prefix: str, inputs: list[str]) -> list[Any]:
+    def predict(self, version_id: str, prefix: str, inputs: Sequence[ModelInput]) -> list[Any]:
         """Predictions in input order; waits for the model to load if it is not loaded yet."""
         served = self.cache.get(version_id, lambda: self._load(version_id, prefix))
         return served.batcher.submit(inputs)
@@ -92,8 +94,9 @@ class Server:
             shutil.rmtree(directory, ignore_errors=True)
             raise
         batcher = MicroBatcher(
-            lambda texts: forward(loaded, texts),
+            lambda inputs: forward(loaded, inputs),
             max_batch_size=self.config.max_batch_size,
+            length=input_length,
             max_wait_ms=self.config.max_wait_ms,
             name=version_id,
         )

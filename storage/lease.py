@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Job, JobRun, Worker
+from storage.models import Checkpoint, Job, JobRun, Worker
 from storage.states import LEASED, JobState, transition
 
 S = JobState
@@ -219,10 +219,19 @@ def return_to_pending(session: Session, job: Job, *, reason: str, reason_code: s
         session,
         job.id,
         S.PENDING,
-        reason=f"{reason}; will resume from its newest checkpoint",
+        reason=f"{reason}; {_next_attempt(session, job.id)}",
         expect={state},
         values={**cleared, "reason_code": reason_code, "reason": reason},
     )
+
+
+def _next_attempt(session: Session, job_id: str) -> str:
+    """What the next attempt starts from: only training writes checkpoints, and a
+    training run may be reaped before its first one."""
+    step = session.scalar(select(func.max(Checkpoint.step)).where(Checkpoint.job_id == job_id))
+    if step is None:
+        return "no checkpoint, so the next attempt restarts from the beginning"
+    return f"will resume from its checkpoint at step {step}"
 
 
 def reap_expired(session: Session, now: float | None = None) -> list[str]:

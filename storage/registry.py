@@ -25,6 +25,21 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 MAX_VERSION = 999_999_999
 VERSION = re.compile(r"[1-9][0-9]{0,8}")
+# Versions of these tasks predict (online, batch inference) and compress: the inference
+# engine loads classifiers. A masked-LM version has no labels to predict; it is a base
+# for fine-tunes.
+PREDICTING_TASKS = ("token-classification", "sequence-classification")
+
+
+def cannot_predict(version: ModelVersion) -> str | None:
+    """Why ``version`` cannot predict or be compressed, or None if it can."""
+    if version.task in PREDICTING_TASKS:
+        return None
+    return (
+        f"{version.name}:{version.version} is a {version.task} model; predictions, batch "
+        f"inference and compress take {' or '.join(PREDICTING_TASKS)} models (use a "
+        f"{version.task} model as the base_model of a fine-tune instead)"
+    )
 
 
 def _now() -> float:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from tunepool.cli_progress import TERMINAL, follow_job
+from tunepool.cli_progress import TERMINAL, follow_job, progress_line
 from tunepool.client import Client, ClientError, load_config
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -188,6 +188,8 @@ def jobs_list(api: Client, as_json: bool, state: str | None, limit: int) -> None
 
 def _step(job: dict[str, Any]) -> str:
     progress = job.get("progress") or {}
+    if "total" in progress:  # batch inference: inputs done
+        return f"{progress.get('done')}/{progress['total']}"
     return str(progress.get("step", ""))
 
 
@@ -205,7 +207,9 @@ def jobs_show(api: Client, as_json: bool, job_id: str) -> None:
         if j.get("worker"):
             out.append(f"worker: {j['worker']} (attempt {j['attempt']}/{j['max_attempts']})")
         progress = j.get("progress") or {}
-        if progress:
+        if "total" in progress:
+            out.append(f"progress: {progress_line(progress, None)}")
+        elif progress:
             out.append(
                 f"progress: step {progress.get('step')} epoch {progress.get('epoch')} "
                 f"loss {progress.get('loss')}"
@@ -348,12 +352,22 @@ def teams_me(api: Client, as_json: bool) -> None:
         return [
             f"{t['name']} ({t['id']})  weight {t['weight']}  queue {t['queue_state']}",
             f"GPUs in use {usage['gpus_in_use']} of {quota['max_gpus'] or 'unlimited'}; "
-            f"GPU-hours {usage['gpu_hours']} used, {usage['gpu_hours_left'] or 'no'} budget left",
+            + _gpu_hours(usage, quota),
             f"jobs: {counts['running']} running, {counts['queued']} queued, "
             f"{counts['pending']} pending",
         ]
 
     emit(as_json, team, lines)
+
+
+def _gpu_hours(usage: dict[str, Any], quota: dict[str, Any]) -> str:
+    # No budget is not an empty one: "no budget left" told teams without one they were out.
+    if quota.get("gpu_hours_budget") is None:
+        return f"GPU-hours {usage['gpu_hours']} used (no GPU-hour budget set)"
+    return (
+        f"GPU-hours {usage['gpu_hours']} used of a budget of {quota['gpu_hours_budget']}, "
+        f"{usage['gpu_hours_left']} left"
+    )
 
 
 COMMANDS = (datasets, jobs, models, predict, pool, teams)

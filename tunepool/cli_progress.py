@@ -28,12 +28,22 @@ def _duration(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def _bar(done: float) -> str:
+    filled = int(done * BAR_WIDTH)
+    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done:4.0%} "
+
+
 def progress_line(data: dict[str, Any], epochs: int | None) -> str:
+    if "total" in data:  # batch inference: inputs predicted of the dataset's total
+        done, total = int(data.get("done") or 0), int(data.get("total") or 0)
+        rate = float(data.get("inputs_per_s") or 0)
+        return (
+            f"{_bar(min(1.0, done / total) if total else 1.0)}{done:,}/{total:,} inputs  "
+            f"{rate:,.1f} inputs/s  ETA {_duration(data.get('eta_s'))}"
+        )
     epoch = float(data.get("epoch") or 0.0)
     if epochs:
-        done = min(1.0, epoch / epochs)
-        filled = int(done * BAR_WIDTH)
-        bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done:4.0%} "
+        bar = _bar(min(1.0, epoch / epochs))
         epoch_text = f"epoch {epoch:.2f}/{epochs}"
     else:
         bar, epoch_text = "", f"epoch {epoch:.2f}"

@@ -2,10 +2,10 @@
 
 Both versions are scored on the same evaluation dataset by the serving path (the
 model loaded as it is served, predictions through ``worker.inference.predict``):
-entity F1 for token classification (``worker.inference.evaluate.entity_f1``),
-accuracy and macro F1 for sequence classification (the training engine's
-``classification_scores``). The decision (``scheduler.promotion``) commits with
-the job's success, on the worker, never in the API process.
+entity F1 for token classification, accuracy and macro F1 for sequence
+classification (``worker.inference.evaluate.served_scores``). The decision
+(``scheduler.promotion``) commits with the job's success, on the worker, never in
+the API process.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from storage.lease import Claim
 from storage.models import Dataset, ModelVersion
 from storage.registry import aliases, get_version
 from tunepool.platform import Platform
-from worker.model_jobs import _keep_lease, _run, _succeed
+from worker.inference.inputs import read_examples
+from worker.lease_keeper import LeaseKeeper
+from worker.model_jobs import _run, _succeed, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -31,38 +33,18 @@ def run_evaluate_job(platform: Platform, job_id: str, worker_name: str) -> str:
     return _run(platform, job_id, worker_name, _evaluate)
 
 
-def read_examples(task: str, path: Path, fmt: str) -> list[Any]:
-    if task == "token-classification":
-        from tunepool.data.token_files import read_token_examples
-
-        return list(read_token_examples(path, fmt))
-    from tunepool.data.text_files import read_text_examples
-
-    return list(read_text_examples(path, fmt))
-
-
-def score(model_dir: Path, task: str, examples: list[Any]) -> dict[str, float]:
+def score(model_dir: Path, examples: list[Any]) -> dict[str, float]:
     """The version's scores on ``examples``, predicted as the model is served."""
+    from worker.inference.evaluate import served_scores
     from worker.inference.model import load_model
 
-    loaded = load_model(model_dir)
-    if task == "token-classification":
-        from worker.inference.evaluate import entity_f1
-
-        return entity_f1(loaded, examples)
-    from worker.inference.predict import predict
-    from worker.training.sequence_classification import classification_scores
-
-    predicted = [p["label"] for p in predict(loaded, [e.text for e in examples])]
-    truth = [e.label for e in examples]
-    labels = list(loaded.labels) + sorted({*truth} - set(loaded.labels))
-    metrics, _report = classification_scores(truth, predicted, labels)
-    return {**metrics, "examples": float(len(examples))}
+    return served_scores(load_model(model_dir), examples)
 
 
 def _evaluate(
     platform: Platform,
     claimed: Claim,
+    keeper: LeaseKeeper,
     team_id: str,
     spec: dict[str, Any],
     source: ModelVersion,
@@ -85,14 +67,14 @@ def _evaluate(
         if champion is not None:
             fetch_dir(session, platform.store, champion.prefix, workdir / "champion")
     examples = read_examples(source.task, data_path, fmt)
-    if _keep_lease(platform, claimed) == "lease_lost":
-        return "lease_lost"
-    candidate_scores = score(workdir / "model", source.task, examples)
+    if (stopped := stop_requested(platform, claimed, keeper)) is not None:
+        return stopped
+    candidate_scores = score(workdir / "model", examples)
     champion_scores: dict[str, float] | None = None
     if champion is not None:
-        if _keep_lease(platform, claimed) == "lease_lost":
-            return "lease_lost"
-        champion_scores = score(workdir / "champion", source.task, examples)
+        if (stopped := stop_requested(platform, claimed, keeper)) is not None:
+            return stopped
+        champion_scores = score(workdir / "champion", examples)
     if metric not in candidate_scores:
         raise ValueError(f"metric {metric!r} is not among {sorted(candidate_scores)}")
     candidate_score = float(candidate_scores[metric])

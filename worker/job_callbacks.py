@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,12 @@ from storage.db import transaction
 from storage.lease import renew_lease, update_leased
 from storage.models import Checkpoint, Job
 from storage.retention import checkpoint_prefix, prune_checkpoints
-from storage.states import JobState, record_event
+from storage.states import record_event
 from tunepool.platform import Platform
 from worker import shutdown as worker_shutdown
+from worker.lease_keeper import LeaseKeeper
 
 log = logging.getLogger(__name__)
-
-# How often the loop looks at the job row for a cancel or preempt request.
-STATE_CHECK_S = 1.0
 
 
 class JobCallbacks:
@@ -37,14 +34,16 @@ class JobCallbacks:
         self.platform, self.job_id, self.team_id = platform, job_id, team_id
         self.owner, self.attempt = owner, attempt
         self.settings = platform.settings
-        self.lease_lost = False
-        self._last_renew = time.monotonic()
-        self._last_check = 0.0
-        self._stop: str | None = None
-        self._finished = threading.Event()
-        self._last_activity = time.monotonic()
+        # The lease is held by the one keeper every job kind uses (worker.lease_keeper).
+        self.keeper = LeaseKeeper(platform, job_id, owner)
 
-    # -- lease keeper ----------------------------------------------------------
+    @property
+    def lease_lost(self) -> bool:
+        return self.keeper.lease_lost
+
+    def _lost(self) -> None:
+        self.keeper.lease_lost = True
+
     def start_lease_keeper(self) -> None:
         """Renew from a thread for the whole run, as long as the run shows signs of life.
 
@@ -52,73 +51,28 @@ class JobCallbacks:
         must not lose the lease; a loop that made no progress for ``loop_stall_s`` is
         hung, stops being renewed, and loses its lease to the reaper (DESIGN §3).
         """
-
-        def renew() -> None:
-            while not self._finished.wait(self.settings.lease_renew_s):
-                stalled = time.monotonic() - self._last_activity
-                if stalled > self.settings.loop_stall_s:
-                    log.error(
-                        "job %s: no progress for %.0fs; letting the lease expire",
-                        self.job_id,
-                        stalled,
-                    )
-                    return
-                if not self._renew():
-                    return
-
-        threading.Thread(target=renew, name=f"lease-{self.job_id}", daemon=True).start()
+        self.keeper.start()
 
     def stop_lease_keeper(self) -> None:
-        self._finished.set()
-
-    def _touch(self) -> None:
-        self._last_activity = time.monotonic()
-
-    # -- lease ---------------------------------------------------------------
-    def _renew(self) -> bool:
-        with transaction(self.platform.sessions) as session:
-            ok = renew_lease(session, self.job_id, self.owner, self.settings.lease_ttl_s)
-        self._last_renew = time.monotonic()
-        if not ok and not self.lease_lost:
-            log.warning("job %s: lease of %s lost; stopping", self.job_id, self.owner)
-            self.lease_lost = True
-        return ok
+        self.keeper.stop()
 
     def still_leased(self) -> bool:
         """Renew now: whether this runner still holds the lease (before an upload that
         only the lease holder may make)."""
-        return self._renew()
+        return self.keeper.renew()
 
     def should_stop(self) -> str | None:
-        self._touch()
-        now = time.monotonic()
-        if now - self._last_renew >= self.settings.lease_renew_s and not self._renew():
-            return "lease_lost"
-        if self.lease_lost:
-            return "lease_lost"
-        if self._stop is None and now - self._last_check >= STATE_CHECK_S:
-            self._last_check = now
-            with self.platform.sessions() as session:
-                state = session.scalar(select(Job.state).where(Job.id == self.job_id))
-            if state == JobState.CANCELLING.value:
-                self._stop = "cancel"
-            elif state == JobState.PREEMPTING.value:
-                self._stop = "preempt"
-        if self._stop is None and worker_shutdown.requested():
+        reason = self.keeper.stop_reason()
+        if reason is None and worker_shutdown.requested():
             return "shutdown"  # SIGTERM: checkpoint, give the job back (worker.shutdown)
-        return self._stop
+        return reason
 
     # -- reports -------------------------------------------------------------
     def on_progress(self, event: dict[str, Any]) -> None:
-        self._touch()
-        # Written only while this runner holds the lease: a run frozen past it (SIGSTOP,
-        # a long GC pause) and then continued must not report into its successor's job.
-        progress = {**event, "attempt": self.attempt, "at": time.time()}
-        with transaction(self.platform.sessions) as session:
-            if not update_leased(session, self.job_id, self.owner, {"progress": progress}):
-                self.lease_lost = True
-                return
-            record_event(session, self.job_id, "progress", data=event)
+        self.keeper.alive()
+        if not record_progress(self.platform, self.job_id, self.owner, self.attempt, event):
+            self._lost()
+            return
         log.info(
             "step %s epoch %.2f loss %.4f %.0f tokens/s",
             event.get("step"),
@@ -128,11 +82,11 @@ class JobCallbacks:
         )
 
     def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
-        self._touch()
+        self.keeper.alive()
         with transaction(self.platform.sessions) as session:
             # Lock the row under the lease first, so the metrics read are the ones updated.
             if not update_leased(session, self.job_id, self.owner):
-                self.lease_lost = True
+                self._lost()
                 return
             current = session.scalar(select(Job.metrics).where(Job.id == self.job_id)) or {}
             history = [*current.get("epochs", []), {"epoch": epoch, **_summary(metrics)}]
@@ -144,16 +98,16 @@ class JobCallbacks:
             )
 
     def on_checkpoint(self, step: int, epoch: float, path: Path, metrics: dict[str, Any]) -> None:
-        self._touch()
         """Upload the checkpoint; record it only while this runner still holds the lease."""
-        if not self._renew():
+        self.keeper.alive()
+        if not self.keeper.renew():
             return
         prefix = checkpoint_prefix(self.team_id, self.job_id, step)
         with transaction(self.platform.sessions) as session:
             store_dir(session, self.platform.store, prefix, path)
         with transaction(self.platform.sessions) as session:
             if not renew_lease(session, self.job_id, self.owner, self.settings.lease_ttl_s):
-                self.lease_lost = True
+                self._lost()
                 return
             existing = session.scalar(
                 select(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step)
@@ -176,7 +130,7 @@ class JobCallbacks:
         with transaction(self.platform.sessions) as session:
             # A runner that lost the lease must not delete what its successor resumes from.
             if not update_leased(session, self.job_id, self.owner):
-                self.lease_lost = True
+                self._lost()
                 return
             prune_checkpoints(
                 session, self.platform.store, self.job_id, self.settings.keep_checkpoints
@@ -192,6 +146,23 @@ def _best_step(checkpoint: Path) -> int | None:
     except (OSError, ValueError, KeyError):
         return None
     return value if isinstance(value, int) else None
+
+
+def record_progress(
+    platform: Platform, job_id: str, owner: str, attempt: int, event: dict[str, Any]
+) -> bool:
+    """The job's latest progress (``GET /v1/jobs/<id>``) and a ``progress`` event, for
+    every job kind: training reports steps, batch inference inputs done of a total.
+
+    Written only while ``owner`` holds the lease (False otherwise): a run frozen past it
+    (SIGSTOP, a long pause) and then continued must not report into its successor's job.
+    """
+    progress = {**event, "attempt": attempt, "at": time.time()}
+    with transaction(platform.sessions) as session:
+        if not update_leased(session, job_id, owner, {"progress": progress}):
+            return False
+        record_event(session, job_id, "progress", data=event)
+    return True
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

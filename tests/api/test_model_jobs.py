@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from storage.db import transaction
+from storage.lease import reap_expired
 from storage.states import JobState, transition
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
@@ -79,7 +81,12 @@ def test_inference_job_writes_checksummed_jsonl_output(
     records = [json.loads(line) for line in out.data.decode().splitlines()]
     assert [r["index"] for r in records] == list(range(len(records)))
     for record in records:
-        assert [e["text"] for e in record["entities"]] == record["text"].split(" ")
+        # A CoNLL dataset already has words: one label per word comes back, spans count words.
+        assert record["labels"] == ["B-PER"] * len(record["words"])
+        assert [e["text"] for e in record["entities"]] == record["words"]
+        assert all(
+            record["words"][e["start"] : e["end"]] == [e["text"]] for e in record["entities"]
+        )
     assert client.get(f"/v1/jobs/{job['id']}/output", headers=beta).status_code == 404
 
 
@@ -110,3 +117,48 @@ def test_compress_job_adds_an_int8_version_with_its_report(
     pred = client.post("/v1/models/ner:2/predict", headers=alpha, json={"inputs": ["Ola Nordmann"]})
     assert pred.status_code == 200, pred.get_json()
     assert [e["text"] for e in pred.get_json()["predictions"][0]["entities"]] == ["Ola", "Nordmann"]
+
+
+def test_inference_holds_its_lease_through_a_long_first_chunk(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, ner_dir: Path
+) -> None:
+    """The lease is renewed in the background from claim to end: a first chunk (or a model
+    load) that outlives the lease does not let the reaper take the job (issue 20, item 14)."""
+    alpha = make_key("alpha")
+    sentence = " ".join(f"word{i}" for i in range(48))
+    lines = "".join(
+        json.dumps({"tokens": sentence.split(), "tags": ["O"] * 48}) + "\n" for _ in range(1000)
+    )
+    dataset = upload_ner(client, alpha, lines, fmt="jsonl")
+    publish_version(platform, "alpha", "ner", ner_dir)
+    job_id = client.post(
+        "/v1/jobs",
+        headers=alpha,
+        json={"type": "inference", "model": "ner", "dataset": dataset["id"]},
+    ).get_json()["id"]
+    place(platform, job_id)
+    # Predicting 1000 such sentences takes seconds (chunks of 512 before the fix).
+    short = Platform(
+        platform.settings.model_copy(update={"lease_ttl_s": 0.6, "lease_renew_s": 0.05})
+    )
+    stop = threading.Event()
+
+    def reaper() -> None:
+        while not stop.wait(0.1):
+            with transaction(platform.sessions) as session:
+                reap_expired(session)
+
+    thread = threading.Thread(target=reaper, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        outcome = run_inference_job(short, job_id, "w1")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(5)
+        short.close()
+    assert took > short.settings.lease_ttl_s  # the run did outlive its lease
+    assert outcome == "succeeded"
+    job = client.get(f"/v1/jobs/{job_id}", headers=alpha).get_json()
+    assert job["state"] == "succeeded" and job["attempt"] == 1

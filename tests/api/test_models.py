@@ -107,7 +107,7 @@ def test_predictions_for_ner_and_classification(
 ) -> None:
     alpha = make_key("alpha")
     publish_version(platform, "alpha", "ner", ner_dir)
-    publish_version(platform, "alpha", "sentiment", cls_dir, task="text-classification")
+    publish_version(platform, "alpha", "sentiment", cls_dir, task="sequence-classification")
     client.put("/v1/models/ner/aliases/production", headers=alpha, json={"version": 1})
     text = "Åse Kristiansand-Ødegård  møtte Ola"
     resp = client.post("/v1/models/ner@production/predict", headers=alpha, json={"inputs": [text]})

@@ -8,6 +8,8 @@ import time
 
 import openai
 import pytest
+from openai.types.fine_tuning import FineTuningJobEvent
+from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
 from tests.cli.conftest import LiveApi
 from tunepool.synthetic import conll_text
@@ -25,6 +27,26 @@ def jsonl(n: int, seed: int) -> bytes:
             lines.append(json.dumps({"tokens": tokens, "tags": tags}))
             tokens, tags = [], []
     return ("\n".join(lines) + "\n").encode()
+
+
+def assert_checkpoint_metrics_are_those_of_their_step(
+    checkpoints: list[FineTuningJobCheckpoint], events: list[FineTuningJobEvent]
+) -> None:
+    """The step's training loss, and validation scores only where an evaluation ran at
+    that very step, never the best so far (issue 20, item 12)."""
+    (evaluation,) = [e for e in events if e.message == "Epoch 0 evaluated"]
+    assert evaluation.data is not None
+    by_step = {c.step_number: c.metrics for c in checkpoints}
+    assert {15, 16} <= set(by_step), sorted(by_step)
+    for step, metrics in by_step.items():
+        assert metrics.step == step and isinstance(metrics.train_loss, float), (step, metrics)
+        extra = metrics.model_extra or {}
+        if step == 15:  # the end of epoch 1: evaluated at this very step
+            assert metrics.valid_loss == evaluation.data["loss"]
+            assert extra["valid_f1"] == evaluation.data["f1"]
+        else:  # nothing evaluated here: no validation scores, least of all older ones
+            assert metrics.valid_loss is None, (step, metrics)
+            assert not any(key.startswith("valid_") for key in extra), (step, metrics)
 
 
 def test_openai_client_uploads_creates_follows_retrieves_and_cancels(
@@ -57,6 +79,9 @@ def test_openai_client_uploads_creates_follows_retrieves_and_cancels(
     assert job.hyperparameters.n_epochs == 2 and job.seed == 7
     assert job.metadata == {"ticket": "T-1"} and job.fine_tuned_model is None
 
+    # 120 sentences in batches of 8: 15 steps an epoch. A checkpoint every 4 steps gives
+    # steps 4, 8, 12, 15 (the end of epoch 1, just evaluated), 16, 20, 24, 28.
+    live_api.workers.env.update(TUNEPOOL_CHECKPOINT_EVERY_STEPS="4", TUNEPOOL_KEEP_CHECKPOINTS="50")
     live_api.workers.start("wA")
     deadline = time.monotonic() + 240
     while (current := client.fine_tuning.jobs.retrieve(job.id)).status not in (
@@ -80,6 +105,7 @@ def test_openai_client_uploads_creates_follows_retrieves_and_cancels(
     assert [e.id for e in older.data] == [e.id for e in events[2:4]]
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
     assert checkpoints and checkpoints[0].step_number > 0
+    assert_checkpoint_metrics_are_those_of_their_step(checkpoints, events)
     assert [j.id for j in client.fine_tuning.jobs.list().data] == [job.id]
 
     # Cancel: a second job that waits behind nothing runs; cancel it while queued or running.

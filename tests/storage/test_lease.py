@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.lease import claim, reap_expired, renew_lease, requeue_unclaimed
-from storage.models import Job, JobRun, Team
+from storage.models import Checkpoint, Job, JobEvent, JobRun, Team
 from storage.states import JobState
 
 S = JobState
@@ -101,3 +101,38 @@ def test_unclaimed_queued_job_returns_to_pending(sessions: sessionmaker[Session]
         s.commit()
         job = s.get(Job, job_id)
         assert job is not None and job.state == "pending" and job.worker_name is None
+
+
+def test_the_reaper_says_what_the_next_attempt_starts_from(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Only a job with a checkpoint resumes; one without (every inference or compress
+    job, a training run reaped before its first checkpoint) restarts from the beginning."""
+    job_id = queued_job(sessions)
+
+    def reap_once(owner: str) -> str:
+        with sessions() as s:
+            assert claim(s, job_id, "w1", owner, ttl_s=0.01) is not None
+            s.commit()
+        time.sleep(0.05)
+        with sessions() as s:
+            assert reap_expired(s) == [job_id]
+            s.commit()
+            event = s.scalars(
+                select(JobEvent)
+                .where(JobEvent.job_id == job_id, JobEvent.new_state == "pending")
+                .order_by(JobEvent.id.desc())
+            ).first()
+            assert event is not None and event.reason is not None
+            job = s.get(Job, job_id)
+            assert job is not None
+            job.state, job.worker_name, job.queued_at = "queued", "w1", time.time()
+            s.commit()
+            return event.reason
+
+    first = reap_once("w1/1")
+    assert "restarts from the beginning" in first and "resume" not in first
+    with sessions() as s:
+        s.add(Checkpoint(job_id=job_id, attempt=2, step=40, epoch=0.5, prefix="p/", metrics={}))
+        s.commit()
+    assert "will resume from its checkpoint at step 40" in reap_once("w1/2")

@@ -72,6 +72,8 @@ class Recorder:
         self.progress: list[dict[str, Any]] = []
         self.evaluations: list[tuple[int, dict[str, Any]]] = []
         self.checkpoints: list[tuple[int, float, Path]] = []
+        # step -> (metrics handed over, the step's loss as the checkpoint itself records it)
+        self.checkpoint_metrics: dict[int, tuple[dict[str, Any], float]] = {}
         self.stop_at, self.stop_reason = stop_at, stop_reason
         self.steps = 0
 
@@ -84,6 +86,8 @@ class Recorder:
     def on_checkpoint(self, step: int, epoch: float, path: Path, metrics: dict[str, Any]) -> None:
         assert (path / "trainer_state.json").exists()
         self.checkpoints.append((step, epoch, path))
+        state = json.loads((path / "trainer_state.json").read_text())
+        self.checkpoint_metrics[step] = (dict(metrics), state["loss_history"][-1]["loss"])
 
     def should_stop(self) -> str | None:
         self.steps += 1

@@ -150,6 +150,24 @@ def test_periodic_and_epoch_end_checkpoints(tiny_model, train_file, tmp_path):
     assert [epoch for step, epoch, _ in recorder.checkpoints if step in (9, 18)] == [1.0, 2.0]
 
 
+def test_each_checkpoint_carries_the_metrics_of_its_own_step(tiny_model, train_file, tmp_path):
+    """Not the best so far (issue 20, item 12): the step's training loss, and validation
+    scores only where an evaluation ran at that very step."""
+    recorder = Recorder()
+    spec = tiny_spec(tiny_model, train_file, tmp_path / "out", epochs=3, checkpoint_every_steps=4)
+    finetune(spec, recorder)
+    evaluated = {9: recorder.evaluations[0][1], 18: recorder.evaluations[1][1]}
+    assert sorted(recorder.checkpoint_metrics) == [4, 8, 9, 12, 16, 18, 20, 24]
+    for step, (metrics, loss_at_step) in recorder.checkpoint_metrics.items():
+        assert metrics["train_loss"] == pytest.approx(loss_at_step)
+        valid = {k.removeprefix("valid_"): v for k, v in metrics.items() if k.startswith("valid_")}
+        if step in evaluated:
+            assert valid == evaluated[step] and "f1" in valid and "loss" in valid
+        else:
+            assert valid == {}, step  # nothing was evaluated at this step
+        assert set(metrics) == {"train_loss", *(f"valid_{k}" for k in valid)}
+
+
 def test_validation_labels_must_occur_in_training(tiny_model, train_file, tmp_path):
     rows = ner_sentences(3)
     rows[2]["tags"][0] = "B-ORG"

@@ -16,7 +16,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-Run = Callable[[list[str]], list[Any]]
+# Inputs are texts or word lists (worker.inference.inputs); the batcher only measures them.
+Run = Callable[[list[Any]], list[Any]]
 
 
 @dataclass
@@ -29,7 +30,7 @@ class BatcherStats:
 
 @dataclass
 class _Request:
-    inputs: list[str]
+    inputs: list[Any]
     future: Future[list[Any]]
 
 
@@ -40,7 +41,7 @@ class MicroBatcher:
         *,
         max_batch_size: int = 32,
         max_wait_ms: float = 10.0,
-        length: Callable[[str], int] = len,
+        length: Callable[[Any], int] = len,
         name: str = "model",
     ) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:
@@ -53,7 +54,7 @@ class MicroBatcher:
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, inputs: Sequence[str], timeout_s: float | None = None) -> list[Any]:
+    def submit(self, inputs: Sequence[Any], timeout_s: float | None = None) -> list[Any]:
         """Predictions for ``inputs`` in order; blocks until their batch has run."""
         if self._closed:
             raise RuntimeError("the model was unloaded; retry")

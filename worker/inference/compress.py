@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from worker.inference.evaluate import entity_f1, sentence_text
+from worker.inference.evaluate import served_scores
+from worker.inference.inputs import ModelInput
 from worker.inference.model import (
     INT8_WEIGHTS,
     QUANTIZATION_FILE,
@@ -51,13 +52,13 @@ def quantize_dir(source: Path, target: Path) -> LoadedModel:
     return load_model(target)
 
 
-def time_predict(loaded: LoadedModel, texts: Sequence[str], repeats: int = 1) -> float:
-    """Seconds for the batched path over ``texts`` (best of ``repeats``)."""
-    predict(loaded, list(texts[:8]))  # warm-up: first-call allocations and kernel selection
+def time_predict(loaded: LoadedModel, inputs: Sequence[ModelInput], repeats: int = 1) -> float:
+    """Seconds for the batched path over ``inputs`` (best of ``repeats``)."""
+    predict(loaded, list(inputs[:8]))  # warm-up: first-call allocations and kernel selection
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        predict(loaded, list(texts))
+        predict(loaded, list(inputs))
         best = min(best, time.perf_counter() - started)
     return best
 
@@ -65,7 +66,11 @@ def time_predict(loaded: LoadedModel, texts: Sequence[str], repeats: int = 1) ->
 def compress(
     source: Path, target: Path, examples: Sequence[Any] | None = None, max_examples: int = 500
 ) -> dict[str, Any]:
-    """Quantise and report: sizes, int8 speedup on the evaluation sentences, metric change."""
+    """Quantise and report: sizes, int8 speedup on the evaluation examples, metric change.
+
+    ``examples`` are labelled examples of the model's task: token examples (.tokens,
+    .tags) for a token classifier, text examples (.text, .label) for a sequence
+    classifier. The metric compared is entity F1 or accuracy (``served_scores``)."""
     int8 = quantize_dir(source, target)
     fp32 = load_model(source)
     report: dict[str, Any] = {
@@ -77,11 +82,12 @@ def compress(
     }
     report["size_ratio"] = report["size_bytes_int8"] / max(report["size_bytes_fp32"], 1)
     sample = list(examples or [])[:max_examples]
+    inputs: list[ModelInput]
     if sample:
-        texts = [sentence_text(e.tokens)[0] for e in sample]
+        inputs = [list(e.tokens) if fp32.task == TOKEN_TASK else e.text for e in sample]
     else:  # no evaluation set: time on a fixed sentence so speed is still reported
-        texts = ["tunepool serves fine-tuned models on the same pool in Oslo ."] * 64
-    fp32_s, int8_s = time_predict(fp32, texts), time_predict(int8, texts)
+        inputs = ["tunepool serves fine-tuned models on the same pool in Oslo ."] * 64
+    fp32_s, int8_s = time_predict(fp32, inputs), time_predict(int8, inputs)
     report.update(
         {
             "eval_sentences": len(sample),
@@ -90,8 +96,15 @@ def compress(
             "speedup": fp32_s / int8_s if int8_s else None,
         }
     )
-    if sample and fp32.task == TOKEN_TASK:
-        before, after = entity_f1(fp32, sample), entity_f1(int8, sample)
-        report.update({"f1_fp32": before["f1"], "f1_int8": after["f1"]})
-        report["f1_delta"] = after["f1"] - before["f1"]
+    if sample:
+        metric = "f1" if fp32.task == TOKEN_TASK else "accuracy"
+        before, after = served_scores(fp32, sample), served_scores(int8, sample)
+        report.update(
+            {
+                "metric": metric,
+                f"{metric}_fp32": before[metric],
+                f"{metric}_int8": after[metric],
+                f"{metric}_delta": after[metric] - before[metric],
+            }
+        )
     return report

@@ -1,4 +1,4 @@
-"""Token predictions -> entity spans over the original input string.
+"""Token predictions -> entity spans over the original input (a string, or given words).
 
 Like the Transformers pipeline's "simple" aggregation, but word pieces are always
 merged into whole words first: a word's label is its first piece's (the only piece
@@ -43,6 +43,26 @@ def words_from_pieces(
     return words
 
 
+def labelled_words(
+    word_ids: Sequence[int | None],
+    labels: Sequence[str],
+    scores: Sequence[float],
+    word_count: int,
+) -> list[Word]:
+    """One ``Word`` per given word, in order, spanning word indices [i, i + 1), labelled
+    by its first piece as in training. A word with no piece in the input (cut off by
+    max_length, or only characters the tokenizer drops) is "O" with score 0, as the
+    training engine's evaluation counts it: every given word gets exactly one label."""
+    words = [Word(i, i + 1, "O", 0.0) for i in range(word_count)]
+    seen: set[int] = set()
+    for position, word_id in enumerate(word_ids):
+        if word_id is None or word_id in seen:
+            continue
+        seen.add(word_id)
+        words[word_id] = Word(word_id, word_id + 1, labels[position], scores[position])
+    return words
+
+
 def _split(label: str) -> tuple[str, str | None]:
     """("B"|"I"|"O", type). Labels without a BIO prefix count as inside their type."""
     if label == "O":
@@ -53,8 +73,11 @@ def _split(label: str) -> tuple[str, str | None]:
     return "I", label
 
 
-def group_entities(text: str, words: Sequence[Word]) -> list[dict[str, Any]]:
-    """BIO words -> entity spans. B starts an entity; I continues one of its type or starts one."""
+def group_entities(source: str | Sequence[str], words: Sequence[Word]) -> list[dict[str, Any]]:
+    """BIO words -> entity spans. B starts an entity; I continues one of its type or starts one.
+
+    ``source`` is the text the spans index, or the given words (spans are word indices
+    then, and an entity's text is its words joined by single spaces)."""
     entities: list[dict[str, Any]] = []
     open_type: str | None = None
     scores: list[float] = []
@@ -78,6 +101,7 @@ def group_entities(text: str, words: Sequence[Word]) -> list[dict[str, Any]]:
         entities.append({"type": kind, "start": word.start, "end": word.end, "score": 0.0})
     close()
     for entity in entities:
-        entity["text"] = text[entity["start"] : entity["end"]]
+        span = source[entity["start"] : entity["end"]]
+        entity["text"] = span if isinstance(span, str) else " ".join(span)
         entity["score"] = round(float(entity["score"]), 6)
     return entities

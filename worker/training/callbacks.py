@@ -21,7 +21,9 @@ class TrainCallbacks(Protocol):
 
     def on_checkpoint(self, step: int, epoch: float, path: Path, metrics: dict[str, Any]) -> None:
         """`path` is a complete checkpoint directory. The caller may upload and delete
-        it; the engine deletes its older local checkpoints itself."""
+        it; the engine deletes its older local checkpoints itself. `metrics` are those
+        of this step: `train_loss`, and `valid_<name>` for each validation score when
+        an evaluation ran at this step (never the best so far)."""
 
     def should_stop(self) -> str | None:
         """Asked after every optimizer step. A reason ("cancel", "preempt",

@@ -241,6 +241,17 @@ class TrainingLoop:
         later = [entry for entry in state.eval_history if entry["step"] > state.best_step]
         return len(later) >= patience
 
+    def _metrics_at_step(self) -> dict[str, float]:
+        """The metrics of this very step, not the best so far: its training loss, and the
+        validation scores (as ``valid_<name>``) when an evaluation ran at this step."""
+        state, metrics = self.state, {}
+        if state.loss_history and state.loss_history[-1]["step"] == state.global_step:
+            metrics["train_loss"] = float(state.loss_history[-1]["loss"])
+        last = state.eval_history[-1] if state.eval_history else None
+        if last is not None and last["step"] == state.global_step:
+            metrics.update({f"valid_{k}": v for k, v in last.items() if k not in ("epoch", "step")})
+        return metrics
+
     def _checkpoint(self) -> None:
         self._flush_losses()
         state = self.state
@@ -251,7 +262,7 @@ class TrainingLoop:
         best = self.best_path if self.best_path.exists() else None
         save_checkpoint(path, self.model, self.optimizer, self.scheduler, state, best)
         self.callbacks.on_checkpoint(
-            state.global_step, state.fractional_epoch, path, dict(state.best_metrics)
+            state.global_step, state.fractional_epoch, path, self._metrics_at_step()
         )
         self.last_checkpoint = path
         # Older local checkpoints are superseded (and already handed to the caller,

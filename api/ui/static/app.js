@@ -55,13 +55,16 @@ async function route() {
   }
 }
 
+// Training reports steps; batch inference reports inputs done of a total.
+const stepOf = p => (p.total !== undefined ? `${p.done}/${p.total}` : p.step);
+
 async function jobsPage() {
   const page = await api("/v1/jobs?limit=100");
   const rows = page.data.map(j => `<tr>
     <td><a href="#/jobs/${esc(j.id)}">${esc(j.id)}</a></td><td>${esc(j.type)}</td>
     <td><span class="state ${esc(j.state)}">${esc(j.state)}</span></td>
     <td>${j.state === "pending" ? esc(j.reason || j.reason_code) + (j.queue_position ? ` (position ${j.queue_position})` : "") : ""}</td>
-    <td>${esc(j.worker)}</td><td class="num">${esc((j.progress || {}).step)}</td>
+    <td>${esc(j.worker)}</td><td class="num">${esc(stepOf(j.progress || {}))}</td>
     <td>${esc(j.model_name)}</td><td>${when(j.created_at)}</td></tr>`).join("");
   main.innerHTML = `<div class="card"><h2>Jobs</h2><table id="jobs"><tr><th>Job</th><th>Type</th>
     <th>State</th><th>Why it waits</th><th>Worker</th><th>Step</th><th>Model</th><th>Submitted</th></tr>
