@@ -142,6 +142,14 @@ class AdapterKeeper:
                 entry = self._resident.pop(victim)
                 self.evictions += 1
             self.model.delete_adapter(entry.slot)
+            # PEFT leaves PeftModel's active adapter naming the deleted one, and every
+            # forward then looks it up: point it at a resident adapter, or go back to the
+            # plain base when none is left (the next load wraps it again).
+            if self._resident:
+                survivor = next(iter(self._resident.values())).slot
+                self.model.set_adapter(survivor, inference_mode=True)
+            else:
+                self.model = self.model.unload()
         return True
 
     def _is_peft(self) -> bool:
