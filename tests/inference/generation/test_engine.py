@@ -135,6 +135,22 @@ def test_stop_strings_end_the_text_and_are_never_streamed(make_engine: Any) -> N
     assert len(done.token_ids) < 20
 
 
+def test_a_stop_token_ends_the_request_as_stop(make_engine: Any) -> None:
+    first = make_engine()
+    plain = submitted(first, GenerationRequest(PROMPTS[4], "ft:alpha", max_new_tokens=10))
+    drain(first)
+    tokens = plain.result(0).token_ids
+    # The last token that had not come before: the request must end right there.
+    stop_at = max(i for i, t in enumerate(tokens) if tokens.index(t) == i)
+
+    engine = make_engine(stop_token_ids=frozenset({tokens[stop_at]}))
+    handle = submitted(engine, GenerationRequest(PROMPTS[4], "ft:alpha", max_new_tokens=10))
+    drain(engine)
+    done = handle.result(0)
+    assert done.finish_reason is FinishReason.STOP
+    assert done.token_ids == tokens[: stop_at + 1]
+
+
 def test_the_same_seed_samples_the_same_tokens_whatever_shares_the_batch(
     make_engine: Any,
 ) -> None:

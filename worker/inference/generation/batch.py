@@ -23,9 +23,10 @@ _PAD = 0  # any valid id: padded positions are masked out and never attended to
 
 
 class RunningBatch:
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.device = device or torch.device("cpu")  # the model's: inputs are built there
         self.cache: DynamicCache | None = None
-        self.lengths = torch.zeros(0, dtype=torch.long)  # real tokens per row
+        self.lengths = torch.zeros(0, dtype=torch.long, device=self.device)  # real tokens per row
 
     @property
     def size(self) -> int:
@@ -37,9 +38,9 @@ class RunningBatch:
         """Run the prompts of new rows, append the rows; logits of their last tokens."""
         lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long)
         width = int(lengths.max())
-        ids = torch.full((len(prompts), width), _PAD, dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        rows = [(_PAD,) * (width - len(p)) + tuple(p) for p in prompts]
+        ids = torch.tensor(rows, dtype=torch.long, device=self.device)
+        lengths = lengths.to(self.device)
         mask = _left_padded_mask(lengths, width)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = forward(
@@ -58,7 +59,7 @@ class RunningBatch:
         assert self.cache is not None
         width = self.cache.get_seq_length() + 1
         out = forward(
-            input_ids=torch.tensor(tokens, dtype=torch.long)[:, None],
+            input_ids=torch.tensor(tokens, dtype=torch.long, device=self.device)[:, None],
             attention_mask=_left_padded_mask(self.lengths + 1, width),
             position_ids=self.lengths[:, None],
             cache=self.cache,
@@ -74,10 +75,10 @@ class RunningBatch:
         if len(rows) == self.size:
             return
         if not rows:
-            self.cache, self.lengths = None, torch.zeros(0, dtype=torch.long)
+            self.cache, self.lengths = None, self.lengths[:0]
             return
         assert self.cache is not None
-        index = torch.tensor(rows, dtype=torch.long)
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
         self.lengths = self.lengths[index]
         cut = self.cache.get_seq_length() - int(self.lengths.max())
         self.cache = DynamicCache(
@@ -124,4 +125,5 @@ def _pad_left(states: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def _left_padded_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    return (torch.arange(width)[None, :] >= (width - lengths)[:, None]).long()
+    columns = torch.arange(width, device=lengths.device)
+    return (columns[None, :] >= (width - lengths)[:, None]).long()

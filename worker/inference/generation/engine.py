@@ -67,10 +67,12 @@ class GenerationEngine:
             getattr(config, "max_position_embeddings", None) or self.limits.max_context_tokens,
         )
         self._keeper, self._tokenizer = keeper, tokenizer
-        self._stop_ids = self.limits.stop_token_ids or stop_token_ids(keeper.model, tokenizer)
+        stops = self.limits.stop_token_ids
+        self._stop_ids = stop_token_ids(keeper.model, tokenizer) if stops is None else stops
         self._waiting: deque[Sequence] = deque()
         self._running: list[Sequence] = []  # row i of the batch is _running[i]
-        self._batch = RunningBatch()
+        self._device = next(keeper.model.parameters()).device
+        self._batch = RunningBatch(self._device)
         self._wake = threading.Condition()
         self._closed = False
         self._ids = (f"gen-{i}" for i in itertools.count())
@@ -271,4 +273,4 @@ class GenerationEngine:
             if seq in self._running:
                 self._keeper.release(seq.request.adapter)
             self._finish(seq, FinishReason.ERROR, error=message)
-        self._running, self._batch = [], RunningBatch()
+        self._running, self._batch = [], RunningBatch(self._device)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -85,4 +85,6 @@ class EngineLimits:
     """Prompt tokens admitted into one prefill, so a burst of long prompts does not stall
     the running rows for long (at least one request is always admitted)."""
     retry_after_s: float = 1.0
-    stop_token_ids: frozenset[int] = field(default_factory=frozenset)
+    stop_token_ids: frozenset[int] | None = None
+    """Tokens that end a request; None: the model's end-of-sequence ids. Benchmarks pass an
+    empty set so every path generates exactly max_new_tokens."""

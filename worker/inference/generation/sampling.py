@@ -32,7 +32,8 @@ class Sampler:
         """One token from a row of logits (1-D, vocabulary-sized)."""
         if self.generator is None:
             return int(logits.argmax())
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        # On the CPU, where the generator lives (a row per request: a small copy on a GPU).
+        probs = torch.softmax(logits.float().cpu() / self.temperature, dim=-1)
         if self.top_p < 1.0:
             sorted_probs, order = probs.sort(descending=True)
             # Keep the smallest prefix whose mass reaches top_p; the first token always stays.
