@@ -47,11 +47,16 @@ def make_engine(llama_dir: Path, adapter_dirs: dict[str, Path], tokenizer: Any) 
     engines: list[GenerationEngine] = []
 
     def make(
-        *, start: bool = False, max_adapters: int = 8, max_bytes: int = 10**9, **limits: Any
+        *,
+        start: bool = False,
+        max_adapters: int = 8,
+        max_bytes: int = 10**9,
+        more_adapters: dict[str, Path] | None = None,
+        **limits: Any,
     ) -> GenerationEngine:
         keeper = AdapterKeeper(
             AutoModelForCausalLM.from_pretrained(llama_dir),
-            locate=adapter_dirs.get,
+            locate={**adapter_dirs, **(more_adapters or {})}.get,
             max_adapters=max_adapters,
             max_bytes=max_bytes,
         )

@@ -110,3 +110,35 @@ def test_requests_wait_for_a_slot_and_still_get_their_own_adapter(
     for handle, (prompt, adapter) in zip(handles, jobs, strict=True):
         assert list(handle.result(0).token_ids) == generate_alone(prompt, adapter, 6)
     assert engine.stats().adapters.evictions == 3 - max_adapters
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_broken_adapter_is_refused_and_the_others_still_serve(
+    make_engine: Any,
+    generate_alone: Any,
+    adapter_dirs: dict[str, Path],
+    tmp_path: Path,
+    first: bool,
+) -> None:
+    import shutil
+
+    from tests.inference.generation.test_engine import PROMPTS, drain, submitted
+    from worker.inference.generation.requests import FinishReason, GenerationRequest
+
+    broken = tmp_path / "broken"
+    shutil.copytree(adapter_dirs["ft:alpha"], broken)
+    (broken / "adapter_model.safetensors").write_bytes(b"not safetensors at all")
+    engine = make_engine(more_adapters={"ft:broken": broken})
+    if not first:
+        submitted(engine, GenerationRequest(PROMPTS[0], "ft:beta", max_new_tokens=2))
+        drain(engine)
+    bad = submitted(engine, GenerationRequest(PROMPTS[0], "ft:broken", max_new_tokens=4))
+    good = submitted(engine, GenerationRequest(PROMPTS[1], "ft:gamma", max_new_tokens=6))
+    base = submitted(engine, GenerationRequest(PROMPTS[2], None, max_new_tokens=6))
+    drain(engine)
+    failed = bad.result(0)
+    assert failed.finish_reason is FinishReason.ERROR
+    assert "could not be loaded" in (failed.error or "")
+    assert list(good.result(0).token_ids) == generate_alone(PROMPTS[1], "ft:gamma", 6)
+    assert list(base.result(0).token_ids) == generate_alone(PROMPTS[2], None, 6)
+    assert "ft:broken" not in engine.stats().adapters.resident

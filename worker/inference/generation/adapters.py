@@ -117,13 +117,13 @@ class AdapterKeeper:
         if not self._make_room(estimate):
             return None
         slot = next(self._slots)
-        from peft import PeftModel
-
-        if self._is_peft():
-            self.model.load_adapter(str(path), adapter_name=slot, is_trainable=False)
-        else:  # the first adapter turns the base into the one PeftModel that holds them all
-            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=slot)
-        self.model.eval()
+        try:
+            self._inject(path, slot)
+        except Exception as exc:  # a broken upload must fail its requests, not the engine
+            if self._is_peft() and slot in self.model.peft_config:
+                self.model.delete_adapter(slot)
+                self._repoint_active()
+            return Rejection("adapter_unloadable", f"adapter {name!r} could not be loaded: {exc}")
         entry = _Resident(slot=slot, nbytes=_adapter_bytes(self.model, slot))
         with self._lock:
             self._resident[name] = entry
@@ -142,18 +142,36 @@ class AdapterKeeper:
                 entry = self._resident.pop(victim)
                 self.evictions += 1
             self.model.delete_adapter(entry.slot)
-            # PEFT leaves PeftModel's active adapter naming the deleted one, and every
-            # forward then looks it up: point it at a resident adapter, or go back to the
-            # plain base when none is left (the next load wraps it again).
-            if self._resident:
-                survivor = next(iter(self._resident.values())).slot
-                self.model.set_adapter(survivor, inference_mode=True)
-            else:
-                self.model = self.model.unload()
+            self._repoint_active()
         return True
 
+    def _inject(self, path: Path, slot: str) -> None:
+        from peft import PeftModel
+        from peft.utils import load_peft_weights
+
+        # Read the weights once before touching the model: a broken file then fails
+        # here, not halfway through PEFT wrapping the base in place.
+        load_peft_weights(str(path), device="cpu")
+        if self._is_peft():
+            self.model.load_adapter(str(path), adapter_name=slot, is_trainable=False)
+        else:  # the first adapter turns the base into the one PeftModel that holds them all
+            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=slot)
+        self.model.eval()
+
+    def _repoint_active(self) -> None:
+        """After a deletion: PEFT leaves PeftModel's active adapter naming the deleted one,
+        and every forward looks it up. Point it at a resident adapter, or go back to the
+        plain base when none is left (the next load wraps it again)."""
+        if self._resident:
+            survivor = next(iter(self._resident.values())).slot
+            self.model.set_adapter(survivor, inference_mode=True)
+        else:
+            self.model = self.model.unload()
+
     def _is_peft(self) -> bool:
-        return hasattr(self.model, "peft_config")
+        from peft import PeftModel
+
+        return isinstance(self.model, PeftModel)
 
 
 def _unsupported(path: Path) -> str | None:
