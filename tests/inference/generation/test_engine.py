@@ -217,6 +217,7 @@ def test_a_full_queue_is_refused_with_a_retry_hint(make_engine: Any) -> None:
         (GenerationRequest((), max_new_tokens=2), "invalid_request"),
         (GenerationRequest(PROMPTS[0], max_new_tokens=0), "invalid_request"),
         (GenerationRequest(PROMPTS[0], top_p=0.0), "invalid_request"),
+        (GenerationRequest((101, 10**6), max_new_tokens=2), "invalid_request"),
     ],
 )
 def test_bad_requests_are_refused_before_they_run(

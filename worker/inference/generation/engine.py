@@ -67,6 +67,7 @@ class GenerationEngine:
             getattr(config, "max_position_embeddings", None) or self.limits.max_context_tokens,
         )
         self._keeper, self._tokenizer = keeper, tokenizer
+        self._vocab_size = int(keeper.model.get_input_embeddings().num_embeddings)
         stops = self.limits.stop_token_ids
         self._stop_ids = stop_token_ids(keeper.model, tokenizer) if stops is None else stops
         self._waiting: deque[Sequence] = deque()
@@ -178,6 +179,10 @@ class GenerationEngine:
             return Rejection("invalid_request", "the prompt is empty")
         if new < 1:
             return Rejection("invalid_request", "max_tokens must be at least 1")
+        if not all(0 <= t < self._vocab_size for t in request.prompt_ids):
+            # Checked here: an out-of-range id would fail the whole batch's forward pass.
+            limit = self._vocab_size
+            return Rejection("invalid_request", f"prompt token ids must be in [0, {limit})")
         if request.temperature < 0 or not 0 < request.top_p <= 1:
             return Rejection("invalid_request", "temperature must be >= 0 and top_p in (0, 1]")
         if prompt + new > self.max_context:
