@@ -70,6 +70,18 @@ def test_requests_joining_a_running_mixed_batch_get_the_tokens_they_get_alone(
         assert done.usage.completion_tokens == len(done.token_ids)
 
 
+def test_a_prompt_longer_than_the_running_rows_pads_them_and_changes_nothing(
+    make_engine: Any, generate_alone: Any
+) -> None:
+    engine = make_engine()
+    short = submitted(engine, GenerationRequest(PROMPTS[3], "ft:gamma", max_new_tokens=10))
+    engine.step()  # the running cache is 2 + 2 columns wide; the newcomer needs 11
+    long = submitted(engine, GenerationRequest(PROMPTS[0], "ft:beta", max_new_tokens=10))
+    drain(engine)
+    assert list(short.result(0).token_ids) == generate_alone(PROMPTS[3], "ft:gamma", 10)
+    assert list(long.result(0).token_ids) == generate_alone(PROMPTS[0], "ft:beta", 10)
+
+
 def test_a_request_joins_between_decode_steps_not_after_the_batch(make_engine: Any) -> None:
     engine = make_engine()
     first = submitted(engine, GenerationRequest(PROMPTS[0], "ft:alpha", max_new_tokens=30))
