@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import base_models
-from storage.base_models import BaseModelRefused
 from storage.blobs import fetch_dir, fetch_file, store_dir
 from storage.db import transaction
 from storage.lease import Claim, claim, end_run, release, set_start_step
@@ -102,7 +101,7 @@ def _train(
         from worker.training.engine import finetune
 
         result = finetune(train_spec, callbacks)
-    except BaseModelRefused as exc:
+    except base_models.BaseModelRefused as exc:
         # Refused at submit too; here when the allow-list or the team's models changed since.
         return _fail(platform, claimed, f"base_model: {exc}")
     except DataError as exc:
@@ -258,8 +257,8 @@ def _base_model_source(platform: Platform, claimed: Claim, name: str, workdir: P
             return str(target)
     if isinstance(base, base_models.Listed):
         return resolve_base_model(base.source)
-    # A no-op name reaches here only when this worker does not run the no-op engine.
-    raise base_models.BaseModelRefused(f"{name!r} needs a worker that allows the no-op engine")
+    # Noop: _train ran the no-op engine before asking, under the same setting.
+    raise base_models.BaseModelRefused(f"{name!r} is a no-op engine, not a model")
 
 
 def _succeed(
