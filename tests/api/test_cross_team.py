@@ -476,6 +476,32 @@ def test_noop_base_models_only_where_the_settings_allow_them(
     assert client.post("/v1/jobs", headers=b, json=body).status_code == 201
 
 
+def test_allow_listed_names_cost_the_submit_no_registry_lookup(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    """The submit path is benchmarked: only registry references read model_versions."""
+    from sqlalchemy import event
+
+    b = make_key(B_TEAM)
+    own = upload_ner(client, b)["id"]
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(platform.engine, "before_cursor_execute", seen)
+    try:
+        for name in ("all-MiniLM-L6-v2", TINY_BASE_MODEL):
+            body = {"task": "token-classification", "train_dataset": own, "base_model": name}
+            assert client.post("/v1/jobs", headers=b, json=body).status_code == 201
+        assert statements and not [s for s in statements if "model_versions" in s]
+        body = {"task": "token-classification", "train_dataset": own, "base_model": "b-ner"}
+        assert client.post("/v1/jobs", headers=b, json=body).status_code == 422
+        assert [s for s in statements if "model_versions" in s]
+    finally:
+        event.remove(platform.engine, "before_cursor_execute", seen)
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_worker_never_trains_from_a_path_a_job_row_names(
     client: FlaskClient, make_key: KeyFactory, platform: Platform, team_a: TeamA
