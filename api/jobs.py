@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from api.admission_checks import check_admissible
 from api.auth import requires
+from api.base_models import checked_base_model
 from api.commit_answer import commit_new_job
 from api.context import db, one_statement, platform, team_id
 from api.datasets import owned_dataset, owned_dataset_task
@@ -25,6 +25,7 @@ from api.training_checks import check_hyperparameters, check_validation_labels, 
 from scheduler.admission import PRIORITIES
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
+from storage.base_models import Listed
 from storage.ids import new_id
 from storage.models import Job, JobEvent
 from storage.states import JobState, transition
@@ -115,7 +116,7 @@ def submit() -> tuple[Response, int]:
         # Only these checks read the datasets' statistics: the whole rows, then.
         check_validation_labels(owned_dataset(spec.train_dataset), validation)
     check_hyperparameters(spec.hyperparameters, spec.task)
-    _check_base_model(spec.base_model)
+    base = checked_base_model(spec.base_model)
     session = db()
     check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
     if spec.validate_only:
@@ -125,7 +126,8 @@ def submit() -> tuple[Response, int]:
             train,
             owned_dataset(spec.validation_dataset) if spec.validation_dataset else None,
             spec.hyperparameters,
-            spec.base_model,
+            # The operator's source, never the caller's string, is what the API may read.
+            base.source if isinstance(base, Listed) else spec.base_model,
         )
         return jsonify({"valid": True, "train_dataset": train.stats, "report": report}), 200
     now = time.time()
@@ -157,12 +159,6 @@ def accept(session: Session, job: Job) -> tuple[Response, int]:
         assert admitted is not None
         return jsonify(job_json(admitted)), 201
     return answer, answer.status_code
-
-
-def _check_base_model(name: str) -> None:
-    """Refuse names that could walk a file path or reach a shell; resolution is the worker's."""
-    if ".." in Path(name).parts or any(c in name for c in "\\\n\r\0`$;|&<>"):
-        raise invalid("base_model", "must be a model name, a hub id or an absolute directory")
 
 
 @bp.get("")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
@@ -22,6 +21,7 @@ from sqlalchemy import delete, select
 
 from api.admission_checks import check_admissible
 from api.auth import requires
+from api.base_models import checked_base_model
 from api.context import caller, db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid, not_found
@@ -176,8 +176,7 @@ def _checked(spec: ScheduleCreate) -> dict[str, Any]:
             f"{dataset.task} models are compared on one of {', '.join(METRICS[dataset.task])}",
         )
     check_hyperparameters(spec.hyperparameters, dataset.task)
-    if ".." in Path(spec.base_model).parts or any(c in spec.base_model for c in "\\\n\r\0`$;|&<>"):
-        raise invalid("base_model", "must be a model name, a hub id or an absolute directory")
+    checked_base_model(spec.base_model)
     check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
     return {
         "name": spec.name or spec.model_name,

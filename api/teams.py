@@ -218,9 +218,9 @@ def _shown_once(key: str) -> dict[str, Any]:
 @requires("admin")
 def revoke_key(key_id: str) -> Response:
     key = db().get(ApiKey, key_id)
-    if key is None:
+    # Another team's key answers exactly like a missing one (its team's id is no hint).
+    if key is None or (key.team_id != team_id() and not _is_operator()):
         raise not_found("key", key_id)
-    _visible_team(key.team_id)
     revoke(db(), key_id)
     db().commit()
     return jsonify({"id": key_id, "revoked": True})

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from scheduler.cron import latest_due
 from scheduler.planner import PRIORITIES
 from scheduler.refusals import refusal
+from storage import base_models
 from storage.ids import new_id
 from storage.models import Dataset, Job, ModelVersion
 from storage.registry import resolve
@@ -175,6 +176,11 @@ def _retrain_job(
     if refused is not None:
         raise Refused(refused.message)
     base = _base_model(session, schedule)
+    try:
+        # Checked again when it fires: the allow-list or the team's models may have changed.
+        base_models.resolve(session, schedule.team_id, base, platform.settings)
+    except base_models.BaseModelRefused as exc:
+        raise Refused(f"base_model: {exc}") from None
     run.dataset_id, run.base_model = dataset.id, base
     job = Job(
         id=new_id("job"),

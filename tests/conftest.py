@@ -50,6 +50,20 @@ def soak(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--soak"))
 
 
+# The allow-listed name (Settings.base_models) of a tiny random BERT that trains in
+# seconds: jobs name base models, never paths (storage/base_models.py).
+TINY_BASE_MODEL = "tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_base_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """``Settings.base_models`` of the test platforms: TINY_BASE_MODEL -> its directory."""
+    from worker.training.models import make_tiny_model_dir
+
+    directory = make_tiny_model_dir(tmp_path_factory.mktemp("tiny-base") / "model")
+    return {TINY_BASE_MODEL: str(directory)}
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = start_redis(tmp_path_factory.mktemp("redis"), persist=False)

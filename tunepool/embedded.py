@@ -111,6 +111,9 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
             "TOKENIZERS_PARALLELISM": "false",
         }
     )
+    if settings.base_models:
+        # The API and the workers must agree on the allow-list, set in code or in env.
+        env["TUNEPOOL_BASE_MODELS"] = json.dumps(settings.base_models)
     env.update(extra)
     return env
 

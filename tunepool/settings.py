@@ -6,11 +6,20 @@ beyond the package: SQLite and the object store live under ``TUNEPOOL_HOME``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The base models the platform ships (name -> source): the packaged MiniLM, which loads
+# offline. worker.training.models.resolve_base_model turns "builtin:minilm" into its path.
+PACKAGED_BASE_MODELS: Mapping[str, str] = {
+    "all-MiniLM-L6-v2": "builtin:minilm",
+    "minilm": "builtin:minilm",
+    "builtin:minilm": "builtin:minilm",
+}
 
 
 def _default_home() -> Path:
@@ -114,6 +123,27 @@ class Settings(BaseSettings):
     scratch_sweep_interval_s: float = 600.0
     # Fault tests and bench/load.py only: base_model "noop:..." runs worker.noop_engine.
     allow_noop_engine: bool = False
+    # The operator's allow-list of base models, besides PACKAGED_BASE_MODELS (storage/
+    # base_models.py): a job's base_model is one of these names or a model of its team.
+    base_models: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON {"name": "/local/model/dir" or "hub/id"}, added to the packaged MiniLM.',
+    )
+
+    @field_validator("base_models")
+    @classmethod
+    def _named_sources(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, source in value.items():
+            if not name.strip() or not source.strip():
+                raise ValueError("each base model needs a name and a source (directory or hub id)")
+        return value
+
+    @property
+    def allowed_base_models(self) -> Mapping[str, str]:
+        """Every base model name a job may use, with the source the worker loads."""
+        if not self.base_models:
+            return PACKAGED_BASE_MODELS
+        return {**PACKAGED_BASE_MODELS, **self.base_models}
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -1,10 +1,10 @@
 """Engines that train nothing, for fault tests and the load benchmark.
 
 A fine-tune whose ``base_model`` is ``noop:<behaviour>`` runs one of these instead of
-the training engine, but only in a worker started with ``TUNEPOOL_ALLOW_NOOP_ENGINE=1``
-(never on by default). Elsewhere the name is just an unknown model and the job fails
-like any other. They measure and exercise the platform (claim, lease, state machine,
-stop requests) without torch:
+the training engine, but only with ``TUNEPOOL_ALLOW_NOOP_ENGINE=1`` (never on by
+default): elsewhere the API refuses the name at submit like any base model that is not
+allowed (storage.base_models), and a worker fails such a job. They measure and exercise
+the platform (claim, lease, state machine, stop requests) without torch:
 
 - ``noop:succeed``: finish at once;
 - ``noop:sleep=<seconds>``: "train" that long in 0.1 s steps, renewing the lease and

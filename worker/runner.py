@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage import base_models
 from storage.blobs import fetch_dir, fetch_file, store_dir
 from storage.db import transaction
 from storage.lease import Claim, claim, end_run, release, set_start_step
@@ -121,6 +122,9 @@ def _train(
         from worker.training.engine import finetune
 
         result = finetune(train_spec, callbacks)
+    except base_models.BaseModelRefused as exc:
+        # Refused at submit too; here when the allow-list or the team's models changed since.
+        return _fail(platform, claimed, f"base_model: {exc}")
     except DataError as exc:
         # Bad data fails the same way on every attempt: no retry.
         return _fail(platform, claimed, f"invalid data: {exc}")
@@ -210,7 +214,6 @@ def _run_noop(platform: Platform, claimed: Claim, callbacks: JobCallbacks, behav
 def _prepare(
     platform: Platform, claimed: Claim, spec: dict[str, Any], task: str, workdir: Path
 ) -> Any:
-    from worker.training.models import resolve_base_model
     from worker.training.spec import Hyperparameters, TrainSpec
 
     hyper = dict(spec.get("hyperparameters") or {})
@@ -246,12 +249,12 @@ def _prepare(
     if newest is not None:
         with transaction(platform.sessions) as session:
             set_start_step(session, claimed.job_id, claimed.owner, newest.step)
-    base_model = _registered_base_model(
+    base_model = _base_model_source(
         platform, claimed, spec.get("base_model") or "all-MiniLM-L6-v2", workdir
     )
     return TrainSpec(
         task=task,
-        base_model=resolve_base_model(base_model),
+        base_model=base_model,
         train_file=train_path,
         train_format=train.format,
         validation_file=validation_path,
@@ -264,24 +267,24 @@ def _prepare(
     )
 
 
-def _registered_base_model(platform: Platform, claimed: Claim, name: str, workdir: Path) -> str:
-    """A model of the team's registry (``name:version``, ``name@alias``, ``name``) is
-    fetched and trained from, so a masked-lm job's output can be a later job's base;
-    any other name (builtin alias, local path, hub id) is returned unchanged."""
-    from storage.registry import resolve
+def _base_model_source(platform: Platform, claimed: Claim, name: str, workdir: Path) -> str:
+    """What the engine loads for ``name``, by the submit's rule (storage.base_models), never
+    the string itself as a path: an allow-listed name becomes the operator's source, a
+    model of the job's team (a masked-lm output, say) that version's files, fetched."""
+    from worker.training.models import resolve_base_model
 
-    if Path(name).is_dir():
-        return name
     with platform.sessions() as session:
         job = session.get(Job, claimed.job_id)
         assert job is not None
-        try:
-            version = resolve(session, job.team_id, name)
-        except (LookupError, ValueError):
-            return name
-        target = workdir / "base_model"
-        fetch_dir(session, platform.store, version.prefix, target)
-    return str(target)
+        base = base_models.resolve(session, job.team_id, name, platform.settings)
+        if isinstance(base, ModelVersion):
+            target = workdir / "base_model"
+            fetch_dir(session, platform.store, base.prefix, target)
+            return str(target)
+    if isinstance(base, base_models.Listed):
+        return resolve_base_model(base.source)
+    # Noop: _train ran the no-op engine before asking, under the same setting.
+    raise base_models.BaseModelRefused(f"{name!r} is a no-op engine, not a model")
 
 
 def _succeed(

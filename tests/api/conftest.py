@@ -20,12 +20,18 @@ from tunepool.synthetic import conll_text
 
 
 @pytest.fixture
-def platform(database_url: str, tmp_path: Path, redis_server: RedisServer) -> Iterator[Platform]:
+def platform(
+    database_url: str,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    tiny_base_models: dict[str, str],
+) -> Iterator[Platform]:
     settings = Settings(
         home=tmp_path / "home",
         database_url=database_url,
         object_store_url=(tmp_path / "objects").as_uri(),
         redis_url=redis_server.url,
+        base_models=tiny_base_models,
     )
     platform = Platform(settings)
     upgrade(platform.engine)

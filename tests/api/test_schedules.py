@@ -27,6 +27,7 @@ from storage.schedules import Schedule, ScheduleRun
 from storage.states import JobState, transition
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
+from tests.conftest import TINY_BASE_MODEL
 from tests.inference.tiny import NER_LABELS, tiny_model_dir
 from tunepool.platform import Platform
 from worker.evaluate_job import run_evaluate_job
@@ -340,19 +341,17 @@ def test_crud_roles_and_team_isolation(client: FlaskClient, make_key: KeyFactory
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_real_retrain_continues_from_production_and_is_judged(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, tmp_path: Path
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
     """The real runner trains; its version is scored against production by the worker."""
     from worker.runner import run_training_job
-    from worker.training.models import make_tiny_model_dir
 
     alpha = make_key("alpha")
-    tiny = make_tiny_model_dir(tmp_path / "tiny")
     schedule = _setup(
         client,
         alpha,
         base="base_model",
-        base_model=str(tiny),
+        base_model=TINY_BASE_MODEL,
         hyperparameters={"epochs": 1, "batch_size": 8},
     )
     decisions = []
@@ -374,7 +373,7 @@ def test_a_real_retrain_continues_from_production_and_is_judged(
         client.patch(f"/v1/schedules/{schedule['id']}", headers=alpha, json={"base": "production"})
     first, second = decisions
     assert first["outcome"] == "promoted" and first["champion"]["version"] is None
-    assert first["base_model"] == str(tiny)
+    assert first["base_model"] == TINY_BASE_MODEL
     assert second["base_model"] == "ner:1"
     assert second["candidate"]["version"] == 2 and second["champion"]["version"] == 1
     assert second["candidate"]["score"] is not None

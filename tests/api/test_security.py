@@ -247,9 +247,6 @@ HOSTILE = [
 ]
 
 
-LOCAL_OR_HUB = {"/etc/passwd", "-rf", ".hidden", "ä", "a b", "a" * 200}
-
-
 def test_path_traversal_and_shell_metacharacters_in_names_are_refused(
     client: FlaskClient, platform: Platform, make_key: KeyFactory
 ) -> None:
@@ -258,8 +255,6 @@ def test_path_traversal_and_shell_metacharacters_in_names_are_refused(
     for name in HOSTILE:
         assert upload_ner(client, headers, name=name)["status"] == 422, name
         for field in ("model_name", "base_model"):
-            if field == "base_model" and name in LOCAL_OR_HUB:
-                continue  # a local directory or a hub id: the worker resolves it, no path walk
             body = {"task": "token-classification", "train_dataset": ds["id"], field: name}
             resp = client.post("/v1/jobs", headers=headers, json=body)
             assert resp.status_code == 422, (field, name, resp.get_json())

@@ -14,11 +14,11 @@ from storage.db import transaction
 from storage.ids import new_id
 from storage.models import Dataset
 from tests.api.conftest import KeyFactory
+from tests.conftest import TINY_BASE_MODEL
 from tests.data.corpus_cases import CASES, CORPUS, UNKNOWN_LABEL
 from tunepool.platform import Platform
 from tunepool.synthetic import conll_text
 from worker.runner import run_training_job
-from worker.training.models import make_tiny_model_dir
 
 WNUT_DEV = Path(__file__).resolve().parents[2].parent / "shared/data/ner/wnut17/dev.conll"
 
@@ -187,7 +187,7 @@ def test_wnut17_dev_bom_line_is_reported(client: FlaskClient, make_key: KeyFacto
 
 
 def test_the_worker_fails_the_job_with_the_line_instead_of_crashing(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, tmp_path: Path
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
     # Files that skipped upload validation (stored directly, as by an older release)
     # reach the runner: each job ends failed, naming the line, and the runner returns.
@@ -231,14 +231,13 @@ def test_the_worker_fails_the_job_with_the_line_instead_of_crashing(
         assert words in shown["error"]
 
     # A good job records the hyperparameters it used, "auto" values resolved.
-    tiny = make_tiny_model_dir(tmp_path / "tiny")
     resp = client.post(
         "/v1/jobs",
         headers=headers,
         json={
             "task": "token-classification",
             "train_dataset": good["id"],
-            "base_model": str(tiny),
+            "base_model": TINY_BASE_MODEL,
             "hyperparameters": {"epochs": 1},
         },
     )
@@ -252,21 +251,20 @@ def test_the_worker_fails_the_job_with_the_line_instead_of_crashing(
 
 
 def test_a_masked_lm_model_version_is_the_base_of_a_later_ner_job(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, tmp_path: Path
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
     with transaction(platform.sessions) as session:
         register(session, WorkerInfo("w1", "host", "tunepool.worker.w1", 1))
     headers = make_key()
     corpus = "".join(f"Ada visited Paris on day {i} with Bob\n" for i in range(30))
     _, texts = upload(client, headers, "masked-lm", "text", corpus, "corpus")
-    tiny = make_tiny_model_dir(tmp_path / "tiny")
     adapted = client.post(
         "/v1/jobs",
         headers=headers,
         json={
             "task": "masked-lm",
             "train_dataset": texts["id"],
-            "base_model": str(tiny),
+            "base_model": TINY_BASE_MODEL,
             "model_name": "adapted",
             "hyperparameters": {"epochs": 1},
         },

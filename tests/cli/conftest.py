@@ -13,6 +13,7 @@ from werkzeug.serving import make_server
 from api.app import create_app
 from storage.db import transaction
 from storage.teams import create_team
+from tests.conftest import TINY_BASE_MODEL
 from tests.e2e.conftest import WorkerProcs, e2e_database_url, live  # noqa: F401
 from tunepool.netutil import free_port
 
@@ -39,7 +40,6 @@ def live_api(live: WorkerProcs) -> Iterator[LiveApi]:  # noqa: F811
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from worker.training.models import make_tiny_model_dir
-
-    return str(make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model"))
+def tiny_model(tiny_base_models: dict[str, str]) -> str:
+    """The tiny model's allow-listed name (the ``live`` platforms list it)."""
+    return TINY_BASE_MODEL

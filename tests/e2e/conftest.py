@@ -63,6 +63,11 @@ class WorkerProcs:
         self.procs["control"] = proc
         return proc
 
+    def allow_noop_engine(self) -> None:
+        """Let the API accept, and workers started from now on run, ``noop:*`` base models."""
+        self.env["TUNEPOOL_ALLOW_NOOP_ENGINE"] = "1"
+        self.platform.settings.allow_noop_engine = True
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal the worker's whole process tree, as when its machine dies."""
         proc = self.procs[name]
@@ -92,13 +97,20 @@ def e2e_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def live(tmp_path: Path, redis_server: RedisServer, e2e_database_url: str) -> Iterator[WorkerProcs]:
+def live(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    e2e_database_url: str,
+    tiny_base_models: dict[str, str],
+) -> Iterator[WorkerProcs]:
     database_url = e2e_database_url
     settings = Settings(
         home=tmp_path / "home",
         database_url=database_url,
         object_store_url=(tmp_path / "objects").as_uri(),
         redis_url=redis_server.url,
+        # The API and (through child_env) the workers allow-list the tiny model.
+        base_models=tiny_base_models,
         # Short leases so that a killed worker's job is reaped within seconds.
         lease_ttl_s=10.0,
         lease_renew_s=0.5,

@@ -23,7 +23,7 @@ def test_a_burst_of_submits_is_admitted_by_the_control_worker_in_few_passes(
     live: WorkerProcs,
 ) -> None:
     live.env["TUNEPOOL_ADMISSION_COALESCE_S"] = "0.5"
-    live.env["TUNEPOOL_ALLOW_NOOP_ENGINE"] = "1"
+    live.allow_noop_engine()
     settings = live.platform.settings.model_copy(update={"admission_coalesce_s": 0.5})
     api_platform = Platform(settings)
     client = create_app(platform=api_platform).test_client()

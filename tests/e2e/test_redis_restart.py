@@ -37,7 +37,10 @@ def redis_box(tmp_path: Path) -> Iterator[list[RedisServer]]:
 
 @pytest.fixture
 def live_own_redis(
-    tmp_path: Path, redis_box: list[RedisServer], e2e_database_url: str
+    tmp_path: Path,
+    redis_box: list[RedisServer],
+    e2e_database_url: str,
+    tiny_base_models: dict[str, str],
 ) -> Iterator[WorkerProcs]:
     # Lost workers and unclaimed jobs are only noticed after minutes here, so that a job
     # whose message Redis lost can only finish in time if the reconciler publishes it again.
@@ -57,6 +60,7 @@ def live_own_redis(
         database_url=e2e_database_url,
         object_store_url=(tmp_path / "objects").as_uri(),
         redis_url=redis_box[0].url,
+        base_models=tiny_base_models,
         **tuning,  # type: ignore[arg-type]
     )
     platform = Platform(settings)

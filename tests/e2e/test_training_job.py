@@ -15,6 +15,7 @@ from storage.blobs import verify
 from storage.db import transaction
 from storage.models import Checkpoint, Job, JobEvent, JobRun, ModelVersion, StoredObject
 from storage.teams import create_team
+from tests.conftest import TINY_BASE_MODEL
 from tests.e2e.conftest import WorkerProcs, wait_until
 from tunepool.synthetic import conll_text
 from worker.celery_app import TRAIN_TASK, worker_queue
@@ -23,10 +24,9 @@ pytestmark = pytest.mark.chaos
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from worker.training.models import make_tiny_model_dir
-
-    return str(make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model"))
+def tiny_model(tiny_base_models: dict[str, str]) -> str:
+    """The tiny model's allow-listed name (the ``live`` platforms list it)."""
+    return TINY_BASE_MODEL
 
 
 def api(live: WorkerProcs) -> tuple[FlaskClient, dict[str, str]]:

