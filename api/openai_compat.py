@@ -25,6 +25,7 @@ from api.errors import ApiError, invalid, not_found
 from api.openapi import register_request_body
 from api.paging import MAX_ROW_ID, query_int
 from storage.models import Checkpoint, Dataset, Job, JobEvent, ModelVersion
+from storage.retention import RETAINED
 from tunepool.hyperparameters import RANGES, HyperparameterError, checked_number
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
@@ -328,7 +329,11 @@ def list_events(job_id: str) -> Response:
     """The job's events, newest first, as OpenAI lists them (``after`` = an event id seen)."""
     _owned(job_id)
     limit = query_int("limit", 20, 1, 1000)
-    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.kind != "log")
+    # Log lines and housekeeping (checkpoint retention) are not OpenAI job events; the
+    # native /v1/jobs/<id>/events and /logs show them.
+    query = select(JobEvent).where(
+        JobEvent.job_id == job_id, JobEvent.kind.not_in(("log", RETAINED))
+    )
     after = (request.args.get("after") or "").removeprefix("ftevent-")
     if after:
         query = query.where(JobEvent.id < query_int("after", 0, 0, MAX_ROW_ID, raw=after))
