@@ -112,10 +112,8 @@ def snapshot(live: WorkerProcs, job_id: str) -> dict[str, Any]:
 def test_a_frozen_workers_job_runs_elsewhere_and_the_thawed_run_writes_nothing(
     live: WorkerProcs,
 ) -> None:
-    live.env.update(
-        TUNEPOOL_ALLOW_NOOP_ENGINE="1",
-        **{f"TUNEPOOL_{key.upper()}": str(value) for key, value in TIMING.items()},
-    )
+    live.allow_noop_engine()
+    live.env.update({f"TUNEPOOL_{key.upper()}": str(value) for key, value in TIMING.items()})
     for key, value in TIMING.items():  # this process runs the reaper and admission
         setattr(live.platform.settings, key, value)
     client, headers = api(live)
