@@ -10,7 +10,7 @@ from tunepool.data.chat import ChatExample, ChatMessage
 from worker.training.causal_lm.batches import (
     collate_packed,
     collate_padded,
-    packed_bins,
+    micro_batches,
     summed_loss,
     target_count,
 )
@@ -93,9 +93,33 @@ def test_packed_loss_equals_unpacked_loss(tiny_llama, tokenizer):
     assert abs(leaked.item() - packed.item()) > 1e-3
 
 
-def test_bins_respect_the_budget_and_keep_every_example():
-    lengths = [5, 9, 3, 7, 7, 2, 10, 1]
-    bins = packed_bins(lengths, budget=12, seed=3)
-    assert sorted(i for b in bins for i in b) == list(range(len(lengths)))
-    assert all(sum(lengths[i] for i in b) <= 12 for b in bins)
-    assert packed_bins(lengths, 12, 3) == bins  # a resumed run rebuilds the same order
+def test_micro_batches_respect_the_budget_and_keep_every_example():
+    lengths = [5, 9, 3, 7, 7, 2, 10, 1, 20]
+    step = list(range(len(lengths)))
+    for packed in (True, False):
+        groups = micro_batches(step, lengths, budget=12, packed=packed)
+        assert sorted(i for group in groups for i in group) == step
+        for group in groups:
+            cost = (
+                sum(lengths[i] for i in group)
+                if packed
+                else len(group) * max(lengths[i] for i in group)
+            )
+            assert cost <= 12 or group == [8]  # an example over the budget goes alone
+
+
+def test_token_report_counts_long_examples_and_estimates(tokenizer, tmp_path):
+    from tests.training.causal_lm_fixtures import write_chats
+    from worker.training.causal_lm.estimate import chat_token_report
+
+    short = {
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    }
+    long = {"messages": [{"role": "user", "content": "x" * 300}, short["messages"][1]]}
+    path = write_chats(tmp_path / "c.jsonl", [short, long, short, long])
+    report = chat_token_report(path, "auto", tokenizer, 128, epochs=2, tokens_per_s=100.0)
+    assert report["valid"] and report["examples"] == 4
+    assert report["tokens"]["examples_over_max_length"] == {"count": 2, "lines": [2, 4]}
+    assert report["tokens"]["max"] == 128
+    assert report["estimate"]["billed_tokens"] == 2 * report["tokens"]["total"]
+    assert report["estimate"]["expected_seconds"] == round(report["tokens"]["total"] * 2 / 100, 1)

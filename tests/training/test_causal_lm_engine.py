@@ -64,7 +64,12 @@ def test_lora_run_writes_a_plain_peft_adapter(tiny_llama, chat_files, tmp_path):
 
 @pytest.mark.parametrize(
     ("stop_at", "overrides"),
-    [(3, {}), (5, {"gradient_accumulation": 2, "packing": False}), (7, {"lora_dropout": 0.2})],
+    [
+        (3, {"packing": True}),
+        # Micro-batches of ~2 examples: a step spans several forward passes.
+        (5, {"packing": False, "micro_batch_tokens": 128}),
+        (7, {"lora_dropout": 0.2, "packing": True, "micro_batch_tokens": 96}),
+    ],
 )
 def test_resumed_run_matches_uninterrupted_run(
     tiny_llama, chat_files, tmp_path, stop_at, overrides

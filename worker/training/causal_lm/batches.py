@@ -1,16 +1,18 @@
 """Batches for causal-LM training: packed without cross-talk, or padded by length group.
 
-Packed: whole examples fill a token budget in the epoch's shuffled order and are
-concatenated into ONE row, with position ids restarting at 0 for each example and
-no attention mask. transformers (5.x, `masking_utils.find_packed_sequence_indices`)
-reads the restarts as sequence boundaries and confines attention to each example:
-a block-diagonal causal mask for SDPA/eager on CPU, varlen kernels with flash
-attention on GPU. A row holds no padding at all, so no compute is spent on it.
+An optimizer step takes `batch_size` examples; they are split into micro-batches
+of a token budget, which bounds activation memory without changing the step.
+Packed: whole examples fill a row of at most the budget and are concatenated,
+with position ids restarting at 0 for each example and no attention mask.
+transformers (5.x, `masking_utils.find_packed_sequence_indices`) reads the restarts
+as sequence boundaries and confines attention to each example:
+a block-diagonal causal mask under SDPA, variable-length kernels under
+flash-attention 2 on GPU. A row holds no padding at all, so no compute is spent on it.
 
 Targets are shifted per example before packing (`targets[t]` is the label of token
 t + 1), so the last token of one example never learns to predict the next example.
 The loss projects only positions that carry a target onto the vocabulary
-(`logits_to_keep`): on short answers (one word after an 60-token prompt) that is a
+(`logits_to_keep`): on short answers (one word after a 60-token prompt) that is a
 few rows of the 49k-wide head instead of all of them.
 """
 
@@ -33,31 +35,51 @@ def shifted_targets(labels: Sequence[int]) -> list[int]:
     return [*labels[1:], IGNORE_INDEX]
 
 
-def packed_bins(lengths: Sequence[int], budget: int, seed: int) -> list[list[int]]:
-    """Example indices in a seeded shuffle, cut into bins of at most `budget` tokens.
+def step_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, grouped: bool
+) -> list[list[int]]:
+    """The examples of each optimizer step, `batch_size` per step, in a seeded order.
 
-    Examples are never split (each is at most max_length <= budget tokens), so a
-    bin ends when the next example would overflow it.
+    Without packing, steps are length-grouped so their padded micro-batches waste
+    little; with packing, steps are plain random draws (packing leaves no padding).
     """
+    if grouped:
+        return length_grouped_batches(lengths, batch_size, seed)
     order = list(range(len(lengths)))
     random.Random(seed).shuffle(order)
-    bins: list[list[int]] = []
-    current: list[int] = []
-    used = 0
-    for index in order:
-        if current and used + lengths[index] > budget:
-            bins.append(current)
-            current, used = [], 0
-        current.append(index)
-        used += lengths[index]
-    if current:
-        bins.append(current)
-    return bins
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def padded_groups(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Length-grouped batches of `batch_size` examples, for training without packing."""
-    return length_grouped_batches(lengths, batch_size, seed)
+def micro_batches(
+    indices: Sequence[int], lengths: Sequence[int], budget: int, packed: bool
+) -> list[list[int]]:
+    """Split one step's examples into micro-batches of at most `budget` tokens.
+
+    Packed: first-fit decreasing into rows of at most `budget` real tokens (one row
+    per micro-batch). Padded: longest first, cut where rows x longest row would
+    exceed the budget. An example longer than the budget goes alone, never split.
+    The split only bounds memory: the step's loss is the same (see `SFTLoop`).
+    """
+    ordered = sorted(indices, key=lambda i: lengths[i], reverse=True)
+    groups: list[list[int]] = []
+    if packed:
+        room: list[int] = []
+        for index in ordered:
+            slot = next((b for b, free in enumerate(room) if free >= lengths[index]), None)
+            if slot is None:
+                groups.append([index])
+                room.append(budget - lengths[index])
+            else:
+                groups[slot].append(index)
+                room[slot] -= lengths[index]
+        return groups
+    for index in ordered:
+        # Sorted longest first: the group's width is its first example's length.
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= budget:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
 
 
 def collate_packed(items: Sequence[EncodedChat]) -> Batch:

@@ -9,9 +9,11 @@ device), so the estimate stays a pure function.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from worker.training.causal_lm.rendering import EncodedChat
+from tunepool.data.stats import MAX_EXAMPLES
+from worker.training.causal_lm.rendering import EncodedChat, encode_chat
 
 
 def token_statistics(items: Sequence[EncodedChat], max_length: int) -> dict[str, Any]:
@@ -52,3 +54,50 @@ def dry_run_estimate(
         estimate["tokens_per_s"] = tokens_per_s
         estimate["expected_seconds"] = round(billed * padding_ratio / tokens_per_s, 1)
     return estimate
+
+
+def chat_token_report(
+    path: Path,
+    fmt: str,
+    tokenizer: Any,
+    max_length: int,
+    epochs: int,
+    tokens_per_s: float | None = None,
+) -> dict[str, Any]:
+    """The file's validation report plus token statistics and the dry-run estimate.
+
+    Streams the file: each usable line is rendered and only its length is kept, so
+    memory grows by one integer per example, not by the text.
+    """
+    from tunepool.data.chat import ChatExample, iter_chat_lines
+    from tunepool.data.chat_report import chat_file_report
+
+    report = chat_file_report(path, fmt)
+    lengths: list[int] = []
+    trained = 0
+    over: list[int] = []
+    over_count = 0
+    for item in iter_chat_lines(path, fmt):
+        if not isinstance(item, ChatExample):
+            continue
+        encoded = encode_chat(tokenizer, item, max_length)
+        lengths.append(len(encoded.input_ids))
+        trained += encoded.trained_tokens
+        if encoded.truncated:
+            over_count += 1
+            if len(over) < MAX_EXAMPLES:
+                over.append(item.line)
+    lengths.sort()
+    tokens = sum(lengths)
+    report["tokens"] = {
+        "total": tokens,
+        "trained": trained,
+        "min": lengths[0] if lengths else 0,
+        "median": lengths[round(0.5 * (len(lengths) - 1))] if lengths else 0,
+        "p95": lengths[round(0.95 * (len(lengths) - 1))] if lengths else 0,
+        "max": lengths[-1] if lengths else 0,
+        "max_length": max_length,
+        "examples_over_max_length": {"count": over_count, "lines": over},
+    }
+    report["estimate"] = dry_run_estimate(tokens, epochs, tokens_per_s)
+    return report

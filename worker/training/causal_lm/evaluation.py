@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from tunepool.data.chat import ChatExample
-from worker.training.causal_lm.batches import collate_packed, packed_bins, summed_loss, target_count
+from worker.training.causal_lm.batches import Batch, micro_batches, summed_loss, target_count
 from worker.training.causal_lm.rendering import EncodedChat
 
 _GENERATION_BATCH = 16
@@ -25,15 +25,22 @@ _GENERATION_BATCH = 16
 
 @torch.no_grad()
 def heldout_loss(
-    model: torch.nn.Module, items: Sequence[EncodedChat], budget: int, device: torch.device
+    model: torch.nn.Module,
+    items: Sequence[EncodedChat],
+    budget: int,
+    packed: bool,
+    collate: Callable[[Sequence[EncodedChat]], Batch],
+    device: torch.device,
 ) -> dict[str, float]:
+    """Mean loss over the assistant tokens of `items`, batched like training."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=device)
     count = 0
-    for group in packed_bins([len(item.input_ids) for item in items], budget, seed=0):
+    lengths = [len(item.input_ids) for item in items]
+    for group in micro_batches(range(len(items)), lengths, budget, packed):
         chosen = [items[i] for i in group]
-        total += summed_loss(model, collate_packed(chosen), device)
+        total += summed_loss(model, collate(chosen), device)
         count += target_count(chosen)
     model.train(was_training)
     loss = total.item() / max(count, 1)

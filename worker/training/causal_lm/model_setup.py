@@ -3,12 +3,14 @@
 LoRA keeps the base frozen and trains low-rank updates of every linear layer by
 default ("all-linear", which peft resolves to all of them except the LM head), the
 setting that matches full fine-tuning best in published comparisons at a fraction
-of the memory. SDPA attention on every device: on CPU it is also the path whose
-packed-sequence masks transformers builds from the position ids.
+of the memory. Attention: flash-attention 2 on CUDA when the `flash_attn` package is
+installed (packed rows then run as variable-length sequences, no mask at all), SDPA
+otherwise, with the block-diagonal mask transformers builds from the position ids.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import torch
@@ -21,7 +23,10 @@ def load_trainable_model(base: str, hp: SFTHyperparameters, device: torch.device
     from transformers import AutoModelForCausalLM
 
     check_device_support(hp, device.type)
-    options: dict[str, Any] = {"attn_implementation": "sdpa", "dtype": torch.float32}
+    varlen = device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None
+    attention = "flash_attention_2" if varlen else "sdpa"
+    # Weights stay fp32 (the optimizer's master copy); CUDA runs under bf16 autocast.
+    options: dict[str, Any] = {"attn_implementation": attention, "dtype": torch.float32}
     if hp.method == "qlora":
         from transformers import BitsAndBytesConfig
 

@@ -15,7 +15,6 @@ Like the encoder engine it knows no Celery, Flask or SQL: it reports through
 from __future__ import annotations
 
 import json
-import math
 import random
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,12 @@ from worker.training.causal_lm.evaluation import (
 from worker.training.causal_lm.model_setup import load_trainable_model, parameter_counts
 from worker.training.causal_lm.rendering import EncodedChat, encode_chat
 from worker.training.causal_lm.sft_loop import SFTLoop
-from worker.training.causal_lm.spec import SFTSpec, check_device_support
+from worker.training.causal_lm.spec import (
+    SFTSpec,
+    auto_micro_batch_tokens,
+    auto_packing,
+    check_device_support,
+)
 from worker.training.checkpoint import TrainerState
 from worker.training.engine import TrainResult, pick_device
 from worker.training.optimization import build_scheduler
@@ -71,17 +75,18 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
     valid_items, _ = encode_all(tokenizer, validation, hp.max_length)
     if not train_items:
         raise DataError("no training example keeps an assistant token within max_length")
-    mean_length = sum(len(item.input_ids) for item in train_items) / len(train_items)
-    budget = hp.pack_tokens or max(hp.max_length, math.ceil(hp.batch_size * mean_length / 64) * 64)
+    packed = auto_packing(hp, device.type)
+    budget = auto_micro_batch_tokens(hp, device.type)
     lengths = [len(item.input_ids) for item in train_items]
 
     def order(seed: int) -> list[list[int]]:
-        if hp.packing:
-            return packing.packed_bins(lengths, budget, seed)
-        return packing.padded_groups(lengths, hp.batch_size, seed)
+        return packing.step_batches(lengths, hp.batch_size, seed, grouped=not packed)
+
+    def split(step: list[int]) -> list[list[int]]:
+        return packing.micro_batches(step, lengths, budget, packed)
 
     def collate(items: Any) -> packing.Batch:
-        if hp.packing:
+        if packed:
             return packing.collate_packed(items)
         return packing.collate_padded(items, tokenizer.pad_token_id)
 
@@ -92,7 +97,7 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
         trainable, lr=hp.learning_rate, weight_decay=hp.weight_decay, fused=True
     )
     seeds = [hp.seed * 1_000_003 + epoch for epoch in range(hp.epochs)]
-    total_steps = sum(math.ceil(len(order(s)) / hp.gradient_accumulation) for s in seeds)
+    total_steps = sum(len(order(seed)) for seed in seeds)
     scheduler = build_scheduler(optimizer, total_steps, hp.warmup_ratio)
     state = TrainerState(hyperparameters=hp.to_dict())
     if spec.resume_from is not None:
@@ -100,11 +105,13 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
 
     # 4. Train; held-out loss and perplexity after every epoch.
     def evaluate(epoch: int) -> dict[str, float]:
-        return heldout_loss(model, valid_items, budget, device) if valid_items else {}
+        if not valid_items:
+            return {}
+        return heldout_loss(model, valid_items, budget, packed, collate, device)
 
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     loop = SFTLoop(
-        model, optimizer, scheduler, hp, state, train_items, order, collate, evaluate,
+        model, optimizer, scheduler, hp, state, train_items, order, split, collate, evaluate,
         callbacks, device, spec.output_dir, total_steps,
     )  # fmt: skip
     stopped = loop.run()
@@ -152,7 +159,8 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
             "train": token_statistics(train_items, hp.max_length),
             "validation": token_statistics(valid_items, hp.max_length),
             "dropped_without_trained_tokens": dropped,
-            "pack_tokens": budget if hp.packing else None,
+            "packed": packed,
+            "micro_batch_tokens": budget,
         },
         "throughput": {
             "train_tokens": loop.trained_tokens,

@@ -24,8 +24,10 @@ from worker.training.causal_lm.spec import SFTHyperparameters
 from worker.training.checkpoint import TrainerState
 from worker.training.evaluation import autocast
 
-# epoch seed -> the epoch's micro-batches (lists of example indices)
+# epoch seed -> the epoch's optimizer steps (lists of example indices)
 EpochOrder = Callable[[int], list[list[int]]]
+# one step's example indices -> its micro-batches
+MicroBatches = Callable[[list[int]], list[list[int]]]
 Collate = Callable[[Sequence[EncodedChat]], Batch]
 # 0-based epoch -> held-out metrics
 EpochEvaluation = Callable[[int], dict[str, float]]
@@ -41,6 +43,7 @@ class SFTLoop:
         state: TrainerState,
         items: Sequence[EncodedChat],
         order: EpochOrder,
+        split: MicroBatches,
         collate: Collate,
         evaluate: EpochEvaluation,
         callbacks: TrainCallbacks,
@@ -50,6 +53,7 @@ class SFTLoop:
     ) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.hp, self.state, self.items, self.order = hp, state, items, order
+        self.split = split
         self.collate, self.evaluate, self.callbacks = collate, evaluate, callbacks
         self.device, self.total_steps = device, total_steps
         self.checkpoint_dir = output_dir / "checkpoints"
@@ -66,13 +70,12 @@ class SFTLoop:
         self.model.train()
         while state.epoch < hp.epochs:
             state.epoch_seed = epoch_seed(hp.seed, state.epoch)
-            batches = self.order(state.epoch_seed)
-            state.batches_in_epoch = len(batches)
-            # A resumed run rebuilds the same order and skips what it trained on.
-            while state.batches_done < len(batches):
-                window = batches[state.batches_done : state.batches_done + hp.gradient_accumulation]
-                self._step(window)
-                state.batches_done += len(window)
+            steps = self.order(state.epoch_seed)
+            state.batches_in_epoch = len(steps)
+            # A resumed run rebuilds the same order and skips the steps it trained.
+            while state.batches_done < len(steps):
+                self._step(self.split(steps[state.batches_done]))
+                state.batches_done += 1
                 if state.global_step % hp.log_every_steps == 0:
                     self._report()
                 reason = self.callbacks.should_stop()
@@ -80,7 +83,7 @@ class SFTLoop:
                     self._checkpoint()
                     return reason
                 every = hp.checkpoint_every_steps
-                if every and state.global_step % every == 0 and state.batches_done < len(batches):
+                if every and state.global_step % every == 0 and state.batches_done < len(steps):
                     self._checkpoint()
             self._flush()
             metrics = self.evaluate(state.epoch)
