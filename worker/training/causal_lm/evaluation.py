@@ -50,10 +50,13 @@ def heldout_loss(
 def answer_kind(examples: Sequence[ChatExample]) -> str | None:
     """ "label" or "json" when every final answer is one; None otherwise."""
     answers = [example.messages[-1].content.strip() for example in examples]
-    if answers and all(len(answer.split()) <= 3 and len(answer) <= 40 for answer in answers):
-        return "label"
-    if answers and all(_json(answer) is not None for answer in answers):
+    if not answers:
+        return None
+    # JSON first: a compact '[{"text":"Paris"}]' is also short enough to look like a label.
+    if all(isinstance(_json(answer), list | dict) for answer in answers):
         return "json"
+    if all(len(answer.split()) <= 3 and len(answer) <= 40 for answer in answers):
+        return "label"
     return None
 
 
@@ -95,6 +98,28 @@ def generate_answers(
     return answers
 
 
+def answer_report(
+    model: Any, tokenizer: Any, examples: Sequence[ChatExample], limit: int, samples: int
+) -> tuple[dict[str, float], list[dict[str, str]]]:
+    """Scores of greedy answers to the first `limit` examples when answers are labels
+    or JSON, and the first `samples` answers quoted (prompt, expected, answer)."""
+    kind = answer_kind(examples)
+    count = max(limit if kind is not None else 0, samples)
+    chosen = list(examples[:count])
+    if not chosen:
+        return {}, []
+    # Room for the longest expected answer; free text gets a short excerpt only.
+    room = {"label": 8, "json": 128}.get(kind or "", 64)
+    answers = generate_answers(model, tokenizer, chosen, max_new_tokens=room)
+    golds = [example.messages[-1].content for example in chosen]
+    scores = score_answers(kind, answers[:limit], golds[:limit]) if kind and limit else {}
+    quoted = [
+        {"prompt": _last_prompt(example)[:500], "expected": gold, "answer": answer}
+        for example, gold, answer in zip(chosen[:samples], golds, answers, strict=False)
+    ]
+    return scores, quoted
+
+
 def score_answers(kind: str, predicted: Sequence[str], gold: Sequence[str]) -> dict[str, float]:
     if kind == "label":
         return label_scores(predicted, gold)
@@ -134,6 +159,10 @@ def entity_f1(predicted: Sequence[str], gold: Sequence[str]) -> float:
         fp += len(pred - true)
         fn += len(true - pred)
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def _last_prompt(example: ChatExample) -> str:
+    return example.messages[-2].content if len(example.messages) > 1 else ""
 
 
 def _json(text: str) -> Any:

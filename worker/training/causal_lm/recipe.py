@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,7 @@ from worker.training.causal_lm import batches as packing
 from worker.training.causal_lm.base_models import resolve_causal_base
 from worker.training.causal_lm.checkpoint import load_sft_checkpoint
 from worker.training.causal_lm.estimate import token_statistics
-from worker.training.causal_lm.evaluation import (
-    answer_kind,
-    generate_answers,
-    heldout_loss,
-    score_answers,
-)
+from worker.training.causal_lm.evaluation import answer_report, heldout_loss
 from worker.training.causal_lm.model_setup import load_trainable_model, parameter_counts
 from worker.training.causal_lm.rendering import EncodedChat, encode_chat
 from worker.training.causal_lm.sft_loop import SFTLoop
@@ -122,24 +118,14 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
             hp.to_dict(),
         )  # fmt: skip
 
-    # 5. Greedy answers when they are checkable; a few quoted in the report.
-    final = dict(state.eval_history[-1]) if state.eval_history else {}
-    final.pop("epoch", None), final.pop("step", None)
-    samples: list[dict[str, str]] = []
-    kind = answer_kind(validation)
-    if validation and ((kind is not None and hp.generation_eval_limit) or hp.sample_generations):
-        scored = validation[: max(hp.generation_eval_limit, hp.sample_generations)]
-        answers = generate_answers(model, tokenizer, scored, max_new_tokens=_answer_room(kind))
-        golds = [example.messages[-1].content for example in scored]
-        if kind is not None and hp.generation_eval_limit:
-            limit = hp.generation_eval_limit
-            final.update(score_answers(kind, answers[:limit], golds[:limit]))
-        samples = [
-            {"prompt": example.messages[-2].content[:500], "expected": gold, "answer": answer}
-            for example, gold, answer in list(zip(scored, golds, answers, strict=True))[
-                : hp.sample_generations
-            ]
-        ]
+    # 5. Greedy answers, scored when they are checkable; a few quoted in the report.
+    final = {
+        k: v for k, v in (state.eval_history or [{}])[-1].items() if k not in ("epoch", "step")
+    }
+    scores, samples = answer_report(
+        model, tokenizer, validation, hp.generation_eval_limit, hp.sample_generations
+    )
+    final.update(scores)
 
     # 6. Output: the adapter (or the whole model), the tokenizer, the report.
     out = spec.output_dir / (MODEL_DIR if hp.method == "full" else ADAPTER_DIR)
@@ -171,7 +157,7 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
         "hyperparameters": hp.to_dict(),
     }
     (spec.output_dir / "eval_report.json").write_text(json.dumps(report, indent=2), "utf-8")
-    (spec.output_dir / "trainer_state.json").write_text(json.dumps(state.__dict__), "utf-8")
+    (spec.output_dir / "trainer_state.json").write_text(json.dumps(asdict(state)), "utf-8")
     return TrainResult(
         out, final, report, None, state.global_step, state.epochs_completed, hp.to_dict()
     )
@@ -204,10 +190,6 @@ def encode_all(
         else:
             dropped.append(example.line)
     return items, dropped
-
-
-def _answer_room(kind: str | None) -> int:
-    return {"label": 8, "json": 128}.get(kind or "", 64)
 
 
 def _resume(

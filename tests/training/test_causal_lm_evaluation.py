@@ -1,0 +1,32 @@
+"""Scoring greedy answers: labels and JSON entity lists."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunepool.data.chat import ChatExample, ChatMessage
+from worker.training.causal_lm.evaluation import answer_kind, entity_f1, label_scores
+
+
+def chat(answer: str) -> ChatExample:
+    return ChatExample((ChatMessage("user", "q"), ChatMessage("assistant", answer)), 1, "openai")
+
+
+def test_answer_kinds():
+    assert answer_kind([chat("spam"), chat("ham")]) == "label"
+    assert answer_kind([chat('[{"text":"Paris","type":"location"}]'), chat("[]")]) == "json"
+    assert answer_kind([chat("He bought 8 boxes and lost $12 on them in total.")]) is None
+
+
+def test_label_scores_per_class():
+    scores = label_scores(["spam", "Ham", "ham", "spam."], ["spam", "ham", "spam", "spam"])
+    assert scores["accuracy"] == 0.5
+    # spam: tp 1, fp 0, fn 2 ("spam." is not "spam": answers are compared exactly).
+    assert scores["f1_spam"] == pytest.approx(2 / 4)
+    assert scores["f1_ham"] == pytest.approx(2 / 3)
+
+
+def test_entity_f1_counts_unparseable_answers_as_empty():
+    gold = ['[{"text":"Paris","type":"location"}]', '[{"text":"Bob","type":"person"}]']
+    predicted = ['[{"text":"Paris","type":"location"}]', "Bob is a person"]
+    assert entity_f1(predicted, gold) == pytest.approx(2 * 1 / (2 * 1 + 0 + 1))
