@@ -58,11 +58,17 @@ def heldout(model: Any, tokenizer: Any, eval_file: Path) -> float:
     import torch
 
     from tunepool.data.chat import read_chat_examples
+    from worker.training.causal_lm.batches import collate_padded
     from worker.training.causal_lm.evaluation import heldout_loss
     from worker.training.causal_lm.recipe import encode_all
 
     items, _ = encode_all(tokenizer, read_chat_examples(eval_file).examples, COMMON["max_length"])
-    return heldout_loss(model, items, 4096, torch.device("cpu"))["loss"]
+
+    def collate(chosen: Any) -> Any:
+        return collate_padded(chosen, tokenizer.pad_token_id)
+
+    # The evaluator tunepool's run uses on CPU: padded length groups of <= 1024 tokens.
+    return heldout_loss(model, items, 1024, False, collate, torch.device("cpu"))["loss"]
 
 
 def real_tokens(tokenizer: Any, train_file: Path) -> int:
