@@ -24,6 +24,7 @@ import torch
 
 from tunepool.data.chat import ChatExample, read_chat_examples
 from tunepool.data.errors import DataError
+from worker.training.batching import epoch_seed
 from worker.training.callbacks import TrainCallbacks
 from worker.training.causal_lm import batches as packing
 from worker.training.causal_lm.base_models import resolve_causal_base
@@ -92,8 +93,7 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
     optimizer = torch.optim.AdamW(
         trainable, lr=hp.learning_rate, weight_decay=hp.weight_decay, fused=True
     )
-    seeds = [hp.seed * 1_000_003 + epoch for epoch in range(hp.epochs)]
-    total_steps = sum(len(order(seed)) for seed in seeds)
+    total_steps = sum(len(order(epoch_seed(hp.seed, epoch))) for epoch in range(hp.epochs))
     scheduler = build_scheduler(optimizer, total_steps, hp.warmup_ratio)
     state = TrainerState(hyperparameters=hp.to_dict())
     if spec.resume_from is not None:
