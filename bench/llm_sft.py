@@ -86,7 +86,8 @@ def run_tunepool(args: argparse.Namespace, train: Path, eval_file: Path, out: Pa
 
     hp = SFTHyperparameters.from_dict(
         {**COMMON, **LORA, "method": args.method, "generation_eval_limit": 0,
-         "sample_generations": 0, "validation_split": 0.0}
+         "sample_generations": 0, "validation_split": 0.0,
+         "micro_batch_tokens": args.micro_batch_tokens}
     )  # fmt: skip
     spec = SFTSpec(
         base_model="SmolLM2-135M-Instruct", train_file=train, validation_file=eval_file,
@@ -188,6 +189,7 @@ def child(args: argparse.Namespace) -> None:
 def spawn(args: argparse.Namespace, method: str, train: Path, eval_file: Path) -> dict:
     with tempfile.TemporaryDirectory() as work:
         paths = ["--train", str(train), "--eval", str(eval_file), "--cache", str(args.cache)]
+        paths += ["--micro-batch-tokens", str(args.micro_batch_tokens)]
         command = [sys.executable, __file__, "--child", method, "--work", work, *paths]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -202,6 +204,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--eval-examples", type=int, default=50)
     parser.add_argument("--packing-trl", action="store_true")
+    parser.add_argument(
+        "--micro-batch-tokens", type=int, default=0, help="tunepool's budget (0: its default)"
+    )
     parser.add_argument("--full", action="store_true", help="also time full fine-tuning")
     parser.add_argument("--sms", action="store_true")
     parser.add_argument("--wnut", action="store_true")
@@ -219,6 +224,7 @@ def main() -> None:
         return
     base_dir(args.cache)  # convert once, outside every timed process
     summary: dict[str, Any] = {"examples": args.examples, "max_length": COMMON["max_length"]}
+    summary["micro_batch_tokens"] = args.micro_batch_tokens or "default"
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         train = head(DATA / "gsm8k_train.jsonl", args.examples, tmp / "train.jsonl")

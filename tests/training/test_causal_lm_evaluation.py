@@ -19,11 +19,12 @@ def test_answer_kinds():
 
 
 def test_label_scores_per_class():
-    scores = label_scores(["spam", "Ham", "ham", "spam."], ["spam", "ham", "spam", "spam"])
-    assert scores["accuracy"] == 0.5
-    # spam: tp 1, fp 0, fn 2 ("spam." is not "spam": answers are compared exactly).
-    assert scores["f1_spam"] == pytest.approx(2 / 4)
-    assert scores["f1_ham"] == pytest.approx(2 / 3)
+    predicted = ["spam", "Ham", "ham", "Spam.", "It is spam or ham"]
+    scores = label_scores(predicted, ["spam", "ham", "spam", "spam", "ham"])
+    # An answer naming exactly one label counts as it; naming both counts as neither.
+    assert scores["accuracy"] == 3 / 5
+    assert scores["f1_spam"] == pytest.approx(2 * 2 / (2 * 2 + 0 + 1))
+    assert scores["f1_ham"] == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))
 
 
 def test_entity_f1_counts_unparseable_answers_as_empty():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -132,8 +133,9 @@ def score_answers(kind: str, predicted: Sequence[str], gold: Sequence[str]) -> d
 
 def label_scores(predicted: Sequence[str], gold: Sequence[str]) -> dict[str, float]:
     """Accuracy, macro-F1 over the gold labels, and F1 per label (`f1_<label>`)."""
-    norm_pred = [p.strip().lower() for p in predicted]
     norm_gold = [g.strip().lower() for g in gold]
+    known = sorted(set(norm_gold))
+    norm_pred = [_label_in(p, known) for p in predicted]
     scores = {
         "accuracy": sum(p == g for p, g in zip(norm_pred, norm_gold, strict=True)) / len(gold)
     }
@@ -159,6 +161,14 @@ def entity_f1(predicted: Sequence[str], gold: Sequence[str]) -> float:
         fp += len(pred - true)
         fn += len(true - pred)
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def _label_in(answer: str, labels: Sequence[str]) -> str:
+    """The one known label an answer names ("Spam." or "This is spam" -> "spam"), else
+    the answer itself: a base model asked zero-shot rarely answers with a bare word."""
+    words = set(re.findall(r"[\w-]+", answer.lower()))
+    named = [label for label in labels if label in words]
+    return named[0] if len(named) == 1 else answer.strip().lower()
 
 
 def _last_prompt(example: ChatExample) -> str:
