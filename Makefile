@@ -25,6 +25,8 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	# Layer contracts in pyproject.toml ([tool.importlinter]), on this checkout's code.
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/lint-imports
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -31,7 +31,7 @@ from api.schemas import Resources
 from api.training_checks import check_hyperparameters
 from scheduler.cron import check_cron, next_due
 from scheduler.model_updates import fire, newest_dataset
-from scheduler.promotion import METRICS
+from storage.promotion import METRICS
 from storage.schedules import Schedule, ScheduleRun
 
 bp = Blueprint("schedules", __name__, url_prefix="/v1/schedules")

@@ -218,7 +218,7 @@ def run_clients(
 
 
 def _raw_publisher(redis_url: str, count: int, threads: int, queue: Any) -> None:
-    from worker.celery_app import make_celery
+    from tunepool.celery_factory import make_celery
 
     app = make_celery(Settings.model_validate({"redis_url": redis_url}))
 

@@ -1,73 +1,15 @@
-"""Asking for an admission pass without running one: how submits and finished jobs wake
-the scheduler.
-
-A pass reads the whole pending queue, so running one inside every submit makes each
-submit cost O(queue) and a burst of N submits O(N x queue). Instead a caller commits
-its job and asks for a pass; the first ask in a window sends one ``tunepool.admit``
-to the control queue, due when the window closes, and later asks in that window are
-already covered by it: each of them committed before the window closed, and the pass
-reads the queue after it. The ask also reads how long the window has left (one round
-trip), and the process skips Redis until it closes: an ask inside the window would find
-the key and send nothing. The beat's admission tick
-(``admission_interval_s``) covers a lost message or an unreachable Redis, so an ask can
-fail without losing a job.
-
-``admission_coalesce_s = 0`` runs the pass inline instead (single-process setups and
-tests without a control worker).
-"""
+"""How submits, schedules and finished retrains wake the scheduler (``tunepool.admission_ask``)."""
 
 from __future__ import annotations
 
-import logging
-import time
-from weakref import WeakKeyDictionary
-
+from scheduler.ticks import run_admission
+from tunepool.admission_ask import ask_for_admission
 from tunepool.platform import Platform
-from tunepool.redis_client import redis_client
-
-log = logging.getLogger(__name__)
-
-ASK_KEY = "tunepool:admission:asked"
-ADMIT_TASK = "tunepool.admit"
-
-# Per platform (so per process), until when a pass already sent will still see a new
-# commit: asks before then skip Redis, one round trip less on nearly every submit.
-_covered_until: WeakKeyDictionary[Platform, float] = WeakKeyDictionary()
 
 
 def request_admission(platform: Platform) -> bool:
-    """True if a pass ran here and then (the caller's rows may have changed), else False."""
-    settings = platform.settings
-    window = settings.admission_coalesce_s
-    if window <= 0:
-        from scheduler.ticks import run_admission
+    """True if a pass ran here and then (the caller's rows may have changed), else False.
 
-        run_admission(platform)
-        return True
-    asked = time.monotonic()
-    if _covered_until.get(platform, 0.0) > asked:
-        return False
-    try:
-        ask = redis_client(settings.redis_url).pipeline(transaction=False)
-        ask.set(ASK_KEY, "1", nx=True, px=int(window * 1000))
-        ask.pttl(ASK_KEY)
-        first, left_ms = ask.execute()
-        if first:
-            from worker.celery_app import CONTROL_QUEUE
-
-            # `expires`: a pass that could not run for a whole tick is superseded by the tick.
-            platform.celery.send_task(
-                ADMIT_TASK,
-                queue=CONTROL_QUEUE,
-                countdown=window,
-                expires=window + settings.admission_interval_s,
-            )
-        # The window's pass runs when the key expires, and Redis counted `left_ms` from a
-        # moment after `asked`: until asked + left_ms the key is still there, so an ask
-        # from this process would send nothing, and its commits till then are read by
-        # that pass. (-2: the key expired in between; ask again next time.)
-        if left_ms > 0:
-            _covered_until[platform] = asked + left_ms / 1000
-    except Exception as exc:  # Redis or the broker unreachable: the beat tick admits
-        log.warning("could not ask for an admission pass (the next tick will admit): %s", exc)
-    return False
+    Inline mode (``admission_coalesce_s = 0``) runs the pass in this process.
+    """
+    return ask_for_admission(platform, lambda: run_admission(platform))

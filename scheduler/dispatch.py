@@ -7,12 +7,7 @@ import logging
 from celery import Celery
 
 from scheduler.admission import Publish
-from worker.celery_app import INFER_TASK, TRAIN_TASK
-
-# int8 quantisation of a registered model version (worker.tasks.compress).
-COMPRESS_TASK = "tunepool.compress"
-# Champion/challenger scoring of a scheduled retrain (worker.tasks.evaluate).
-EVALUATE_TASK = "tunepool.evaluate"
+from tunepool.messages import COMPRESS_TASK, EVALUATE_TASK, INFER_TASK, TRAIN_TASK
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,12 @@
-"""Workers and their slots: registration, heartbeats, and losing a worker."""
+"""Workers and their slots as admission sees them, and losing a worker.
+
+A worker's own rows (register, heartbeat, retire) are written by the worker through
+``storage.workers``; declaring one lost and re-placing its jobs is scheduling policy.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,58 +14,6 @@ from sqlalchemy.orm import Session
 from storage.lease import end_run, return_to_pending
 from storage.models import Job, Worker
 from storage.states import HOLDING_SLOTS, LEASED, JobState, transition
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    name: str
-    hostname: str
-    queue: str
-    slots: int
-    gpus: list[dict[str, Any]] = field(default_factory=list)
-
-
-def register(session: Session, info: WorkerInfo) -> None:
-    """Insert or refresh a worker; a restarted worker with the same name comes back alive."""
-    now = time.time()
-    worker = session.get(Worker, info.name)
-    if worker is None:
-        session.add(
-            Worker(
-                name=info.name,
-                hostname=info.hostname,
-                queue=info.queue,
-                slots=info.slots,
-                gpus=info.gpus,
-                state="alive",
-                registered_at=now,
-                heartbeat_at=now,
-            )
-        )
-        return
-    worker.hostname, worker.queue, worker.slots, worker.gpus = (
-        info.hostname,
-        info.queue,
-        info.slots,
-        info.gpus,
-    )
-    worker.state, worker.heartbeat_at = "alive", now
-
-
-def heartbeat(session: Session, name: str) -> bool:
-    worker = session.get(Worker, name)
-    if worker is None:
-        return False
-    worker.heartbeat_at = time.time()
-    worker.state = "alive"
-    return True
-
-
-def retire(session: Session, name: str) -> None:
-    """A worker that shuts down cleanly says so, so admission stops placing jobs on it."""
-    worker = session.get(Worker, name)
-    if worker is not None:
-        worker.state = "stopped"
 
 
 def mark_lost(session: Session, lost_after_s: float, now: float | None = None) -> list[str]:

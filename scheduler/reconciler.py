@@ -30,8 +30,8 @@ from scheduler.dispatch import TASK_FOR_TYPE, celery_publisher
 from storage.db import transaction
 from storage.models import Job
 from storage.states import JobState, record_event
+from tunepool.messages import worker_queue
 from tunepool.platform import Platform
-from worker.celery_app import worker_queue
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from storage.tables import metadata
 def test_the_api_and_scheduler_never_import_torch() -> None:
     # The API runs on machines without GPUs and must start fast; it publishes by task name.
     code = (
-        "import sys, api.app, api.wsgi, scheduler.ticks, scheduler.tasks, worker.tasks, worker.app;"
+        "import sys, api.app, api.wsgi, scheduler.ticks, scheduler.tasks, worker.tasks;"
+        "import tunepool.app;"
         "import worker.training.spec, tunepool.data.token_files, tunepool.data.stats;"
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules];"
         "print(','.join(bad)); sys.exit(1 if bad else 0)"

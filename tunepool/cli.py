@@ -14,7 +14,7 @@ import click
 
 from tunepool.settings import load_settings
 
-CELERY_APP = "worker.app:app"
+CELERY_APP = "tunepool.app:app"
 
 
 @click.group()
@@ -109,7 +109,7 @@ def worker(slots: int | None, name: str | None, loglevel: str) -> None:
     os.environ["TUNEPOOL_WORKER_NAME"] = name
     if slots:
         os.environ["TUNEPOOL_WORKER_SLOTS"] = str(slots)
-    from worker.celery_app import worker_queue
+    from tunepool.messages import worker_queue
     from worker.identity import describe
     from worker.priority import yield_cpu
 
@@ -145,7 +145,7 @@ def worker(slots: int | None, name: str | None, loglevel: str) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def control(loglevel: str) -> None:
     """Run the control worker that executes the scheduler's ticks (admission, reaper)."""
-    from worker.celery_app import CONTROL_QUEUE
+    from tunepool.messages import CONTROL_QUEUE
 
     _exec_celery(
         "worker", "-Q", CONTROL_QUEUE, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel

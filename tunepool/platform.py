@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 # eq=False: a platform is one process's handles, equal only to itself, and so hashable
-# (per-platform memories such as scheduler.admission_requests' key on it).
+# (per-platform memories such as the admission ask's window in tunepool.admission_ask).
 @dataclass(eq=False)
 class Platform:
     settings: Settings
@@ -51,7 +51,7 @@ class Platform:
 
     @cached_property
     def celery(self) -> Celery:
-        from worker.celery_app import make_celery
+        from tunepool.celery_factory import make_celery
 
         return make_celery(self.settings)
 

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
 
     admission_interval_s: float = 5.0
     # Submits and finished jobs ask for a pass due this many seconds later; asks within
-    # the window share that one pass (scheduler.admission_requests). 0: pass inline.
+    # the window share that one pass (tunepool.admission_ask). 0: pass inline.
     admission_coalesce_s: float = 0.5
     # Fair share: past usage decays with this half-life; budgets run over fixed periods.
     fair_share_half_life_s: float = 24 * 3600.0

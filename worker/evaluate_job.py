@@ -4,7 +4,7 @@ Both versions are scored on the same evaluation dataset by the serving path (the
 model loaded as it is served, predictions through ``worker.inference.predict``):
 entity F1 for token classification, accuracy and macro F1 for sequence
 classification (``worker.inference.evaluate.served_scores``). The decision
-(``scheduler.promotion``) commits with the job's success, on the worker, never in
+(``storage.promotion``) commits with the job's success, on the worker, never in
 the API process.
 """
 
@@ -14,11 +14,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from scheduler.promotion import PRODUCTION, record_decision
 from storage.blobs import fetch_dir, fetch_file
 from storage.db import transaction
 from storage.lease import Claim
 from storage.models import Dataset, ModelVersion
+from storage.promotion import PRODUCTION, record_decision
 from storage.registry import aliases, get_version
 from tunepool.platform import Platform
 from worker.inference.inputs import read_examples

@@ -6,10 +6,10 @@ import os
 import socket
 from typing import Any
 
-from scheduler.pool import WorkerInfo
+from storage.workers import WorkerInfo
 from tunepool.gpu_stats import sample_gpus
+from tunepool.messages import worker_queue
 from tunepool.settings import Settings
-from worker.celery_app import worker_queue
 
 
 def worker_name(settings: Settings) -> str:

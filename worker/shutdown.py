@@ -26,11 +26,11 @@ from types import FrameType
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from scheduler.pool import retire
 from storage.db import transaction
 from storage.lease import release
 from storage.models import Job, JobRun
 from storage.states import LEASED, JobState
+from storage.workers import retire
 
 log = logging.getLogger(__name__)
 

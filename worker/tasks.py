@@ -14,15 +14,23 @@ from celery import shared_task
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 from sqlalchemy.orm import configure_mappers
 
-from scheduler.admission_requests import request_admission
-from scheduler.cancellation import enforce_cancellations
-from scheduler.pool import heartbeat, register, retire
 from storage.db import transaction
 from storage.scratch import sweep_scratch
+from storage.workers import heartbeat, register, retire
+from tunepool.admission_ask import ask_for_admission
 from tunepool.gpu_stats import sample_gpus
+from tunepool.messages import (
+    ADMIT_TASK,
+    COMPRESS_TASK,
+    CONTROL_QUEUE,
+    EVALUATE_TASK,
+    INFER_TASK,
+    TRAIN_TASK,
+)
 from tunepool.observations import publish_gpu_samples
 from tunepool.platform import Platform, current_platform
 from worker import fork_guard
+from worker.cancellation import enforce_cancellations
 from worker.identity import describe, worker_name
 from worker.shutdown import begin_warm_shutdown
 
@@ -30,7 +38,7 @@ log = logging.getLogger(__name__)
 _stop_heartbeat = threading.Event()
 
 
-@shared_task(name="tunepool.train", ignore_result=True)
+@shared_task(name=TRAIN_TASK, ignore_result=True)
 def train(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     from worker.runner import run_training_job
@@ -38,7 +46,7 @@ def train(job_id: str, team: str = "") -> str:
     return _run_job(run_training_job, job_id)
 
 
-@shared_task(name="tunepool.infer", ignore_result=True)
+@shared_task(name=INFER_TASK, ignore_result=True)
 def infer(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     from worker.model_jobs import run_inference_job
@@ -46,7 +54,7 @@ def infer(job_id: str, team: str = "") -> str:
     return _run_job(run_inference_job, job_id)
 
 
-@shared_task(name="tunepool.compress", ignore_result=True)
+@shared_task(name=COMPRESS_TASK, ignore_result=True)
 def compress(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     from worker.model_jobs import run_compress_job
@@ -54,7 +62,7 @@ def compress(job_id: str, team: str = "") -> str:
     return _run_job(run_compress_job, job_id)
 
 
-@shared_task(name="tunepool.evaluate", ignore_result=True)
+@shared_task(name=EVALUATE_TASK, ignore_result=True)
 def evaluate(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments); admission
     # publishes it with every job type (scheduler.dispatch).
@@ -69,10 +77,29 @@ def _run_job(run: Any, job_id: str) -> str:
     if outcome != "not_claimed":
         # Slots just freed: let the next job in without waiting for the beat tick.
         try:
-            request_admission(platform)
+            _request_admission(platform)
         except Exception:
             log.exception("admission after job %s failed; the beat tick will retry", job_id)
     return outcome
+
+
+def _request_admission(platform: Platform) -> None:
+    """Ask for an admission pass by name (``tunepool.admission_ask``), as the API does.
+
+    The worker never imports the scheduler. Inline mode (``admission_coalesce_s = 0``,
+    no control worker) runs the admit task in this process, where the Celery app
+    (``tunepool.app``) registered it under its name beside this module's tasks; a
+    process that loaded only the worker's tasks publishes it to the control queue.
+    """
+
+    def run_inline() -> None:
+        admit = platform.celery.tasks.get(ADMIT_TASK)
+        if admit is not None:
+            admit()
+        else:
+            platform.celery.send_task(ADMIT_TASK, queue=CONTROL_QUEUE)
+
+    ask_for_admission(platform, run_inline)
 
 
 def _preload_for_children() -> None:
@@ -108,7 +135,7 @@ def _on_ready(**_: Any) -> None:
     _sweep_scratch(platform)  # what a killed predecessor on this host left behind
     log.info("worker %s registered with %d slot(s) on queue %s", info.name, info.slots, info.queue)
     threading.Thread(target=_beat_heart, args=(info.name,), name="heartbeat", daemon=True).start()
-    request_admission(platform)
+    _request_admission(platform)
 
 
 def _beat_heart(name: str) -> None:

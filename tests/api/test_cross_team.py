@@ -19,12 +19,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
-from scheduler.pool import WorkerInfo, register
 from storage.alerts import Incident
 from storage.db import transaction
 from storage.ids import new_id
 from storage.models import ApiKey, Checkpoint, Job, Team
 from storage.schedules import Schedule, ScheduleRun
+from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
 from tests.conftest import TINY_BASE_MODEL

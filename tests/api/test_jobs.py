@@ -6,8 +6,8 @@ import time
 
 from flask.testing import FlaskClient
 
-from scheduler.pool import WorkerInfo, register
 from storage.db import transaction
+from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.platform import Platform
 

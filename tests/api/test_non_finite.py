@@ -14,11 +14,11 @@ from pydantic import BaseModel
 from sqlalchemy import select, text
 
 from scheduler.alerts.rules import Context, job_set_aside
-from scheduler.pool import WorkerInfo, register
 from scheduler.reconciler import run_reconciler
 from scheduler.ticks import run_reaper
 from storage.db import transaction
 from storage.models import Job, JobEvent, Team
+from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.platform import Platform
 

@@ -12,16 +12,17 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from scheduler.pool import WorkerInfo, register
 from storage.db import transaction
 from storage.models import Job, ModelVersion, Team
+from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
+from tunepool.messages import worker_queue
 from tunepool.platform import Platform
 
 
 def _worker(platform: Platform, name: str = "w1", slots: int = 1) -> None:
     with transaction(platform.sessions) as session:
-        register(session, WorkerInfo(name, "host", f"tunepool.worker.{name}", slots))
+        register(session, WorkerInfo(name, "host", worker_queue(name), slots))
 
 
 def _finetune(
@@ -354,9 +355,9 @@ def test_the_preempted_jobs_events_name_the_job_it_yields_to_and_why(
 def test_a_worker_with_a_stale_heartbeat_gets_no_placements_until_it_beats_again(
     client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
-    from scheduler.pool import heartbeat
     from scheduler.ticks import run_admission
     from storage.models import Worker
+    from storage.workers import heartbeat
 
     _worker(platform, "w1", slots=1)
     with transaction(platform.sessions) as session:

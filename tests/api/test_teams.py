@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from scheduler.pool import WorkerInfo, register
 from storage.db import transaction
 from storage.teams import create_team
+from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.platform import Platform
 

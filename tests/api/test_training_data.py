@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from scheduler.pool import WorkerInfo, register
 from storage.blobs import store_file
 from storage.db import transaction
 from storage.ids import new_id
 from storage.models import Dataset
+from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory
 from tests.conftest import TINY_BASE_MODEL
 from tests.data.corpus_cases import CASES, CORPUS, UNKNOWN_LABEL

@@ -17,8 +17,8 @@ from storage.models import Checkpoint, Job, JobEvent, JobRun, ModelVersion, Stor
 from storage.teams import create_team
 from tests.conftest import TINY_BASE_MODEL
 from tests.e2e.conftest import WorkerProcs, wait_until
+from tunepool.messages import TRAIN_TASK, worker_queue
 from tunepool.synthetic import conll_text
-from worker.celery_app import TRAIN_TASK, worker_queue
 
 pytestmark = pytest.mark.chaos
 

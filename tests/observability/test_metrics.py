@@ -11,11 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from api.app import create_app
-from scheduler.pool import WorkerInfo, mark_lost, register
+from scheduler.pool import mark_lost
 from scheduler.ticks import run_admission
 from storage.db import transaction
 from storage.lease import claim
 from storage.models import Job
+from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.gpu_stats import sample_gpus
 from tunepool.observations import ADMISSION_KEY, GPU_KEY_PREFIX, publish_gpu_samples

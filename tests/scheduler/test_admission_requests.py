@@ -8,12 +8,13 @@ from pathlib import Path
 
 import redis
 
-from scheduler.admission_requests import ADMIT_TASK, ASK_KEY, request_admission
+from scheduler.admission_requests import request_admission
 from scheduler.wait_board import BOARD_KEY, Place, post_board, read_board
+from tunepool.admission_ask import ASK_KEY
+from tunepool.messages import ADMIT_TASK, CONTROL_QUEUE
 from tunepool.platform import Platform
 from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
-from worker.celery_app import CONTROL_QUEUE
 
 
 def _platform(tmp_path: Path, redis_url: str, window: float) -> Platform:

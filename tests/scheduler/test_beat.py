@@ -16,16 +16,17 @@ import pytest
 import redis
 
 from scheduler.beat import system_schedule
+from tunepool.app import make_app
 from tunepool.embedded import child_env
+from tunepool.messages import ADMIT_TASK, CONTROL_QUEUE, REAP_TASK
 from tunepool.redis_server import start_redis
 from tunepool.settings import Settings
-from worker.celery_app import CONTROL_QUEUE, make_celery
 
 
 def test_system_schedule_is_data_with_registered_tasks_on_the_control_queue() -> None:
     settings = Settings(admission_interval_s=3, reaper_interval_s=7)
     schedule = system_schedule(settings)
-    app = make_celery(settings)
+    app = make_app(settings)
     app.loader.import_default_modules()
     assert {"admission", "reaper", "reconciler"} <= set(schedule)
     assert schedule["admission"]["schedule"] == 3
@@ -95,7 +96,7 @@ def test_two_beats_fire_each_tick_once_and_the_standby_takes_over(tmp_path: Path
         assert "this beat is active" in log(standby)
 
         sends = _sends(redis.Redis.from_url(server.url))
-        for task, interval, expires in (("tunepool.admit", 1, 1), ("tunepool.reap", 2, 2)):
+        for task, interval, expires in ((ADMIT_TASK, 1, 1), (REAP_TASK, 2, 2)):
             times = [t - expires for t in sends[task]]
             gaps = [b - a for a, b in itertools.pairwise(times)]
             # Once per due time: never two sends of one tick closer than most of an interval.
@@ -135,7 +136,7 @@ def test_beat_carries_on_after_redis_restarts_empty(tmp_path: Path) -> None:
     try:
         client = redis.Redis.from_url(server.url)
         deadline = time.monotonic() + 60
-        while not _sends(client).get("tunepool.admit"):
+        while not _sends(client).get(ADMIT_TASK):
             assert time.monotonic() < deadline, (tmp_path / "beat.log").read_text()[-2000:]
             time.sleep(0.2)
         server.process.kill()  # SIGKILL: lock, schedule entries and messages are gone
@@ -144,7 +145,7 @@ def test_beat_carries_on_after_redis_restarts_empty(tmp_path: Path) -> None:
         server = start_redis(tmp_path / "redis", port=server.port, persist=False)
         client = redis.Redis.from_url(server.url)
         deadline = time.monotonic() + 30
-        while len(_sends(client).get("tunepool.admit", [])) < 3:
+        while len(_sends(client).get(ADMIT_TASK, [])) < 3:
             assert time.monotonic() < deadline, (tmp_path / "beat.log").read_text()[-2000:]
             time.sleep(0.2)
         assert proc.poll() is None, "beat exited when Redis went away"

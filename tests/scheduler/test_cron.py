@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from scheduler.cron import check_cron, latest_due, next_due
-from scheduler.promotion import decide
+from storage.promotion import decide
 
 
 def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:

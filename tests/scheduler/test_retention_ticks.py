@@ -17,6 +17,7 @@ from storage.models import Checkpoint, Job, Team
 from storage.retention import checkpoint_prefix
 from storage.schema import upgrade
 from storage.states import JobState, record_event, transition
+from tunepool.messages import RETAIN_CHECKPOINTS_TASK, SWEEP_SCRATCH_TASK
 from tunepool.platform import Platform
 from tunepool.settings import Settings
 
@@ -80,7 +81,7 @@ def test_a_job_cancelled_while_pending_is_retained_and_swept_by_the_ticks(
 
 def test_the_ticks_are_on_the_schedule() -> None:
     schedule = system_schedule(Settings(retention_interval_s=120, scratch_sweep_interval_s=300))
-    assert schedule["checkpoint_retention"]["task"] == "tunepool.retain_checkpoints"
+    assert schedule["checkpoint_retention"]["task"] == RETAIN_CHECKPOINTS_TASK
     assert schedule["checkpoint_retention"]["schedule"] == 120
-    assert schedule["scratch_sweep"]["task"] == "tunepool.sweep_scratch"
+    assert schedule["scratch_sweep"]["task"] == SWEEP_SCRATCH_TASK
     assert schedule["scratch_sweep"]["schedule"] == 300

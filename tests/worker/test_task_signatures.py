@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from tunepool.app import make_app
+from tunepool.messages import ADMIT_TASK, EVALUATE_TASK, TRAIN_TASK
 from tunepool.settings import Settings
-from worker.celery_app import make_celery
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("api", "scheduler", "worker", "storage", "tunepool")
@@ -198,7 +199,7 @@ def _sends(app: Celery) -> list[Send]:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Celery:
-    celery = make_celery(Settings(home=tmp_path_factory.mktemp("tasks")))
+    celery = make_app(Settings(home=tmp_path_factory.mktemp("tasks")))
     celery.loader.import_default_modules()
     return celery
 
@@ -207,7 +208,7 @@ def test_every_task_message_fits_its_consumers_signature(app: Celery) -> None:
     sends = _sends(app)
     names = {name for send in sends for name, _, _ in send.messages}
     # The publisher of every job type and the admission ask: the test cannot pass empty.
-    assert {"tunepool.train", "tunepool.evaluate", "tunepool.admit"} <= names, names
+    assert {TRAIN_TASK, EVALUATE_TASK, ADMIT_TASK} <= names, names
     problems = []
     for send in sends:
         for name, count, keys in send.messages:

@@ -1,24 +1,18 @@
 """The Celery application factory and the settings that matter (DESIGN §10).
 
-This module imports no torch: the API and the scheduler import it to publish by
-task name, and the worker's parent process must never initialise CUDA (a forked
-child cannot use a CUDA context created before the fork).
+An app built here publishes by task name (``tunepool.messages``) and registers no
+tasks: the API, the scheduler and the worker use it to send; ``tunepool.app``, the
+composition root, adds the beat schedule and both sides' task modules for the
+``celery`` command line. No torch here: the worker's parent process must never
+initialise CUDA (a forked child cannot use a CUDA context created before the fork).
 """
 
 from __future__ import annotations
 
 from celery import Celery
 
+from tunepool.messages import CONTROL_QUEUE
 from tunepool.settings import Settings, load_settings
-
-CONTROL_QUEUE = "tunepool.control"
-TRAIN_TASK = "tunepool.train"
-INFER_TASK = "tunepool.infer"
-
-
-def worker_queue(worker_name: str) -> str:
-    """Each worker consumes its own queue, so admission decides placement, not Celery."""
-    return f"tunepool.worker.{worker_name}"
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -52,18 +46,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         timezone="UTC",
     )
-    from scheduler.beat import system_schedule
-
-    app.conf.beat_schedule = system_schedule(settings)
-    # One active beat: redbeat's Redis lock, entries' last run times kept in Redis.
-    app.conf.beat_scheduler = "scheduler.single_beat:SingleBeatScheduler"
-    app.conf.beat_max_loop_interval = settings.beat_max_loop_interval_s
-    app.conf.redbeat_redis_url = settings.redis_url
-    app.conf.redbeat_key_prefix = "tunepool:beat:"
-    app.conf.redbeat_lock_timeout = settings.beat_lock_timeout_s
     # No result backend, so nothing for beat's default celery.backend_cleanup to clean.
     app.conf.result_expires = None
     app.conf.tunepool_settings = settings
-    # Importing the task modules registers them; neither imports torch at module level.
-    app.conf.imports = ("worker.tasks", "scheduler.tasks")
     return app

@@ -10,10 +10,10 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from scheduler.cancellation import enforce_cancellations
 from storage.models import Job, JobEvent, JobRun, Team
 from storage.states import record_event
 from tunepool.processes import process_alive
+from worker.cancellation import enforce_cancellations
 
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
 

@@ -1,0 +1,67 @@
+"""A worker's own row: it registers on start, beats its heart, and retires on a clean stop.
+
+Written by the worker process (``worker.tasks``, ``worker.shutdown``); admission reads
+the rows and the reaper marks silent workers lost (``scheduler.pool``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from storage.models import Worker
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    hostname: str
+    queue: str
+    slots: int
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+
+
+def register(session: Session, info: WorkerInfo) -> None:
+    """Insert or refresh a worker; a restarted worker with the same name comes back alive."""
+    now = time.time()
+    worker = session.get(Worker, info.name)
+    if worker is None:
+        session.add(
+            Worker(
+                name=info.name,
+                hostname=info.hostname,
+                queue=info.queue,
+                slots=info.slots,
+                gpus=info.gpus,
+                state="alive",
+                registered_at=now,
+                heartbeat_at=now,
+            )
+        )
+        return
+    worker.hostname, worker.queue, worker.slots, worker.gpus = (
+        info.hostname,
+        info.queue,
+        info.slots,
+        info.gpus,
+    )
+    worker.state, worker.heartbeat_at = "alive", now
+
+
+def heartbeat(session: Session, name: str) -> bool:
+    worker = session.get(Worker, name)
+    if worker is None:
+        return False
+    worker.heartbeat_at = time.time()
+    worker.state = "alive"
+    return True
+
+
+def retire(session: Session, name: str) -> None:
+    """A worker that shuts down cleanly says so, so admission stops placing jobs on it."""
+    worker = session.get(Worker, name)
+    if worker is not None:
+        worker.state = "stopped"
