@@ -147,11 +147,16 @@ def _beat_heart(name: str) -> None:
             with fork_guard.guard, transaction(platform.sessions) as session:
                 if not heartbeat(session, name):
                     register(session, describe(platform.settings))
-            # Only this host can read its GPUs; /metrics serves them from Redis.
+            # Only this host can read its GPUs; /metrics serves them from Redis. nvidia-smi
+            # starts while the pool cannot fork: a pool child forked meanwhile inherits the
+            # pipes to it and holds them open, and this thread then waits on them for as
+            # long as that child lives (seen under load: the heartbeat stopped for good).
+            with fork_guard.guard:
+                samples = sample_gpus()
             publish_gpu_samples(
                 platform.settings.redis_url,
                 name,
-                sample_gpus(),
+                samples,
                 ttl_s=3 * platform.settings.worker_heartbeat_s,
             )
             # Only this host can signal its own job processes.
