@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from storage.blobs import store_dir
 from storage.db import transaction
+from storage.layout import checkpoint_prefix
 from storage.lease import renew_lease, update_leased
 from storage.models import Checkpoint, Job
-from storage.retention import checkpoint_prefix, prune_checkpoints
+from storage.retention import prune_checkpoints
 from storage.states import record_event
 from tunepool.platform import Platform
 from worker import shutdown as worker_shutdown

@@ -22,6 +22,7 @@ from typing import Any
 
 from storage.blobs import fetch_dir, fetch_file, store_dir, store_file
 from storage.db import transaction
+from storage.layout import model_prefix, predictions_key
 from storage.lease import Claim, claim, end_run
 from storage.models import Dataset, Job, ModelVersion
 from storage.registry import next_version
@@ -30,7 +31,7 @@ from tunepool.platform import Platform
 from worker.job_callbacks import record_progress
 from worker.job_logs import JobLogHandler
 from worker.lease_keeper import LeaseKeeper
-from worker.runner import _fail, model_prefix
+from worker.runner import _fail
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -39,10 +40,6 @@ S = JobState
 CHUNK = 256
 
 Body = Callable[[Platform, Claim, LeaseKeeper, str, dict[str, Any], ModelVersion, Path], str]
-
-
-def predictions_key(team_id: str, job_id: str) -> str:
-    return f"teams/{team_id}/jobs/{job_id}/predictions.jsonl"
 
 
 def run_inference_job(platform: Platform, job_id: str, worker_name: str) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from storage import base_models
 from storage.blobs import fetch_dir, fetch_file, store_dir
 from storage.db import transaction
+from storage.layout import model_prefix
 from storage.lease import Claim, claim, end_run, release, set_start_step
 from storage.models import Checkpoint, Dataset, Job, ModelVersion
 from storage.registry import next_version
@@ -33,10 +34,6 @@ from worker.shutdown import give_back, stop_on_sigterm
 
 log = logging.getLogger(__name__)
 S = JobState
-
-
-def model_prefix(team_id: str, name: str, version: int) -> str:
-    return f"teams/{team_id}/models/{name}/{version}/"
 
 
 def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
