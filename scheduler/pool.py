@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session
 from storage.lease import end_run, return_to_pending
 from storage.models import Job, Worker
 from storage.states import HOLDING_SLOTS, LEASED, JobState, transition
+from storage.worker_state import WorkerState, set_worker_state
+
+ALIVE = WorkerState.ALIVE.value
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,6 @@ def register(session: Session, info: WorkerInfo) -> None:
                 queue=info.queue,
                 slots=info.slots,
                 gpus=info.gpus,
-                state="alive",
                 registered_at=now,
                 heartbeat_at=now,
             )
@@ -47,7 +49,8 @@ def register(session: Session, info: WorkerInfo) -> None:
         info.slots,
         info.gpus,
     )
-    worker.state, worker.heartbeat_at = "alive", now
+    worker.heartbeat_at = now
+    set_worker_state(worker, WorkerState.ALIVE)
 
 
 def heartbeat(session: Session, name: str) -> bool:
@@ -55,7 +58,7 @@ def heartbeat(session: Session, name: str) -> bool:
     if worker is None:
         return False
     worker.heartbeat_at = time.time()
-    worker.state = "alive"
+    set_worker_state(worker, WorkerState.ALIVE)
     return True
 
 
@@ -63,18 +66,18 @@ def retire(session: Session, name: str) -> None:
     """A worker that shuts down cleanly says so, so admission stops placing jobs on it."""
     worker = session.get(Worker, name)
     if worker is not None:
-        worker.state = "stopped"
+        set_worker_state(worker, WorkerState.STOPPED)
 
 
 def mark_lost(session: Session, lost_after_s: float, now: float | None = None) -> list[str]:
     """Workers silent for too long are lost; their jobs go back to pending to resume elsewhere."""
     now = now or time.time()
     silent = session.scalars(
-        select(Worker).where(Worker.state == "alive", Worker.heartbeat_at < now - lost_after_s)
+        select(Worker).where(Worker.state == ALIVE, Worker.heartbeat_at < now - lost_after_s)
     ).all()
     lost: list[str] = []
     for worker in silent:
-        worker.state = "lost"
+        set_worker_state(worker, WorkerState.LOST)
         lost.append(worker.name)
         jobs = session.scalars(
             select(Job).where(
@@ -113,5 +116,5 @@ def used_slots(session: Session) -> dict[str, int]:
 
 def largest_worker(session: Session) -> int | None:
     """Most slots any live worker offers, or None while no worker has registered."""
-    value = session.scalar(select(func.max(Worker.slots)).where(Worker.state == "alive"))
+    value = session.scalar(select(func.max(Worker.slots)).where(Worker.state == ALIVE))
     return int(value) if value is not None else None
