@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from storage.attempts import AttemptOutcome
 from storage.lease import end_run, return_to_pending
 from storage.models import Job, Worker
 from storage.states import HOLDING_SLOTS, LEASED, JobState, transition
@@ -92,7 +93,9 @@ def mark_lost(session: Session, lost_after_s: float, now: float | None = None) -
                     return_to_pending(session, job, reason=reason, reason_code="worker_lost")
                     and owner
                 ):
-                    end_run(session, job.id, owner, "worker_lost", ended_at=job.lease_until)
+                    end_run(
+                        session, job.id, owner, AttemptOutcome.WORKER_LOST, ended_at=job.lease_until
+                    )
             else:
                 transition(
                     session,

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from storage.attempts import StopReason
 from storage.blobs import store_dir
 from storage.db import transaction
 from storage.layout import checkpoint_prefix
@@ -62,10 +63,10 @@ class JobCallbacks:
         only the lease holder may make)."""
         return self.keeper.renew()
 
-    def should_stop(self) -> str | None:
+    def should_stop(self) -> StopReason | None:
         reason = self.keeper.stop_reason()
         if reason is None and worker_shutdown.requested():
-            return "shutdown"  # SIGTERM: checkpoint, give the job back (worker.shutdown)
+            return StopReason.SHUTDOWN  # SIGTERM: checkpoint, give the job back (worker.shutdown)
         return reason
 
     # -- reports -------------------------------------------------------------

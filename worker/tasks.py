@@ -17,6 +17,7 @@ from sqlalchemy.orm import configure_mappers
 from scheduler.admission_requests import request_admission
 from scheduler.cancellation import enforce_cancellations
 from scheduler.pool import heartbeat, register, retire
+from storage.attempts import AttemptOutcome
 from storage.db import transaction
 from storage.scratch import sweep_scratch
 from tunepool.gpu_stats import sample_gpus
@@ -66,7 +67,7 @@ def evaluate(job_id: str, team: str = "") -> str:
 def _run_job(run: Any, job_id: str) -> str:
     platform = current_platform()
     outcome: str = run(platform, job_id, worker_name(platform.settings))
-    if outcome != "not_claimed":
+    if outcome != AttemptOutcome.NOT_CLAIMED:
         # Slots just freed: let the next job in without waiting for the beat tick.
         try:
             request_admission(platform)

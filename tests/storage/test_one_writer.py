@@ -1,5 +1,6 @@
-"""State columns with one writer: schedule runs (``move_run``) and workers
-(``set_worker_state``); the values stay the strings already stored."""
+"""State columns with one writer: schedule runs (``move_run``), workers
+(``set_worker_state``) and job runs' outcomes (``end_run``); the values stay the strings
+already stored."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from storage.attempts import ENDED, TAKEN, AttemptOutcome, StopReason
 from storage.models import Team, Worker
 from storage.schedules import RunOutcome, RunState, Schedule, ScheduleRun, move_run
 from storage.worker_state import WorkerState, set_worker_state
 from tests.storage.test_layout import ROOT, production_modules
 
-# The one module allowed to write each column.
+# The one module allowed to write each table's state columns.
 OWNERS = {
     "ScheduleRun": ROOT / "storage" / "schedules.py",
     "Worker": ROOT / "storage" / "worker_state.py",
+    "JobRun": ROOT / "storage" / "lease.py",
 }
-ENUMS = {"RunState": "ScheduleRun", "WorkerState": "Worker"}
+COLUMNS = {"ScheduleRun": {"state", "outcome"}, "Worker": {"state"}, "JobRun": {"outcome"}}
+ENUMS = {"RunState": "ScheduleRun", "RunOutcome": "ScheduleRun", "WorkerState": "Worker"}
 # Other ``state`` columns with their own writers (incidents: scheduler/alerts/engine.py).
 OTHER_STATE_OBJECTS = {"self", "incident", "job"}
 
@@ -28,6 +32,20 @@ def test_stored_values_stay_the_same_strings() -> None:
     assert [s.value for s in RunState] == ["submitting", "training", "evaluating", "decided"]
     assert [o.value for o in RunOutcome] == ["promoted", "kept", "failed"]
     assert [s.value for s in WorkerState] == ["alive", "stopped", "lost"]
+    assert [r.value for r in StopReason] == ["cancel", "preempt", "shutdown", "lease_lost"]
+    assert {o.value for o in AttemptOutcome} == {
+        "succeeded",
+        "failed",
+        "cancelled",
+        "preempted",
+        "shutdown",
+        "lease_lost",
+        "not_claimed",
+        "lease_expired",
+        "worker_lost",
+    }
+    assert {"succeeded", "failed", "cancelled"} == ENDED
+    assert {"lease_expired", "worker_lost"} == TAKEN
 
 
 def _run(session: Session) -> str:
@@ -112,10 +130,11 @@ def state_writes(path: Path, root: Path = ROOT) -> list[str]:
                     continue
                 if callee == "update" and table in args:
                     found.append(f"{where}:{node.lineno}: update({table})")
-                if callee in (table, "values") and any(k.arg == "state" for k in node.keywords):
+                written = {k.arg for k in node.keywords} & COLUMNS[table]
+                if callee in (table, "values") and written:
                     mentions = _names(node) & (set(ENUMS) | {table})
-                    if callee == table or any(ENUMS.get(m) == table for m in mentions):
-                        found.append(f"{where}:{node.lineno}: {callee}(state=...)")
+                    if table in mentions or any(ENUMS.get(m) == table for m in mentions):
+                        found.append(f"{where}:{node.lineno}: {callee}({min(written)}=...)")
         targets: list[ast.expr] = []
         if isinstance(node, ast.Assign):
             for target in node.targets:
@@ -125,7 +144,7 @@ def state_writes(path: Path, root: Path = ROOT) -> list[str]:
         for target in targets:
             if (
                 isinstance(target, ast.Attribute)
-                and target.attr == "state"
+                and target.attr in ("state", "outcome")
                 and not (
                     isinstance(target.value, ast.Name) and target.value.id in OTHER_STATE_OBJECTS
                 )
@@ -135,10 +154,10 @@ def state_writes(path: Path, root: Path = ROOT) -> list[str]:
     return found
 
 
-def test_only_the_owners_write_schedule_run_and_worker_state() -> None:
+def test_only_the_owners_write_run_worker_and_attempt_states() -> None:
     offenders = [hit for path in production_modules(ROOT) for hit in state_writes(path)]
-    assert offenders == [], "write these through move_run / set_worker_state:\n" + "\n".join(
-        offenders
+    assert offenders == [], "write these through move_run, set_worker_state, end_run:\n" + (
+        "\n".join(offenders)
     )
 
 
@@ -149,6 +168,7 @@ def test_the_scan_finds_a_second_writer(tmp_path: Path) -> None:
         '    worker.state = "lost"\n'
         "    session.execute(update(ScheduleRun).values(state=RunState.DECIDED))\n"
         '    session.add(Worker(name="w", state="alive"))\n'
+        '    session.execute(update(JobRun).values(outcome="failed"))\n'
         "    self.state = 1\n"
     )
     assert sorted(state_writes(module, tmp_path)) == [
@@ -156,4 +176,6 @@ def test_the_scan_finds_a_second_writer(tmp_path: Path) -> None:
         "pool.py:3: update(ScheduleRun)",
         "pool.py:3: values(state=...)",
         "pool.py:4: Worker(state=...)",
+        "pool.py:5: update(JobRun)",
+        "pool.py:5: values(outcome=...)",
     ]
