@@ -18,6 +18,7 @@ from api.errors import ApiError, invalid, not_found
 from api.paging import page_params, paged
 from storage.blobs import store_file
 from storage.ids import new_id
+from storage.layout import dataset_key
 from storage.models import Dataset
 
 bp = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
@@ -108,7 +109,7 @@ def upload() -> tuple[Response, int]:
         except DataError as exc:
             raise ApiError(422, "invalid_data", f"file: {exc}", "file", line=exc.line) from None
         dataset_id = new_id("ds")
-        key = f"teams/{team_id()}/datasets/{dataset_id}/data.{fmt}"
+        key = dataset_key(team_id(), dataset_id, fmt)
         session = db()
         stored = store_file(session, platform().store, key, path)
         dataset = Dataset(

@@ -31,6 +31,7 @@ from api.errors import ApiError
 from storage.models import Job, Team, Worker
 from storage.states import HOLDING_SLOTS, LEASED, JobState
 from storage.stored_bytes import KINDS, stored_bytes_by_team
+from storage.worker_state import WorkerState
 from tunepool.observations import admission_pass_histogram, gpu_samples
 from tunepool.platform import Platform
 
@@ -169,7 +170,7 @@ def _workers(session: Session) -> Iterator[Metric]:
         ).all()
     )
     for w in session.scalars(select(Worker).order_by(Worker.name)):
-        up.add_metric([w.name], 1.0 if w.state == "alive" else 0.0)
+        up.add_metric([w.name], 1.0 if w.state == WorkerState.ALIVE else 0.0)
         seen.add_metric([w.name], w.heartbeat_at)
         slots.add_metric([w.name], w.slots)
         used.add_metric([w.name], float(held.get(w.name) or 0))

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from api.context import db, team_id
 from storage.models import Job, Team, Worker
 from storage.states import HOLDING_SLOTS
+from storage.worker_state import WorkerState
 
 bp = Blueprint("pool", __name__, url_prefix="/v1/pool")
 
@@ -44,7 +45,7 @@ def show() -> Response:
     for w in session.scalars(select(Worker).order_by(Worker.name)):
         jobs = by_worker.get(w.name, [])
         used = sum(j["slots"] for j in jobs)
-        alive = w.state == "alive"
+        alive = w.state == WorkerState.ALIVE
         total += w.slots if alive else 0
         free += max(0, w.slots - used) if alive else 0
         workers.append(

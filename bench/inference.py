@@ -110,6 +110,7 @@ def _serve(tmp: Path, model_dir: Path) -> tuple[Any, str, dict[str, str]]:
     from api.app import create_app
     from storage.blobs import store_dir
     from storage.db import transaction
+    from storage.layout import model_prefix
     from storage.models import ModelVersion
     from storage.schema import upgrade
     from storage.teams import create_team
@@ -126,7 +127,7 @@ def _serve(tmp: Path, model_dir: Path) -> tuple[Any, str, dict[str, str]]:
     with transaction(platform.sessions) as session:
         team, key = create_team(session, "bench")
         session.flush()
-        prefix = f"teams/{team.id}/models/ner/1/"
+        prefix = model_prefix(team.id, "ner", 1)
         store_dir(session, platform.store, prefix, model_dir)
         session.add(
             ModelVersion(

@@ -65,6 +65,7 @@ from storage.db import make_engine, make_session_factory, transaction
 from storage.models import Job, JobRun, Worker
 from storage.schema import upgrade
 from storage.teams import create_team, issue_key
+from storage.worker_state import WorkerState
 from tunepool.embedded import Embedded, child_env
 from tunepool.netutil import answers, free_port, wait_for_port
 from tunepool.redis_server import start_redis
@@ -419,7 +420,9 @@ def wait_for_workers(
     while True:
         with engine.connect() as conn:
             alive = conn.execute(
-                select(func.count()).select_from(Worker).where(Worker.state == "alive")
+                select(func.count())
+                .select_from(Worker)
+                .where(Worker.state == WorkerState.ALIVE.value)
             ).scalar_one()
         if alive >= count:
             return

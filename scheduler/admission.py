@@ -37,6 +37,7 @@ from storage import finite_json
 from storage.db import json_readable, lock_scheduler
 from storage.models import Checkpoint, Job, JobEvent, Team, Worker, table_of
 from storage.states import HOLDING_SLOTS, JobState, set_aside, transition
+from storage.worker_state import WorkerState
 from tunepool.quoting import excerpt
 from tunepool.settings import Settings
 
@@ -255,7 +256,7 @@ def _plan(
         WorkerCapacity(w.name, w.queue, w.slots, tuple(g["index"] for g in w.gpus) or ())
         for w in session.scalars(
             select(Worker)
-            .where(Worker.state == "alive", Worker.heartbeat_at >= fresh)
+            .where(Worker.state == WorkerState.ALIVE.value, Worker.heartbeat_at >= fresh)
             .order_by(Worker.name)
         )
     ]

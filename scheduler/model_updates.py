@@ -23,7 +23,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,7 @@ from storage import base_models
 from storage.ids import new_id
 from storage.models import Dataset, Job, ModelVersion
 from storage.registry import resolve
-from storage.schedules import Schedule, ScheduleRun
+from storage.schedules import RunOutcome, RunState, Schedule, ScheduleRun, move_run
 from storage.states import JobState, record_event
 from tunepool.platform import Platform
 
@@ -122,7 +122,6 @@ def fire(
             team_id=schedule.team_id,
             fire_time=fire_time,
             trigger=trigger or schedule.trigger,
-            state="submitting",
             evaluation_dataset=schedule.evaluation_dataset,
             metric=schedule.metric,
             min_margin=schedule.min_margin,
@@ -139,10 +138,18 @@ def fire(
         try:
             job = _retrain_job(session, platform, schedule, run, now)
         except Refused as exc:
-            run.state, run.outcome, run.reason, run.decided_at = "decided", "failed", str(exc), now
+            move_run(
+                session,
+                run.id,
+                RunState.SUBMITTING,
+                RunState.DECIDED,
+                outcome=RunOutcome.FAILED,
+                reason=str(exc),
+                decided_at=now,
+            )
             log.warning("schedule %s: run %s refused: %s", schedule.id, run.id, exc)
         else:
-            run.job_id, run.state = job.id, "training"
+            move_run(session, run.id, RunState.SUBMITTING, RunState.TRAINING, job_id=job.id)
         try:
             session.commit()
         except IntegrityError:
@@ -227,13 +234,13 @@ def advance_runs(platform: Platform, now: float | None = None) -> list[str]:
         r = ScheduleRun
         runs = session.execute(
             select(r.id, r.state, r.job_id, r.evaluate_job_id).where(
-                r.state.in_(("training", "evaluating"))
+                r.state.in_((RunState.TRAINING.value, RunState.EVALUATING.value))
             )
         ).all()
     moved = []
     for run_id, state, job_id, evaluate_job_id in runs:
         with platform.sessions() as session:
-            if state == "training":
+            if state == RunState.TRAINING:
                 done = _after_training(session, platform, run_id, job_id, now)
             else:
                 done = _after_evaluation(session, run_id, evaluate_job_id, now)
@@ -243,38 +250,27 @@ def advance_runs(platform: Platform, now: float | None = None) -> list[str]:
     return moved
 
 
-def _cas(session: Session, run_id: str, expect: str, **values: object) -> bool:
-    """Compare-and-set on the run's state: of two ticks, only one moves it."""
-    result = session.execute(
-        update(ScheduleRun)
-        .where(ScheduleRun.id == run_id, ScheduleRun.state == expect)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
 def _after_training(
     session: Session, platform: Platform, run_id: str, job_id: str | None, now: float
 ) -> bool:
     job = session.get(Job, job_id) if job_id else None
     if job is None:
-        return _cas(
+        return move_run(
             session,
             run_id,
-            "training",
-            state="decided",
-            outcome="failed",
+            RunState.TRAINING,
+            RunState.DECIDED,
+            outcome=RunOutcome.FAILED,
             reason="retrain job gone",
             decided_at=now,
         )
     if job.state in FINISHED_BADLY:
-        return _cas(
+        return move_run(
             session,
             run_id,
-            "training",
-            state="decided",
-            outcome="failed",
+            RunState.TRAINING,
+            RunState.DECIDED,
+            outcome=RunOutcome.FAILED,
             reason=f"retrain job {job.id} {job.state}: {(job.error or job.reason or '')[:400]}",
             decided_at=now,
         )
@@ -282,12 +278,12 @@ def _after_training(
         return False
     candidate = session.get(ModelVersion, job.model_version_id) if job.model_version_id else None
     if candidate is None:
-        return _cas(
+        return move_run(
             session,
             run_id,
-            "training",
-            state="decided",
-            outcome="failed",
+            RunState.TRAINING,
+            RunState.DECIDED,
+            outcome=RunOutcome.FAILED,
             reason=f"retrain job {job.id} succeeded without a model version",
             decided_at=now,
         )
@@ -296,12 +292,12 @@ def _after_training(
     priority = {v: k for k, v in PRIORITIES.items()}.get(job.priority, "high")
     refused = refusal(session, job.team_id, 1, priority)
     if refused is not None:
-        return _cas(
+        return move_run(
             session,
             run_id,
-            "training",
-            state="decided",
-            outcome="failed",
+            RunState.TRAINING,
+            RunState.DECIDED,
+            outcome=RunOutcome.FAILED,
             reason=f"evaluate job refused: {refused.message}"[:500],
             decided_at=now,
         )
@@ -329,11 +325,11 @@ def _after_training(
         max_attempts=platform.settings.max_attempts,
         created_at=now,
     )
-    if not _cas(
+    if not move_run(
         session,
         run_id,
-        "training",
-        state="evaluating",
+        RunState.TRAINING,
+        RunState.EVALUATING,
         evaluate_job_id=evaluate.id,
         candidate_version=candidate.version,
     ):
@@ -355,12 +351,12 @@ def _after_evaluation(
         # Running, or succeeded: the worker recorded the decision with the job.
         return False
     what = f"evaluate job {job.id} {job.state}: {job.error or ''}" if job else "evaluate job gone"
-    return _cas(
+    return move_run(
         session,
         run_id,
-        "evaluating",
-        state="decided",
-        outcome="failed",
+        RunState.EVALUATING,
+        RunState.DECIDED,
+        outcome=RunOutcome.FAILED,
         reason=what[:500],
         decided_at=now,
     )

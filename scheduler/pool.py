@@ -11,20 +11,24 @@ import time
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from storage.attempts import AttemptOutcome
 from storage.lease import end_run, return_to_pending
 from storage.models import Job, Worker
 from storage.states import HOLDING_SLOTS, LEASED, JobState, transition
+from storage.worker_state import WorkerState, set_worker_state
+
+ALIVE = WorkerState.ALIVE.value
 
 
 def mark_lost(session: Session, lost_after_s: float, now: float | None = None) -> list[str]:
     """Workers silent for too long are lost; their jobs go back to pending to resume elsewhere."""
     now = now or time.time()
     silent = session.scalars(
-        select(Worker).where(Worker.state == "alive", Worker.heartbeat_at < now - lost_after_s)
+        select(Worker).where(Worker.state == ALIVE, Worker.heartbeat_at < now - lost_after_s)
     ).all()
     lost: list[str] = []
     for worker in silent:
-        worker.state = "lost"
+        set_worker_state(worker, WorkerState.LOST)
         lost.append(worker.name)
         jobs = session.scalars(
             select(Job).where(
@@ -39,7 +43,9 @@ def mark_lost(session: Session, lost_after_s: float, now: float | None = None) -
                     return_to_pending(session, job, reason=reason, reason_code="worker_lost")
                     and owner
                 ):
-                    end_run(session, job.id, owner, "worker_lost", ended_at=job.lease_until)
+                    end_run(
+                        session, job.id, owner, AttemptOutcome.WORKER_LOST, ended_at=job.lease_until
+                    )
             else:
                 transition(
                     session,
@@ -63,5 +69,5 @@ def used_slots(session: Session) -> dict[str, int]:
 
 def largest_worker(session: Session) -> int | None:
     """Most slots any live worker offers, or None while no worker has registered."""
-    value = session.scalar(select(func.max(Worker.slots)).where(Worker.state == "alive"))
+    value = session.scalar(select(func.max(Worker.slots)).where(Worker.state == ALIVE))
     return int(value) if value is not None else None

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from storage.attempts import TAKEN, AttemptOutcome
 from storage.models import Checkpoint, Job, JobRun, Worker
 from storage.states import LEASED, JobState, transition
 
@@ -108,7 +109,7 @@ def update_leased(
 
 
 # How a run ends when its job was taken from it, rather than by the run itself.
-TAKEN_OUTCOMES = ("lease_expired", "worker_lost")
+TAKEN_OUTCOMES = tuple(sorted(o.value for o in TAKEN))
 
 
 def run_not_taken(session: Session, job_id: str, owner: str) -> bool:
@@ -144,12 +145,17 @@ def renew_lease(session: Session, job_id: str, owner: str, ttl_s: float) -> bool
 
 
 def end_run(
-    session: Session, job_id: str, owner: str, outcome: str, ended_at: float | None = None
+    session: Session,
+    job_id: str,
+    owner: str,
+    outcome: AttemptOutcome,
+    ended_at: float | None = None,
 ) -> None:
+    """The one writer of ``job_runs.outcome``: the run of ``owner`` ended so."""
     session.execute(
         update(JobRun)
         .where(JobRun.job_id == job_id, JobRun.lease_owner == owner, JobRun.ended_at.is_(None))
-        .values(ended_at=ended_at or time.time(), outcome=outcome)
+        .values(ended_at=ended_at or time.time(), outcome=AttemptOutcome(outcome).value)
         .execution_options(synchronize_session=False)
     )
 
@@ -162,7 +168,7 @@ def release(
     *,
     expect: set[JobState],
     reason: str,
-    outcome: str,
+    outcome: AttemptOutcome,
     waiting: tuple[str, str] | None = None,
 ) -> bool:
     """A runner that stopped on request hands its job on: the move, the cleared placement
@@ -248,7 +254,7 @@ def reap_expired(session: Session, now: float | None = None) -> list[str]:
             session, job, reason=f"lease of {owner} expired", reason_code="lease_expired"
         ):
             if owner is not None:
-                end_run(session, job.id, owner, TAKEN_OUTCOMES[0], ended_at=until)
+                end_run(session, job.id, owner, AttemptOutcome.LEASE_EXPIRED, ended_at=until)
             reaped.append(job.id)
     return reaped
 

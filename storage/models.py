@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.ids import new_id
+from storage.worker_state import WorkerState
 
 
 class Base(DeclarativeBase):
@@ -143,7 +144,7 @@ class Worker(Base):
     queue: Mapped[str] = mapped_column(String(160))
     slots: Mapped[int] = mapped_column(Integer)
     gpus: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    state: Mapped[str] = mapped_column(String(16), default="alive")
+    state: Mapped[str] = mapped_column(String(16), default=WorkerState.ALIVE.value)
     registered_at: Mapped[float] = mapped_column(Float, default=_now)
     heartbeat_at: Mapped[float] = mapped_column(Float, default=_now)
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from storage.registry import aliases, set_alias
-from storage.schedules import Schedule, ScheduleRun
+from storage.schedules import RunOutcome, RunState, Schedule, ScheduleRun, move_run
 
 PRODUCTION = "production"
 # Metrics a promotion rule may name, per task; every one of them is higher-is-better.
@@ -26,11 +25,12 @@ METRICS: dict[str, tuple[str, ...]] = {
 _EPSILON = 1e-9
 
 
-def decide(candidate: float, champion: float | None, min_margin: float) -> str:
+def decide(candidate: float, champion: float | None, min_margin: float) -> RunOutcome:
     """``promoted`` when there is no champion or candidate - champion >= min_margin."""
     if champion is None:
-        return "promoted"
-    return "promoted" if candidate - champion >= min_margin - _EPSILON else "kept"
+        return RunOutcome.PROMOTED
+    won = candidate - champion >= min_margin - _EPSILON
+    return RunOutcome.PROMOTED if won else RunOutcome.KEPT
 
 
 def record_decision(
@@ -43,7 +43,7 @@ def record_decision(
     champion_version: int | None,
     champion_score: float | None,
     scores: dict[str, Any],
-) -> str | None:
+) -> RunOutcome | None:
     """Decide, move ``production`` if the candidate won, and write the run's record.
 
     Returns the outcome, or None when the run was already decided elsewhere. If
@@ -51,14 +51,14 @@ def record_decision(
     stale: nothing moves and the run says so.
     """
     run = session.get(ScheduleRun, run_id, populate_existing=True)
-    if run is None or run.state != "evaluating":
+    if run is None or run.state != RunState.EVALUATING:
         return None
     schedule = session.get(Schedule, run.schedule_id)
     margin = float(run.min_margin or 0.0)
     current = aliases(session, run.team_id, model_name).get(PRODUCTION)
     metric = run.metric or "?"
     if current != champion_version:
-        outcome = "kept"
+        outcome = RunOutcome.KEPT
         reason = (
             f"production moved from {_v(champion_version)} to {_v(current)} during the "
             "evaluation; nothing promoted"
@@ -75,25 +75,23 @@ def record_decision(
             f"minimum margin {margin:g}"
         )
     now = time.time()
-    moved = session.execute(
-        update(ScheduleRun)
-        .where(ScheduleRun.id == run_id, ScheduleRun.state == "evaluating")
-        .values(
-            state="decided",
-            outcome=outcome,
-            reason=reason,
-            candidate_version=candidate_version,
-            candidate_score=candidate_score,
-            champion_version=champion_version,
-            champion_score=champion_score,
-            scores=scores,
-            decided_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    moved = move_run(
+        session,
+        run_id,
+        RunState.EVALUATING,
+        RunState.DECIDED,
+        outcome=outcome,
+        reason=reason,
+        candidate_version=candidate_version,
+        candidate_score=candidate_score,
+        champion_version=champion_version,
+        champion_score=champion_score,
+        scores=scores,
+        decided_at=now,
     )
-    if not getattr(moved, "rowcount", 0):
+    if not moved:
         return None
-    if outcome == "promoted":
+    if outcome == RunOutcome.PROMOTED:
         set_alias(
             session,
             run.team_id,

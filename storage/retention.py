@@ -22,20 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.blobs import delete_prefix
+from storage.layout import checkpoints_prefix
 from storage.models import Checkpoint, Job, JobEvent, StoredObject
 from storage.objects.base import ObjectStore
 from storage.states import record_event
 
 # The event that says a finished job's checkpoints were brought down to what is kept.
 RETAINED = "retention"
-
-
-def checkpoints_prefix(team_id: str, job_id: str) -> str:
-    return f"teams/{team_id}/jobs/{job_id}/checkpoints/"
-
-
-def checkpoint_prefix(team_id: str, job_id: str, step: int) -> str:
-    return f"{checkpoints_prefix(team_id, job_id)}step-{step:08d}/"
 
 
 def kept_steps(steps: Iterable[int], keep_last: int, best_step: int | None) -> set[int]:

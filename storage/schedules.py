@@ -9,11 +9,23 @@ the constraint and does nothing.
 
 from __future__ import annotations
 
+import enum
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage.ids import new_id
 from storage.models import Base
@@ -21,6 +33,29 @@ from storage.models import Base
 
 def _now() -> float:
     return time.time()
+
+
+class RunState(enum.StrEnum):
+    """Where a schedule run is; written only by :func:`move_run`."""
+
+    SUBMITTING = "submitting"  # the row claims the due time; the retrain job is being built
+    TRAINING = "training"  # the retrain job runs
+    EVALUATING = "evaluating"  # the evaluate job scores candidate and champion
+    DECIDED = "decided"  # ``outcome`` says what came of it
+
+
+class RunOutcome(enum.StrEnum):
+    PROMOTED = "promoted"  # the candidate became ``production``
+    KEPT = "kept"  # production stays (the candidate lost, or production moved meanwhile)
+    FAILED = "failed"  # a job failed or was refused; ``reason`` says which
+
+
+NEXT: Mapping[RunState, frozenset[RunState]] = {
+    RunState.SUBMITTING: frozenset({RunState.TRAINING, RunState.DECIDED}),
+    RunState.TRAINING: frozenset({RunState.EVALUATING, RunState.DECIDED}),
+    RunState.EVALUATING: frozenset({RunState.DECIDED}),
+    RunState.DECIDED: frozenset(),
+}
 
 
 class Schedule(Base):
@@ -71,9 +106,9 @@ class ScheduleRun(Base):
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
     fire_time: Mapped[float] = mapped_column(Float)
     trigger: Mapped[str] = mapped_column(String(16))
-    # submitting -> training -> evaluating -> decided
-    state: Mapped[str] = mapped_column(String(16), default="submitting")
-    # promoted | kept | failed (None until decided)
+    # A RunState: submitting -> training -> evaluating -> decided (see move_run)
+    state: Mapped[str] = mapped_column(String(16), default=RunState.SUBMITTING.value)
+    # A RunOutcome (None until decided)
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     dataset_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
@@ -90,3 +125,28 @@ class ScheduleRun(Base):
     scores: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
     decided_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+def move_run(
+    session: Session,
+    run_id: str,
+    expect: RunState,
+    new: RunState,
+    *,
+    outcome: RunOutcome | None = None,
+    **values: object,
+) -> bool:
+    """The one writer of ``schedule_runs.state``: a compare-and-set from ``expect`` to
+    ``new`` with its ``outcome`` and the other ``values``, so of two ticks (or a tick and
+    the worker that scored the run) only one moves it. False when the run was elsewhere."""
+    if new not in NEXT[expect]:
+        raise ValueError(f"schedule run {run_id}: illegal move {expect} -> {new}")
+    if outcome is not None:
+        values["outcome"] = outcome.value
+    result = session.execute(
+        update(ScheduleRun)
+        .where(ScheduleRun.id == run_id, ScheduleRun.state == expect.value)
+        .values(state=new.value, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

@@ -12,18 +12,25 @@ from collections.abc import Iterable
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from storage.layout import TEAM_KINDS, team_kind_prefix, team_root
 from storage.models import StoredObject
 
-KINDS = ("datasets", "models", "jobs")
+KINDS = TEAM_KINDS
 
 
 def stored_bytes(session: Session, team_id: str) -> dict[str, int]:
     """``{"total": n, "datasets": n, "models": n, "jobs": n}`` for one team."""
-    base = f"teams/{team_id}/"
+    base = team_root(team_id)
     key, size = StoredObject.key, StoredObject.size
     by_kind = [
         func.coalesce(
-            func.sum(case((key.startswith(f"{base}{kind}/", autoescape=True), size), else_=0)), 0
+            func.sum(
+                case(
+                    (key.startswith(team_kind_prefix(team_id, kind), autoescape=True), size),
+                    else_=0,
+                )
+            ),
+            0,
         )
         for kind in KINDS
     ]

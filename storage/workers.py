@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from storage.models import Worker
+from storage.worker_state import WorkerState, set_worker_state
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def register(session: Session, info: WorkerInfo) -> None:
                 queue=info.queue,
                 slots=info.slots,
                 gpus=info.gpus,
-                state="alive",
+                state=WorkerState.ALIVE.value,
                 registered_at=now,
                 heartbeat_at=now,
             )
@@ -48,7 +49,8 @@ def register(session: Session, info: WorkerInfo) -> None:
         info.slots,
         info.gpus,
     )
-    worker.state, worker.heartbeat_at = "alive", now
+    worker.heartbeat_at = now
+    set_worker_state(worker, WorkerState.ALIVE)
 
 
 def heartbeat(session: Session, name: str) -> bool:
@@ -56,7 +58,7 @@ def heartbeat(session: Session, name: str) -> bool:
     if worker is None:
         return False
     worker.heartbeat_at = time.time()
-    worker.state = "alive"
+    set_worker_state(worker, WorkerState.ALIVE)
     return True
 
 
@@ -64,4 +66,4 @@ def retire(session: Session, name: str) -> None:
     """A worker that shuts down cleanly says so, so admission stops placing jobs on it."""
     worker = session.get(Worker, name)
     if worker is not None:
-        worker.state = "stopped"
+        set_worker_state(worker, WorkerState.STOPPED)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from storage.attempts import AttemptOutcome
 from storage.lease import end_run
 from storage.models import Job, JobEvent, JobRun
 from storage.states import JobState, transition
@@ -85,6 +86,6 @@ def enforce_cancellations(
             values={"worker_name": None},
         ):
             if owner:
-                end_run(session, job.id, owner, "cancelled")
+                end_run(session, job.id, owner, AttemptOutcome.CANCELLED)
             done.append(job.id)
     return done

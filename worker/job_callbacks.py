@@ -14,11 +14,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from storage.attempts import StopReason
 from storage.blobs import store_dir
 from storage.db import transaction
+from storage.layout import checkpoint_prefix
 from storage.lease import renew_lease, update_leased
 from storage.models import Checkpoint, Job
-from storage.retention import checkpoint_prefix, prune_checkpoints
+from storage.retention import prune_checkpoints
 from storage.states import record_event
 from tunepool.platform import Platform
 from worker import shutdown as worker_shutdown
@@ -61,10 +63,10 @@ class JobCallbacks:
         only the lease holder may make)."""
         return self.keeper.renew()
 
-    def should_stop(self) -> str | None:
+    def should_stop(self) -> StopReason | None:
         reason = self.keeper.stop_reason()
         if reason is None and worker_shutdown.requested():
-            return "shutdown"  # SIGTERM: checkpoint, give the job back (worker.shutdown)
+            return StopReason.SHUTDOWN  # SIGTERM: checkpoint, give the job back (worker.shutdown)
         return reason
 
     # -- reports -------------------------------------------------------------

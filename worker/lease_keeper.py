@@ -21,6 +21,7 @@ from types import TracebackType
 
 from sqlalchemy import select
 
+from storage.attempts import StopReason
 from storage.db import transaction
 from storage.lease import renew_lease
 from storage.models import Job
@@ -41,7 +42,7 @@ class LeaseKeeper:
         self._finished = threading.Event()
         self._last_activity = time.monotonic()
         self._last_check = 0.0
-        self._requested: str | None = None
+        self._requested: StopReason | None = None
 
     def __enter__(self) -> LeaseKeeper:
         self.start()
@@ -92,18 +93,18 @@ class LeaseKeeper:
             self.lease_lost = True
         return ok
 
-    def stop_reason(self) -> str | None:
-        """ "lease_lost", "cancel" or "preempt" when the run should stop, else None."""
+    def stop_reason(self) -> StopReason | None:
+        """Lease lost, cancel or preempt when the run should stop, else None."""
         self.alive()
         if self.lease_lost:
-            return "lease_lost"
+            return StopReason.LEASE_LOST
         now = time.monotonic()
         if self._requested is None and now - self._last_check >= STATE_CHECK_S:
             self._last_check = now
             with self.platform.sessions() as session:
                 state = session.scalar(select(Job.state).where(Job.id == self.job_id))
             if state == JobState.CANCELLING.value:
-                self._requested = "cancel"
+                self._requested = StopReason.CANCEL
             elif state == JobState.PREEMPTING.value:
-                self._requested = "preempt"
+                self._requested = StopReason.PREEMPT
         return self._requested

@@ -20,8 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from storage.attempts import AttemptOutcome, StopReason
 from storage.blobs import fetch_dir, fetch_file, store_dir, store_file
 from storage.db import transaction
+from storage.layout import model_prefix, predictions_key
 from storage.lease import Claim, claim, end_run
 from storage.models import Dataset, Job, ModelVersion
 from storage.registry import next_version
@@ -30,7 +32,7 @@ from tunepool.platform import Platform
 from worker.job_callbacks import record_progress
 from worker.job_logs import JobLogHandler
 from worker.lease_keeper import LeaseKeeper
-from worker.runner import _fail, model_prefix
+from worker.runner import _fail
 
 log = logging.getLogger(__name__)
 S = JobState
@@ -39,10 +41,6 @@ S = JobState
 CHUNK = 256
 
 Body = Callable[[Platform, Claim, LeaseKeeper, str, dict[str, Any], ModelVersion, Path], str]
-
-
-def predictions_key(team_id: str, job_id: str) -> str:
-    return f"teams/{team_id}/jobs/{job_id}/predictions.jsonl"
 
 
 def run_inference_job(platform: Platform, job_id: str, worker_name: str) -> str:
@@ -60,7 +58,7 @@ def _run(platform: Platform, job_id: str, worker_name: str, body: Body) -> str:
         claimed = claim(session, job_id, worker_name, owner, platform.settings.lease_ttl_s)
     if claimed is None:
         log.info("job %s: nothing to claim for %s", job_id, worker_name)
-        return "not_claimed"
+        return AttemptOutcome.NOT_CLAIMED
     workdir = platform.settings.scratch_dir / job_id / f"attempt-{claimed.attempt}"
     # What this process logs while the job runs becomes the job's log, as for training.
     job_log = JobLogHandler.attach(platform, job_id)
@@ -97,9 +95,9 @@ def stop_requested(platform: Platform, claimed: Claim, keeper: LeaseKeeper) -> s
     Lost lease: record nothing more. Cancel: the job is cancelled. A preempt request is
     not honoured: these runs are short and hold no checkpoint to resume from."""
     reason = keeper.stop_reason()
-    if reason == "lease_lost":
-        return "lease_lost"
-    if reason == "cancel":
+    if reason == StopReason.LEASE_LOST:
+        return AttemptOutcome.LEASE_LOST
+    if reason == StopReason.CANCEL:
         return _cancelled(platform, claimed)
     return None
 
@@ -115,8 +113,8 @@ def _cancelled(platform: Platform, claimed: Claim) -> str:
             lease_owner=claimed.owner,
             values={"worker_name": None},
         ):
-            end_run(session, claimed.job_id, claimed.owner, "cancelled")
-    return "cancelled"
+            end_run(session, claimed.job_id, claimed.owner, AttemptOutcome.CANCELLED)
+    return AttemptOutcome.CANCELLED
 
 
 def _fetch_dataset(platform: Platform, dataset_id: str, path_stem: Path) -> tuple[Path, str, str]:
@@ -230,9 +228,9 @@ def _succeed(
     )
     if not moved:
         session.rollback()
-        return "lease_lost"
-    end_run(session, claimed.job_id, claimed.owner, "succeeded")
-    return "succeeded"
+        return AttemptOutcome.LEASE_LOST
+    end_run(session, claimed.job_id, claimed.owner, AttemptOutcome.SUCCEEDED)
+    return AttemptOutcome.SUCCEEDED
 
 
 def _evaluation_examples(platform: Platform, source: ModelVersion, workdir: Path) -> list[Any]:

@@ -17,8 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import base_models
+from storage.attempts import ENDED, AttemptOutcome, StopReason
 from storage.blobs import fetch_dir, fetch_file, store_dir
 from storage.db import transaction
+from storage.layout import model_prefix
 from storage.lease import Claim, claim, end_run, release, set_start_step
 from storage.models import Checkpoint, Dataset, Job, ModelVersion
 from storage.registry import next_version
@@ -35,10 +37,6 @@ log = logging.getLogger(__name__)
 S = JobState
 
 
-def model_prefix(team_id: str, name: str, version: int) -> str:
-    return f"teams/{team_id}/models/{name}/{version}/"
-
-
 def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
     """Returns what happened: not_claimed, succeeded, failed, cancelled, preempted, lease_lost."""
     owner = f"{worker_name}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
@@ -49,13 +47,13 @@ def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
     if claimed is None:
         # A duplicate delivery, or the job moved on (cancelled, re-placed): nothing to run.
         log.info("job %s: nothing to claim for %s", job_id, worker_name)
-        return "not_claimed"
+        return AttemptOutcome.NOT_CLAIMED
     scratch = platform.settings.scratch_dir
     workdir = attempt_dir(scratch, job_id, claimed.attempt)
     # What this process logs while the job runs becomes the job's log (GET /v1/jobs/<id>/logs).
     job_log = JobLogHandler.attach(platform, job_id, owner)
     log.info("job %s: attempt %d claimed by %s", job_id, claimed.attempt, worker_name)
-    outcome = "lease_lost"
+    outcome: str = AttemptOutcome.LEASE_LOST
     try:
         # A warm shutdown (SIGTERM) now checkpoints and gives the job back instead of killing it.
         with stop_on_sigterm():
@@ -70,7 +68,6 @@ def run_training_job(platform: Platform, job_id: str, worker_name: str) -> str:
 
 
 # What run_training_job answers when the job itself ended (no other run will follow).
-ENDED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def _retain_checkpoints(platform: Platform, job_id: str) -> None:
@@ -134,9 +131,13 @@ def _train(
             platform, claimed, f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()
         )
 
-    if callbacks.lease_lost or result.stopped == "lease_lost" or not callbacks.still_leased():
+    if (
+        callbacks.lease_lost
+        or result.stopped == StopReason.LEASE_LOST
+        or not callbacks.still_leased()
+    ):
         # The reaper or another runner owns the job now; record (and upload) nothing more.
-        return "lease_lost"
+        return AttemptOutcome.LEASE_LOST
     if result.stopped is not None:
         with transaction(platform.sessions) as session:
             return _record_stop(session, claimed, result.stopped)
@@ -153,7 +154,7 @@ def _train(
 def _record_stop(session: Session, claimed: Claim, stopped: str) -> str:
     """The run checkpointed and stopped on request: record why, release the lease."""
     job_id, owner = claimed.job_id, claimed.owner
-    if stopped == "cancel":
+    if stopped == StopReason.CANCEL:
         release(
             session,
             job_id,
@@ -161,10 +162,10 @@ def _record_stop(session: Session, claimed: Claim, stopped: str) -> str:
             S.CANCELLED,
             expect={S.CANCELLING},
             reason="cancelled by request; checkpoint saved",
-            outcome="cancelled",
+            outcome=AttemptOutcome.CANCELLED,
         )
-        return "cancelled"
-    if stopped == "preempt":
+        return AttemptOutcome.CANCELLED
+    if stopped == StopReason.PREEMPT:
         # Why it was preempted (for which job, of which priority and team) is on the row,
         # set by the admission pass that asked; a row without it predates that.
         job = session.get(Job, job_id, populate_existing=True)
@@ -177,11 +178,11 @@ def _record_stop(session: Session, claimed: Claim, stopped: str) -> str:
             S.PENDING,
             expect={S.PREEMPTING},
             reason=f"{cause}; checkpointed, resumes from its checkpoint",
-            outcome="preempted",
+            outcome=AttemptOutcome.PREEMPTED,
             waiting=(code, cause),
         )
-        return "preempted"
-    if stopped == "shutdown":
+        return AttemptOutcome.PREEMPTED
+    if stopped == StopReason.SHUTDOWN:
         return give_back(session, job_id, owner)
     raise ValueError(f"job {job_id}: unknown stop reason {stopped!r}")
 
@@ -192,8 +193,8 @@ def _run_noop(platform: Platform, claimed: Claim, callbacks: JobCallbacks, behav
         stopped = noop_engine.run(behaviour, callbacks)
     except ValueError as exc:
         return _fail(platform, claimed, str(exc))
-    if callbacks.lease_lost or stopped == "lease_lost":
-        return "lease_lost"
+    if callbacks.lease_lost or stopped == StopReason.LEASE_LOST:
+        return AttemptOutcome.LEASE_LOST
     with transaction(platform.sessions) as session:
         if stopped is not None:
             return _record_stop(session, claimed, stopped)
@@ -207,8 +208,8 @@ def _run_noop(platform: Platform, claimed: Claim, callbacks: JobCallbacks, behav
             values={"metrics": {"engine": "noop"}},
         )
         if moved:
-            end_run(session, claimed.job_id, claimed.owner, "succeeded")
-    return "succeeded" if moved else "lease_lost"
+            end_run(session, claimed.job_id, claimed.owner, AttemptOutcome.SUCCEEDED)
+    return AttemptOutcome.SUCCEEDED if moved else AttemptOutcome.LEASE_LOST
 
 
 def _prepare(
@@ -343,9 +344,9 @@ def _succeed(
         if not moved:
             # Lost the lease while uploading: another runner will produce the model.
             session.rollback()
-            return "lease_lost"
-        end_run(session, job_id, owner, "succeeded")
-    return "succeeded"
+            return AttemptOutcome.LEASE_LOST
+        end_run(session, job_id, owner, AttemptOutcome.SUCCEEDED)
+    return AttemptOutcome.SUCCEEDED
 
 
 def _fail(platform: Platform, claimed: Claim, error: str, *, trace: str = "") -> str:
@@ -362,8 +363,8 @@ def _fail(platform: Platform, claimed: Claim, error: str, *, trace: str = "") ->
             data={"traceback": trace[-4000:]} if trace else None,
         )
         if moved:
-            end_run(session, claimed.job_id, claimed.owner, "failed")
-    return "failed" if moved else "lease_lost"
+            end_run(session, claimed.job_id, claimed.owner, AttemptOutcome.FAILED)
+    return AttemptOutcome.FAILED if moved else AttemptOutcome.LEASE_LOST
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:

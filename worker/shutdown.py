@@ -26,6 +26,7 @@ from types import FrameType
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.attempts import AttemptOutcome
 from storage.db import transaction
 from storage.lease import release
 from storage.models import Job, JobRun
@@ -114,9 +115,9 @@ def give_back(session: Session, job_id: str, owner: str) -> str:
             S.CANCELLED,
             expect={S.CANCELLING},
             reason="cancelled by request; its worker shut down after the checkpoint",
-            outcome="cancelled",
+            outcome=AttemptOutcome.CANCELLED,
         )
-        return "cancelled"
+        return AttemptOutcome.CANCELLED
     moved = release(
         session,
         job_id,
@@ -124,10 +125,10 @@ def give_back(session: Session, job_id: str, owner: str) -> str:
         S.PENDING,
         expect={S.RUNNING, S.PREEMPTING},
         reason="its worker is shutting down; resumes from its checkpoint",
-        outcome="shutdown",
+        outcome=AttemptOutcome.SHUTDOWN,
         waiting=("worker_shutdown", "its worker shut down; waiting to resume"),
     )
-    return "shutdown" if moved else "lease_lost"
+    return AttemptOutcome.SHUTDOWN if moved else AttemptOutcome.LEASE_LOST
 
 
 def begin_warm_shutdown(sessions: sessionmaker[Session], worker_name: str) -> list[int]:

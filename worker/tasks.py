@@ -14,6 +14,7 @@ from celery import shared_task
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 from sqlalchemy.orm import configure_mappers
 
+from storage.attempts import AttemptOutcome
 from storage.db import transaction
 from storage.scratch import sweep_scratch
 from storage.workers import heartbeat, register, retire
@@ -74,7 +75,7 @@ def evaluate(job_id: str, team: str = "") -> str:
 def _run_job(run: Any, job_id: str) -> str:
     platform = current_platform()
     outcome: str = run(platform, job_id, worker_name(platform.settings))
-    if outcome != "not_claimed":
+    if outcome != AttemptOutcome.NOT_CLAIMED:
         # Slots just freed: let the next job in without waiting for the beat tick.
         try:
             _request_admission(platform)

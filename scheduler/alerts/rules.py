@@ -18,6 +18,7 @@ from scheduler.wait_board import read_board
 from storage.models import Job, Team, Worker
 from storage.objects.base import ObjectStore
 from storage.states import HOLDING_SLOTS, UNREADABLE, JobState
+from storage.worker_state import WorkerState
 from tunepool.redis_client import redis_client
 from tunepool.settings import Settings
 
@@ -112,7 +113,7 @@ def job_pending_too_long(ctx: Context) -> list[Firing]:
 
 
 def worker_lost(ctx: Context) -> list[Firing]:
-    workers = ctx.session.scalars(select(Worker).where(Worker.state == "lost"))
+    workers = ctx.session.scalars(select(Worker).where(Worker.state == WorkerState.LOST.value))
     return [
         Firing(
             "worker_lost",
@@ -139,7 +140,7 @@ def gpus_idle_while_jobs_wait(ctx: Context) -> list[Firing]:
     used = _used_slots(ctx.session)
     free = {
         w.name: w.slots - used.get(w.name, 0)
-        for w in ctx.session.scalars(select(Worker).where(Worker.state == "alive"))
+        for w in ctx.session.scalars(select(Worker).where(Worker.state == WorkerState.ALIVE.value))
     }
     most_free = max(free.values(), default=0)
     if most_free <= 0:
@@ -252,14 +253,14 @@ def retrain_scored_worse(ctx: Context) -> list[Firing]:
     Kept within the margin is the rule working; strictly worse means the new data or
     the recipe made the model worse, which someone should look at.
     """
-    from storage.schedules import Schedule, ScheduleRun
+    from storage.schedules import RunOutcome, Schedule, ScheduleRun
 
     since = ctx.now - ctx.settings.alert_failed_window_s
     rows = ctx.session.execute(
         select(ScheduleRun, Schedule.name, Schedule.model_name)
         .join(Schedule, Schedule.id == ScheduleRun.schedule_id)
         .where(
-            ScheduleRun.outcome == "kept",
+            ScheduleRun.outcome == RunOutcome.KEPT.value,
             ScheduleRun.decided_at >= since,
             ScheduleRun.champion_score.is_not(None),
             ScheduleRun.candidate_score < ScheduleRun.champion_score,

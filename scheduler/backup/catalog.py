@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from storage.layout import (
+    BACKUP_MANIFEST,
+    BACKUP_STATUS_KEY,
+    BACKUPS_PREFIX,
+    backup_manifest_key,
+    backup_name_of,
+    backup_prefix,
+)
 from storage.objects.base import ObjectNotFound, ObjectStore
-
-PREFIX = "backups/"
-
-MANIFEST = "manifest.json"
-
-STATUS_KEY = "backups/status.json"
 
 _NAME_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -77,16 +79,16 @@ def check_object(store: ObjectStore, key: str, size: int, sha256: str) -> str | 
 def list_backups(store: ObjectStore) -> list[str]:
     """Complete backups (those with a manifest), oldest first."""
     names = set()
-    for info in store.list(PREFIX):
-        parts = info.key[len(PREFIX) :].split("/")
-        if len(parts) == 2 and parts[1] == MANIFEST:
-            names.add(parts[0])
+    for info in store.list(BACKUPS_PREFIX):
+        inside = backup_name_of(info.key)
+        if inside is not None and inside[1] == BACKUP_MANIFEST:
+            names.add(inside[0])
     return sorted(names)
 
 
 def read_manifest(store: ObjectStore, name: str) -> dict[str, Any]:
     try:
-        with store.open(f"{PREFIX}{name}/{MANIFEST}") as f:
+        with store.open(backup_manifest_key(name)) as f:
             manifest: dict[str, Any] = json.loads(f.read())
     except ObjectNotFound:
         raise BackupError(f"no backup named {name!r}") from None
@@ -135,15 +137,15 @@ def prune(store: ObjectStore, daily: int, weekly: int) -> list[str]:
     complete = list_backups(store)
     keep = to_keep(complete, daily, weekly)
     folders = {
-        info.key[len(PREFIX) :].split("/")[0]: info.modified_at
-        for info in store.list(PREFIX)
-        if "/" in info.key[len(PREFIX) :]
+        inside[0]: info.modified_at
+        for info in store.list(BACKUPS_PREFIX)
+        if (inside := backup_name_of(info.key)) is not None
     }
     doomed = [n for n in complete if n not in keep]
     # A folder with no manifest is a backup that died half-way; give a running one a day.
     doomed += [n for n, at in folders.items() if n not in complete and at < time.time() - 86400]
     for name in sorted(doomed):
-        for info in list(store.list(f"{PREFIX}{name}/")):
+        for info in list(store.list(backup_prefix(name))):
             store.delete(info.key)
     return sorted(doomed)
 
@@ -151,12 +153,12 @@ def prune(store: ObjectStore, daily: int, weekly: int) -> list[str]:
 def write_status(store: ObjectStore, status: dict[str, Any]) -> None:
     """The last attempt's outcome, read by the backup alerts (missing, stale, failed)."""
     body = json.dumps({**status, "at": time.time()}).encode()
-    store.put(STATUS_KEY, io.BytesIO(body), len(body))
+    store.put(BACKUP_STATUS_KEY, io.BytesIO(body), len(body))
 
 
 def read_status(store: ObjectStore) -> dict[str, Any] | None:
     try:
-        with store.open(STATUS_KEY) as f:
+        with store.open(BACKUP_STATUS_KEY) as f:
             status: dict[str, Any] = json.loads(f.read())
     except ObjectNotFound:
         return None

@@ -16,8 +16,6 @@ from typing import Any
 from sqlalchemy import Engine
 
 from scheduler.backup.catalog import (
-    MANIFEST,
-    PREFIX,
     Report,
     backup_name,
     check_object,
@@ -26,6 +24,7 @@ from scheduler.backup.catalog import (
     write_status,
 )
 from scheduler.backup.dump import default_method, dump_database
+from storage.layout import backup_manifest_key, backup_object_key
 from storage.objects.base import ObjectStore
 from tunepool.platform import Platform
 
@@ -38,14 +37,13 @@ def create_backup(
     """Take a backup now; returns its name and the objects that failed their check (if any)."""
     method = method or default_method(engine)
     name = backup_name(now or datetime.now(UTC))
-    base = f"{PREFIX}{name}/"
     report = Report(name)
     with tempfile.TemporaryDirectory(prefix="tunepool-backup-") as tmp:
         workdir = Path(tmp)
         dump, counts, objects = dump_database(engine, workdir, method)
         with dump.open("rb") as f:
             dump_size, dump_sha = sha256_stream(f)
-        store.put_file(base + dump.name, dump)
+        store.put_file(backup_object_key(name, dump.name), dump)
     entries = sorted(
         ({"key": o["key"], "size": int(o["size"]), "sha256": o["sha256"]} for o in objects),
         key=lambda o: o["key"],
@@ -60,13 +58,17 @@ def create_backup(
         "created_at": time.time(),
         "method": method,
         "dialect": engine.dialect.name,
-        "database": {"key": base + dump.name, "size": dump_size, "sha256": dump_sha},
+        "database": {
+            "key": backup_object_key(name, dump.name),
+            "size": dump_size,
+            "sha256": dump_sha,
+        },
         "tables": counts,
         "objects": entries,
         "problems": report.problems,
     }
     body = json.dumps(manifest, indent=1).encode()
-    store.put(base + MANIFEST, io.BytesIO(body), len(body))
+    store.put(backup_manifest_key(name), io.BytesIO(body), len(body))
     return name, report
 
 

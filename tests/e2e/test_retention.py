@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from scheduler.ticks import run_reaper
+from storage.layout import checkpoint_prefix
 from storage.models import Checkpoint, JobEvent, StoredObject
-from storage.retention import RETAINED, checkpoint_prefix, kept_steps
+from storage.retention import RETAINED, kept_steps
 from tests.e2e.conftest import WorkerProcs, wait_until
 from tests.e2e.test_training_job import api, job_state, submit, tiny_model, upload
 

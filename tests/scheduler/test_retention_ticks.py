@@ -13,8 +13,8 @@ from scheduler.beat import system_schedule
 from scheduler.ticks import run_retention, run_scratch_sweep
 from storage.blobs import store_stream
 from storage.db import transaction
+from storage.layout import checkpoint_prefix
 from storage.models import Checkpoint, Job, Team
-from storage.retention import checkpoint_prefix
 from storage.schema import upgrade
 from storage.states import JobState, record_event, transition
 from tunepool.messages import RETAIN_CHECKPOINTS_TASK, SWEEP_SCRATCH_TASK

@@ -8,12 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.blobs import store_stream
+from storage.layout import checkpoint_prefix, checkpoints_prefix
 from storage.models import Checkpoint, Job, JobEvent, StoredObject, Team
 from storage.objects.base import ObjectStore
 from storage.retention import (
     RETAINED,
-    checkpoint_prefix,
-    checkpoints_prefix,
     kept_steps,
     prune_checkpoints,
     retain_finished,

@@ -26,8 +26,8 @@ class TrainCallbacks(Protocol):
         an evaluation ran at this step (never the best so far)."""
 
     def should_stop(self) -> str | None:
-        """Asked after every optimizer step. A reason ("cancel", "preempt",
-        "lease_lost") makes the engine checkpoint and return."""
+        """Asked after every optimizer step. A reason (a
+        ``storage.attempts.StopReason``) makes the engine checkpoint and return."""
 
 
 class NullCallbacks:

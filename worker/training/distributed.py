@@ -35,9 +35,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from storage.attempts import StopReason
 from worker.training.callbacks import NullCallbacks, TrainCallbacks
 
-STOP_REASONS = ("cancel", "preempt", "lease_lost")
+# The order is the wire code (index + 1) every rank agrees on.
+STOP_REASONS = (StopReason.CANCEL, StopReason.PREEMPT, StopReason.LEASE_LOST)
 
 
 @dataclass(frozen=True)
