@@ -37,7 +37,6 @@ def register(session: Session, info: WorkerInfo) -> None:
                 queue=info.queue,
                 slots=info.slots,
                 gpus=info.gpus,
-                state=WorkerState.ALIVE.value,
                 registered_at=now,
                 heartbeat_at=now,
             )
