@@ -43,7 +43,8 @@ from itertools import accumulate
 from operator import attrgetter
 from typing import NamedTuple, TypeVar
 
-PRIORITIES = {"high": 2, "normal": 1, "low": 0}
+from storage.priorities import PRIORITIES
+
 _PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 DEFAULT_RUNTIME_S = 600.0
 
