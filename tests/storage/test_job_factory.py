@@ -37,6 +37,19 @@ def test_only_the_job_factory_constructs_a_job_row() -> None:
     assert len(places) == 1 and places[0].startswith("storage/job_factory.py:"), places
 
 
+def test_no_route_is_invoked_by_faking_a_request() -> None:
+    """The OpenAI-compatible routes call the same checks and the factory, not a view run
+    in a made-up request (``test_request_context``)."""
+    faked = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for package in PRODUCTION
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr == "test_request_context"
+    ]
+    assert faked == []
+
+
 def _team(session: Session, **values: object) -> Team:
     team = Team(name="factory-team", **values)
     session.add(team)
