@@ -32,7 +32,7 @@ from storage.ids import new_id
 from storage.models import Job, ModelVersion
 from storage.priorities import PRIORITIES
 from storage.refusals import Refusal, refusal
-from storage.states import JobState, record_event
+from storage.states import JobState, event_row, record_event
 
 ADMISSION_REASON = "waiting for the next admission pass"
 
@@ -131,3 +131,9 @@ def write(
     session.flush()
     record_event(session, job.id, "state", new=JobState.PENDING.value, reason=accepted)
     return job
+
+
+def first_event(job: Job, accepted: str = "accepted") -> dict[str, Any]:
+    """The first event's row of a built job, for the submit's one statement
+    (``storage.intake``); :func:`write` records the same event."""
+    return event_row(job.id, "state", new=JobState.PENDING.value, reason=accepted)
