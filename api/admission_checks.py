@@ -1,16 +1,17 @@
-"""Submit-time refusals as API errors (the rules live in scheduler.refusals)."""
+"""The job factory's checks for a view: the checked order, or its refusal as a 4xx."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from api.context import db, platform
+from api.errors import from_refusal
+from storage.job_factory import Checked, JobOrder, check
+from storage.refusals import Refusal
 
-from api.errors import ApiError
-from scheduler.refusals import refusal
 
-
-def check_admissible(session: Session, team_id: str, slots: int, priority: str) -> None:
-    found = refusal(session, team_id, slots, priority)
-    if found is None:
-        return
-    extra = {"limit": found.limit} if found.limit is not None else {}
-    raise ApiError(found.status, found.code, found.message, found.field, **extra)
+def check_order(order: JobOrder) -> Checked:
+    """``order`` checked by the job factory (base model, queue, priority cap, quota,
+    pool); raises the refusal as the API's 4xx."""
+    checked = check(db(), platform().settings, order)
+    if isinstance(checked, Refusal):
+        raise from_refusal(checked)
+    return checked

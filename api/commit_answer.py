@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from api.guards import audit_before_commit, audit_values, audited
 from api.idempotency import answer_before_commit, committed, kept_row, taken_key_answer
 from storage.intake import write_accepted
+from storage.job_factory import first_event
 from storage.models import Job, with_defaults
-from storage.states import JobState, event_row
 
 
 def commit_with_answer(
@@ -60,7 +60,7 @@ def commit_new_job(
     values = with_defaults(job)
     answer = jsonify(render(job))
     answer.status_code = 201
-    event = event_row(job.id, "state", new=JobState.PENDING.value, reason="accepted")
+    event = first_event(job)
     if not write_accepted(session, values, event, audit_values(answer), kept_row(answer)):
         # On PostgreSQL the request is in autocommit (api.context.one_statement): the
         # statement wrote nothing and left no transaction, and the taken key's answer is

@@ -6,7 +6,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import bindparam, select
@@ -84,8 +84,6 @@ def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
 @bp.post("")
 @requires("member")
 def upload() -> tuple[Response, int]:
-    from tunepool.data.errors import DataError
-
     task = (request.form.get("task") or "").strip()
     fmt = (request.form.get("format") or "").strip()
     if task not in FORMATS:
@@ -98,10 +96,20 @@ def upload() -> tuple[Response, int]:
     name = (request.form.get("name") or Path(upload.filename or "data").stem).strip()
     if not NAME.match(name):
         raise invalid("name", "letters, digits, '.', '_' and '-', starting with a letter or digit")
+    dataset = add_dataset(task, fmt, name, upload.stream)
+    return commit_with_answer(db(), lambda: dataset_json(dataset), 201)
+
+
+def add_dataset(task: str, fmt: str, name: str, stream: IO[bytes]) -> Dataset:
+    """Check ``stream``'s data, store it and add its row to the request's session (the
+    caller commits); 422 naming the file (and line) where the data is wrong. Also the
+    OpenAI-compatible files route's upload."""
+    from tunepool.data.errors import DataError
+
     with tempfile.TemporaryDirectory(prefix="tunepool-upload-") as tmp:
         path = Path(tmp) / f"data.{fmt}"
         with path.open("wb") as out:
-            shutil.copyfileobj(upload.stream, out, 1024 * 1024)
+            shutil.copyfileobj(stream, out, 1024 * 1024)
         if path.stat().st_size == 0:
             raise invalid("file", "the file is empty")
         try:
@@ -124,7 +132,7 @@ def upload() -> tuple[Response, int]:
             stats=stats,
         )
         session.add(dataset)
-        return commit_with_answer(session, lambda: dataset_json(dataset), 201)
+        return dataset
 
 
 @bp.get("")

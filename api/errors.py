@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from storage.refusals import Refusal
 from tunepool.quoting import excerpt
 
 # Every message and field name leaves here cut to these lengths: both may quote input
@@ -48,6 +49,12 @@ def not_found(kind: str, ident: str) -> ApiError:
 
 def invalid(field: str, message: str, **extra: Any) -> ApiError:
     return ApiError(422, "invalid", f"{field}: {message}", field, **extra)
+
+
+def from_refusal(found: Refusal) -> ApiError:
+    """A job factory's refusal (storage.job_factory) as the API's error, with its limit."""
+    extra = {"limit": found.limit} if found.limit is not None else {}
+    return ApiError(found.status, found.code, found.message, found.field, **extra)
 
 
 def from_validation(exc: ValidationError) -> ApiError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -11,9 +10,8 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.admission_checks import check_admissible
+from api.admission_checks import check_order
 from api.auth import requires
-from api.base_models import checked_base_model
 from api.commit_answer import commit_new_job
 from api.context import db, one_statement, platform, team_id
 from api.datasets import owned_dataset, owned_dataset_task
@@ -22,12 +20,12 @@ from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import MAX_ROW_ID, page_params, paged, query_int
 from api.schemas import JobCreate
 from api.training_checks import check_hyperparameters, check_validation_labels, training_report
-from scheduler.admission import PRIORITIES
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
 from storage.base_models import Listed
-from storage.ids import new_id
+from storage.job_factory import Checked, JobOrder, build
 from storage.models import Job, JobEvent
+from storage.priorities import PRIORITIES
 from storage.states import JobState, transition
 from tunepool.redis_client import redis_client
 
@@ -106,6 +104,24 @@ def submit() -> tuple[Response, int]:
     if body.get("type") in MODEL_JOB_TYPES:
         return submit_model_job(body)
     spec = JobCreate.model_validate(body)
+    checked = checked_finetune(spec)
+    if spec.validate_only:
+        train = owned_dataset(spec.train_dataset)
+        report = training_report(
+            spec.task,
+            train,
+            owned_dataset(spec.validation_dataset) if spec.validation_dataset else None,
+            spec.hyperparameters,
+            # The operator's source, never the caller's string, is what the API may read.
+            checked.base.source if isinstance(checked.base, Listed) else spec.base_model,
+        )
+        return jsonify({"valid": True, "train_dataset": train.stats, "report": report}), 200
+    return accept(db(), build(checked, platform().settings))
+
+
+def checked_finetune(spec: JobCreate, openai: Mapping[str, Any] | None = None) -> Checked:
+    """A fine-tune's datasets and hyperparameters checked here, then the job factory's
+    checks; ``openai``: what the OpenAI-compatible route keeps in the spec."""
     train_task = owned_dataset_task(spec.train_dataset, "train_dataset")
     if train_task != spec.task:
         raise invalid("train_dataset", f"is a {train_task} dataset; the job's task is {spec.task}")
@@ -116,37 +132,22 @@ def submit() -> tuple[Response, int]:
         # Only these checks read the datasets' statistics: the whole rows, then.
         check_validation_labels(owned_dataset(spec.train_dataset), validation)
     check_hyperparameters(spec.hyperparameters, spec.task)
-    base = checked_base_model(spec.base_model)
-    session = db()
-    check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
-    if spec.validate_only:
-        train = owned_dataset(spec.train_dataset)
-        report = training_report(
-            spec.task,
-            train,
-            owned_dataset(spec.validation_dataset) if spec.validation_dataset else None,
-            spec.hyperparameters,
-            # The operator's source, never the caller's string, is what the API may read.
-            base.source if isinstance(base, Listed) else spec.base_model,
+    job_spec = spec.model_dump(exclude={"validate_only", "max_attempts", "priority", "resources"})
+    if openai is not None:
+        job_spec["openai"] = dict(openai)
+    return check_order(
+        JobOrder(
+            team_id=team_id(),
+            type=spec.type,
+            task=spec.task,
+            spec=job_spec,
+            priority=spec.priority,
+            slots=spec.resources.gpus,
+            model_name=spec.model_name,
+            max_attempts=spec.max_attempts,
+            base_model=spec.base_model,
         )
-        return jsonify({"valid": True, "train_dataset": train.stats, "report": report}), 200
-    now = time.time()
-    job = Job(
-        id=new_id("job"),
-        team_id=team_id(),
-        type=spec.type,
-        task=spec.task,
-        spec=spec.model_dump(exclude={"validate_only", "max_attempts", "priority", "resources"}),
-        model_name=spec.model_name,
-        priority=PRIORITIES[spec.priority],
-        slots=spec.resources.gpus,
-        state=S.PENDING.value,
-        reason_code="admission",
-        reason="waiting for the next admission pass",
-        max_attempts=spec.max_attempts or platform().settings.max_attempts,
-        created_at=now,
     )
-    return accept(session, job)
 
 
 def accept(session: Session, job: Job) -> tuple[Response, int]:

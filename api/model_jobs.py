@@ -10,21 +10,19 @@ change what a queued job runs. ``GET /v1/jobs/<id>/output`` serves the predictio
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, redirect
 
-from api.admission_checks import check_admissible
+from api.admission_checks import check_order
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid
 from api.schemas import CompressJobCreate, InferenceJobCreate
-from scheduler.admission import PRIORITIES
 from storage.blobs import ChecksumMismatch
-from storage.ids import new_id
-from storage.models import Job, ModelVersion, StoredObject
+from storage.job_factory import JobOrder, build
+from storage.models import ModelVersion, StoredObject
 from storage.registry import cannot_predict, parse_ref, resolve
 from storage.states import JobState
 
@@ -67,25 +65,19 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
         **extra,
         "estimated_runtime_s": spec.estimated_runtime_s,
     }
-    session = db()
-    # The same refusals as a fine-tune's (draining queue, priority cap, quota).
-    check_admissible(session, team_id(), 1, spec.priority)
-    job = Job(
-        id=new_id("job"),
-        team_id=team_id(),
-        type=str(body["type"]),
-        task=mv.task,
-        spec=job_spec,
-        model_name=mv.name,
-        priority=PRIORITIES[spec.priority],
-        slots=1,
-        state=JobState.PENDING.value,
-        reason_code="admission",
-        reason="waiting for the next admission pass",
-        max_attempts=spec.max_attempts or platform().settings.max_attempts,
-        created_at=time.time(),
+    # The same checks as a fine-tune's (draining queue, priority cap, quota).
+    checked = check_order(
+        JobOrder(
+            team_id=team_id(),
+            type=str(body["type"]),
+            task=mv.task,
+            spec=job_spec,
+            priority=spec.priority,
+            model_name=mv.name,
+            max_attempts=spec.max_attempts,
+        )
     )
-    return accept(session, job)
+    return accept(db(), build(checked, platform().settings))
 
 
 @bp.get("/<job_id>/output")

@@ -3,27 +3,35 @@
 Code written against ``client.files.create`` and ``client.fine_tuning.jobs.*`` runs
 unchanged with ``base_url=<tunepool>/v1`` and a team key as ``api_key``. A file is a
 tunepool dataset (CoNLL or JSONL token-classification data, checked on upload), a
-fine-tuning job is a tunepool job. Both calls go through tunepool's own views (in a
-nested request), so validation, quotas, admission and errors are exactly theirs.
+fine-tuning job is a tunepool job. Both calls use the checks of tunepool's own routes
+(``api.datasets.add_dataset``; ``api.jobs.checked_finetune``, then the job factory),
+so validation, quotas, admission and errors are exactly theirs, fields named as
+OpenAI names them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from flask import Blueprint, Response, current_app, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from sqlalchemy import select
 
 from api import datasets as tp_datasets
 from api import jobs as tp_jobs
 from api.auth import requires
-from api.context import db, team_id
-from api.errors import ApiError, invalid, not_found
+from api.commit_answer import commit_with_answer
+from api.context import db, platform, team_id
+from api.errors import ApiError, from_validation, invalid, not_found
 from api.openapi import register_request_body
 from api.paging import MAX_ROW_ID, query_int
+from api.schemas import JobCreate
+from scheduler.admission_requests import request_admission
+from storage.job_factory import write
 from storage.models import Checkpoint, Dataset, Job, JobEvent, ModelVersion
 from storage.retention import RETAINED
 from tunepool.hyperparameters import RANGES, HyperparameterError, checked_number
@@ -107,20 +115,21 @@ _FIELDS = {
 }
 
 
-def _nested(view: Any, path: str, **kwargs: Any) -> dict[str, Any]:
-    """Run a tunepool view as if it had been called directly; rename fields in its errors."""
-    with current_app.test_request_context(path, method="POST", **kwargs):
-        try:
-            result = view()
-        except ApiError as exc:
-            field = _FIELDS.get(exc.field or "", exc.field)
-            message = (
-                exc.message.replace(exc.field or "\0", field or "") if exc.field else exc.message
-            )
-            raise ApiError(exc.status, exc.code, message, field) from None
-    response = result[0] if isinstance(result, tuple) else result
-    body: dict[str, Any] = response.get_json()
-    return body
+@contextmanager
+def _openai_fields() -> Iterator[None]:
+    """Errors of tunepool's checks, with OpenAI's names for the fields at fault."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise _renamed(from_validation(exc)) from None
+    except ApiError as exc:
+        raise _renamed(exc) from None
+
+
+def _renamed(exc: ApiError) -> ApiError:
+    field = _FIELDS.get(exc.field or "", exc.field)
+    message = exc.message.replace(exc.field or "\0", field or "") if exc.field else exc.message
+    return ApiError(exc.status, exc.code, message, field, **exc.extra)
 
 
 # -- files ----------------------------------------------------------------------------
@@ -154,14 +163,9 @@ def upload_file() -> tuple[Response, int]:
     fmt = "jsonl" if head.lstrip().startswith(b"{") else "conll"
     stem = Path(upload.filename or "data").stem
     name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).lstrip("._-")[:120] or "data"
-    fields = {"task": "token-classification", "format": fmt, "name": name}
-    created = _nested(
-        tp_datasets.upload,
-        "/v1/datasets",
-        data={**fields, "file": (upload.stream, upload.filename or f"data.{fmt}")},
-        content_type="multipart/form-data",
-    )
-    return jsonify(file_json(tp_datasets.owned_dataset(created["id"]))), 200
+    with _openai_fields():
+        dataset = tp_datasets.add_dataset("token-classification", fmt, name, upload.stream)
+    return commit_with_answer(db(), lambda: file_json(dataset), 200)
 
 
 @bp.get("/files/<file_id>")
@@ -254,14 +258,15 @@ def create_job() -> Response:
         "hyperparameters": hyper,
         "model_name": f"ft-{spec.suffix}" if spec.suffix else None,
     }
-    created = _nested(tp_jobs.submit, "/v1/jobs", json=body)
-    job = _owned(created["id"])
+    openai = {"suffix": spec.suffix, "metadata": spec.metadata, "seed": spec.seed}
+    with _openai_fields():
+        checked = tp_jobs.checked_finetune(JobCreate.model_validate(body), openai)
     session = db()
-    job.spec = {
-        **job.spec,
-        "openai": {"suffix": spec.suffix, "metadata": spec.metadata, "seed": spec.seed},
-    }
+    job = write(session, platform().settings, checked)
     session.commit()
+    if request_admission(platform()):
+        # A pass ran here (single-process setups): answer with what it decided.
+        session.refresh(job)
     return jsonify(job_object(job))
 
 

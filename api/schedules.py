@@ -19,9 +19,8 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 
-from api.admission_checks import check_admissible
+from api.admission_checks import check_order
 from api.auth import requires
-from api.base_models import checked_base_model
 from api.context import caller, db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid, not_found
@@ -31,6 +30,7 @@ from api.schemas import Resources
 from api.training_checks import check_hyperparameters
 from scheduler.cron import check_cron, next_due
 from scheduler.model_updates import fire, newest_dataset
+from storage.job_factory import JobOrder
 from storage.promotion import METRICS
 from storage.schedules import Schedule, ScheduleRun
 
@@ -176,8 +176,20 @@ def _checked(spec: ScheduleCreate) -> dict[str, Any]:
             f"{dataset.task} models are compared on one of {', '.join(METRICS[dataset.task])}",
         )
     check_hyperparameters(spec.hyperparameters, dataset.task)
-    checked_base_model(spec.base_model)
-    check_admissible(session, team_id(), spec.resources.gpus, spec.priority)
+    # The job factory's checks, on the retrain job the schedule will submit (again when
+    # it fires: the allow-list, the team's models and its limits may change meanwhile).
+    check_order(
+        JobOrder(
+            team_id=team_id(),
+            type="finetune",
+            task=dataset.task,
+            spec={},
+            priority=spec.priority,
+            slots=spec.resources.gpus,
+            model_name=spec.model_name,
+            base_model=spec.base_model,
+        )
+    )
     return {
         "name": spec.name or spec.model_name,
         "trigger": spec.trigger,

@@ -12,9 +12,10 @@ The beat tick (``tunepool.model_updates``, once a minute) does two things:
    worker scores candidate and champion on the same set and decides, see
    ``worker.evaluate_job``); on failure or cancel, record the run as ``failed``.
 
-Jobs go through the normal path: refusals a submit would get (draining queue,
-priority limit, never fits) fail the run, for the retrain and the evaluate job
-alike; otherwise the job waits for admission under its team's quotas like any other.
+Jobs are made by the job factory (``storage.job_factory``), as a submit's are: what
+it refuses (base model, draining queue, priority limit, never fits) fails the run,
+for the retrain and the evaluate job alike; otherwise the job waits for admission
+under its team's quotas like any other.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler.cron import latest_due
-from scheduler.planner import PRIORITIES
-from scheduler.refusals import refusal
-from storage import base_models
+from storage import job_factory
 from storage.ids import new_id
+from storage.job_factory import JobOrder
 from storage.models import Dataset, Job, ModelVersion
+from storage.priorities import priority_name
+from storage.refusals import Refusal
 from storage.registry import resolve
 from storage.schedules import RunOutcome, RunState, Schedule, ScheduleRun, move_run
-from storage.states import JobState, record_event
+from storage.states import JobState
 from tunepool.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -179,51 +181,39 @@ def _retrain_job(
         raise Refused(f"no dataset named {schedule.dataset_name}")
     if dataset.task != schedule.task:
         raise Refused(f"dataset {dataset.id} is a {dataset.task} dataset, not {schedule.task}")
-    refused = refusal(session, schedule.team_id, schedule.gpus, schedule.priority)
-    if refused is not None:
-        raise Refused(refused.message)
     base = _base_model(session, schedule)
-    try:
-        # Checked again when it fires: the allow-list or the team's models may have changed.
-        base_models.resolve(session, schedule.team_id, base, platform.settings)
-    except base_models.BaseModelRefused as exc:
-        raise Refused(f"base_model: {exc}") from None
-    run.dataset_id, run.base_model = dataset.id, base
-    job = Job(
-        id=new_id("job"),
-        team_id=schedule.team_id,
-        type="finetune",
-        task=schedule.task,
-        # The same shape as a submitted JobCreate, plus where it came from.
-        spec={
-            "type": "finetune",
-            "task": schedule.task,
-            "base_model": base,
-            "train_dataset": dataset.id,
-            "validation_dataset": None,
-            "hyperparameters": dict(schedule.hyperparameters or {}),
-            "model_name": schedule.model_name,
-            "schedule_id": schedule.id,
-            "schedule_run": run.id,
-        },
-        model_name=schedule.model_name,
-        priority=PRIORITIES[schedule.priority],
-        slots=schedule.gpus,
-        state=S.PENDING.value,
-        reason_code="admission",
-        reason="waiting for the next admission pass",
-        max_attempts=platform.settings.max_attempts,
-        created_at=now,
-    )
-    session.add(job)
-    session.flush()
-    record_event(
+    # Checked again when it fires: the allow-list, the team's models and limits may
+    # have changed since the schedule was made.
+    job = job_factory.create(
         session,
-        job.id,
-        "state",
-        new=S.PENDING.value,
-        reason=f"accepted: schedule {schedule.name} due {_iso(run.fire_time)}",
+        platform.settings,
+        JobOrder(
+            team_id=schedule.team_id,
+            type="finetune",
+            task=schedule.task,
+            # The same shape as a submitted JobCreate, plus where it came from.
+            spec={
+                "type": "finetune",
+                "task": schedule.task,
+                "base_model": base,
+                "train_dataset": dataset.id,
+                "validation_dataset": None,
+                "hyperparameters": dict(schedule.hyperparameters or {}),
+                "model_name": schedule.model_name,
+                "schedule_id": schedule.id,
+                "schedule_run": run.id,
+            },
+            priority=schedule.priority,
+            slots=schedule.gpus,
+            model_name=schedule.model_name,
+            base_model=base,
+        ),
+        accepted=f"accepted: schedule {schedule.name} due {_iso(run.fire_time)}",
+        now=now,
     )
+    if isinstance(job, Refusal):
+        raise Refused(job.message)
+    run.dataset_id, run.base_model = dataset.id, base
     return job
 
 
@@ -289,42 +279,39 @@ def _after_training(
         )
     run = session.get(ScheduleRun, run_id)
     assert run is not None
-    priority = {v: k for k, v in PRIORITIES.items()}.get(job.priority, "high")
-    refused = refusal(session, job.team_id, 1, priority)
-    if refused is not None:
+    evaluate = job_factory.create(
+        session,
+        platform.settings,
+        JobOrder(
+            team_id=job.team_id,
+            type="evaluate",
+            task=candidate.task,
+            spec={
+                "schedule_run": run_id,
+                "model": f"{candidate.name}:{candidate.version}",
+                "model_version_id": candidate.id,
+                "model_name": candidate.name,
+                "model_version": candidate.version,
+                "evaluation_dataset": run.evaluation_dataset,
+                "metric": run.metric,
+                "min_margin": run.min_margin,
+            },
+            priority=priority_name(job.priority),
+            model_name=candidate.name,
+        ),
+        accepted=f"evaluate run {run_id}",
+        now=now,
+    )
+    if isinstance(evaluate, Refusal):
         return move_run(
             session,
             run_id,
             RunState.TRAINING,
             RunState.DECIDED,
             outcome=RunOutcome.FAILED,
-            reason=f"evaluate job refused: {refused.message}"[:500],
+            reason=f"evaluate job refused: {evaluate.message}"[:500],
             decided_at=now,
         )
-    evaluate = Job(
-        id=new_id("job"),
-        team_id=job.team_id,
-        type="evaluate",
-        task=candidate.task,
-        spec={
-            "schedule_run": run_id,
-            "model": f"{candidate.name}:{candidate.version}",
-            "model_version_id": candidate.id,
-            "model_name": candidate.name,
-            "model_version": candidate.version,
-            "evaluation_dataset": run.evaluation_dataset,
-            "metric": run.metric,
-            "min_margin": run.min_margin,
-        },
-        model_name=candidate.name,
-        priority=job.priority,
-        slots=1,
-        state=S.PENDING.value,
-        reason_code="admission",
-        reason="waiting for the next admission pass",
-        max_attempts=platform.settings.max_attempts,
-        created_at=now,
-    )
     if not move_run(
         session,
         run_id,
@@ -333,13 +320,9 @@ def _after_training(
         evaluate_job_id=evaluate.id,
         candidate_version=candidate.version,
     ):
+        # Another tick moved the run first: its evaluate job stands, this one goes.
         session.rollback()
         return False
-    session.add(evaluate)
-    session.flush()
-    record_event(
-        session, evaluate.id, "state", new=S.PENDING.value, reason=f"evaluate run {run_id}"
-    )
     return True
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-PRIORITIES = {"high": 2, "normal": 1, "low": 0}
+from storage.priorities import PRIORITIES
+
 _PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 DEFAULT_RUNTIME_S = 600.0
 

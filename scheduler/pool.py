@@ -65,9 +65,3 @@ def used_slots(session: Session) -> dict[str, int]:
         .group_by(Job.worker_name)
     ).all()
     return {str(name): int(total or 0) for name, total in rows}
-
-
-def largest_worker(session: Session) -> int | None:
-    """Most slots any live worker offers, or None while no worker has registered."""
-    value = session.scalar(select(func.max(Worker.slots)).where(Worker.state == ALIVE))
-    return int(value) if value is not None else None

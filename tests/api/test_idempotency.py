@@ -180,7 +180,7 @@ def test_a_server_error_frees_the_key_and_the_retry_runs(
     body = {"task": "token-classification", "train_dataset": ds["id"]}
     once = {**headers, "Idempotency-Key": "flaky-1"}
     # The call fails after reserving the key, before anything is committed.
-    _submit_failing_in("check_admissible", client, monkeypatch, once, body)
+    _submit_failing_in("check_order", client, monkeypatch, once, body)
     assert count(platform, Job) == 0 and count(platform, IdempotencyKey) == 0
     again = client.post("/v1/jobs", headers=once, json=body)
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers

@@ -1,30 +1,32 @@
 """What could never be admitted, decided in one place for every way a job is created.
 
-Every creator of a job calls :func:`refusal` before it writes the row, whatever the
-job's type: ``POST /v1/jobs`` (fine-tune, inference, compress; the OpenAI fine-tuning
-route goes through it), schedules, and the retrain scheduler's ``finetune`` and
-``evaluate`` jobs (``scheduler.model_updates``). The API turns a refusal into a 4xx
-naming the field and the limit; the retrain scheduler records it on the run. A job
+The job factory (``storage.job_factory``) calls :func:`refusal` before it writes a row,
+whatever the job's type and whoever creates it (REST, the OpenAI-compatible route,
+schedules and retrains); a new schedule is checked against it as well. The API turns a
+refusal into a 4xx naming the field and the limit (``api.errors.from_refusal``); the
+retrain scheduler records it on the run. A job
 that could never run is refused at once, not left pending for ever (DESIGN §4).
 Admission applies the same caps again to what is already queued (a cap lowered after
 submission): see ``scheduler.planner`` (``TeamState.max_priority``).
 
-It reads only the team and the pool, so a single job factory can call it as it is.
+It reads only the team and the pool, so it lives in ``storage`` below every creator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from scheduler.planner import PRIORITIES
-from scheduler.pool import largest_worker
-from storage.models import Team
+from storage.models import Team, Worker
+from storage.priorities import PRIORITIES
 
 
 @dataclass(frozen=True)
 class Refusal:
+    """Why a job cannot be created: an error value, turned into a 4xx by the API."""
+
     status: int
     code: str
     field: str
@@ -69,3 +71,9 @@ def refusal(session: Session, team_id: str, slots: int, priority: str) -> Refusa
             team.max_gpus,
         )
     return None
+
+
+def largest_worker(session: Session) -> int | None:
+    """Most slots any live worker offers, or None while no worker has registered."""
+    value = session.scalar(select(func.max(Worker.slots)).where(Worker.state == "alive"))
+    return int(value) if value is not None else None
