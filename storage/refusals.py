@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import Team, Worker
 from storage.priorities import PRIORITIES
+from storage.worker_state import WorkerState
 
 
 @dataclass(frozen=True)
@@ -75,5 +76,7 @@ def refusal(session: Session, team_id: str, slots: int, priority: str) -> Refusa
 
 def largest_worker(session: Session) -> int | None:
     """Most slots any live worker offers, or None while no worker has registered."""
-    value = session.scalar(select(func.max(Worker.slots)).where(Worker.state == "alive"))
+    value = session.scalar(
+        select(func.max(Worker.slots)).where(Worker.state == WorkerState.ALIVE.value)
+    )
     return int(value) if value is not None else None
