@@ -5,6 +5,7 @@ Tasks take ids, never rows: load, call a plain function, record the outcome.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -116,6 +117,9 @@ def _preload_for_children() -> None:
     import worker.runner  # noqa: F401
 
     configure_mappers()
+    # The engine (not a connection): its driver imported and its compiled-statement
+    # cache shared with every child (tunepool.platform adopts it after the fork).
+    current_platform().engine  # noqa: B018
 
 
 @worker_init.connect
@@ -125,6 +129,11 @@ def _on_init(**_: Any) -> None:
 
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
+    # The prefork pool collects garbage in the parent before forking each child (one
+    # child per job): a full walk of everything the parent holds, per job. What is alive
+    # now (modules, the app, the ORM) lives as long as the process; gc.freeze, the
+    # standard library's tool for pre-fork servers, leaves it out of those walks.
+    gc.freeze()
     platform = current_platform()
     if not platform.settings.worker_name:
         # Only `tunepool worker` names its process; the control worker (scheduler ticks)
