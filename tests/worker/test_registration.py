@@ -24,6 +24,9 @@ def platform_for(tmp_path: Path, redis_server: RedisServer, name: str) -> Platfo
         worker_name=name,
         worker_slots=2,
         worker_heartbeat_s=3600,
+        # The ask for a pass goes to the broker: run inline, the scheduler's admit task
+        # would use its own process platform, not this test's.
+        admission_coalesce_s=0.5,
     )
     platform = Platform(settings)
     upgrade(platform.engine)
