@@ -1,7 +1,4 @@
-"""WSGI entry point for gunicorn: ``gunicorn 'api.wsgi:app'``.
-
-Each gunicorn worker warms the app before it takes a request: api/gunicorn_hooks.py.
-"""
+"""WSGI entry point for gunicorn: ``gunicorn -k gthread 'api.wsgi:app'``."""
 
 from api.app import create_app
 
