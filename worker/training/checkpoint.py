@@ -63,21 +63,64 @@ def save_checkpoint(
     best_weights: Path | None,
 ) -> Path:
     """Write a complete checkpoint; a half-written one is never left under `directory`."""
+    partial = begin_checkpoint(directory)
+    save_model(model, str(partial / MODEL_FILE))
+    cast(Any, model).config.save_pretrained(partial)
+    if best_weights is not None and state.best_step != state.global_step:
+        shutil.copyfile(best_weights, partial / BEST_FILE)
+    save_run_state(partial, optimizer, scheduler, state)
+    return finish_checkpoint(partial, directory)
+
+
+def begin_checkpoint(directory: Path) -> Path:
+    """An empty folder beside ``directory`` to write a checkpoint into."""
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    save_model(model, str(partial / MODEL_FILE))
-    cast(Any, model).config.save_pretrained(partial)
-    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
-    torch.save(scheduler.state_dict(), partial / "scheduler.pt")
-    torch.save(_torch_rng_state(), partial / "rng_state.pt")
-    if best_weights is not None and state.best_step != state.global_step:
-        shutil.copyfile(best_weights, partial / BEST_FILE)
-    document = asdict(state) | {"rng": _host_rng_state()}
-    (partial / STATE_FILE).write_text(json.dumps(document), encoding="utf-8")
+    return partial
+
+
+def finish_checkpoint(partial: Path, directory: Path) -> Path:
+    """Put the complete checkpoint in place of ``directory`` (never half-written there)."""
     shutil.rmtree(directory, ignore_errors=True)
     partial.rename(directory)
     return directory
+
+
+def save_run_state(
+    partial: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: TrainerState,
+) -> None:
+    """What every engine's checkpoint holds beside its weights: optimizer, scheduler, RNG
+    states and the trainer state (the data position)."""
+    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    torch.save(scheduler.state_dict(), partial / "scheduler.pt")
+    torch.save(_torch_rng_state(), partial / "rng_state.pt")
+    document = asdict(state) | {"rng": _host_rng_state()}
+    (partial / STATE_FILE).write_text(json.dumps(document), encoding="utf-8")
+
+
+def read_trainer_state(directory: Path) -> tuple[TrainerState, dict[str, Any]]:
+    """The checkpoint's trainer state and its host RNG states (for ``restore_run_state``)."""
+    document = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+    host_rng = document.pop("rng")
+    return TrainerState(**document), host_rng
+
+
+def restore_run_state(
+    directory: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+    host_rng: dict[str, Any],
+) -> None:
+    """Optimizer, scheduler and RNG states back; last, as it sets the global RNGs."""
+    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device))
+    scheduler.load_state_dict(torch.load(directory / "scheduler.pt"))
+    _restore_host_rng(host_rng)
+    _restore_torch_rng(torch.load(directory / "rng_state.pt"))
 
 
 def load_checkpoint(
@@ -91,14 +134,9 @@ def load_checkpoint(
 
     Call it last before training resumes: it sets the global RNGs.
     """
-    document = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-    host_rng = document.pop("rng")
-    state = TrainerState(**document)
+    state, host_rng = read_trainer_state(directory)
     load_model(model, str(directory / MODEL_FILE), device=str(device))
-    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device))
-    scheduler.load_state_dict(torch.load(directory / "scheduler.pt"))
-    _restore_host_rng(host_rng)
-    _restore_torch_rng(torch.load(directory / "rng_state.pt"))
+    restore_run_state(directory, optimizer, scheduler, device, host_rng)
     return state
 
 

@@ -8,9 +8,6 @@ SmolLM2), with the optimizer, scheduler, RNG states and the data position
 
 from __future__ import annotations
 
-import json
-import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -18,12 +15,12 @@ from safetensors.torch import load_file, save_file
 
 from worker.training.causal_lm.model_setup import trainable_state
 from worker.training.checkpoint import (
-    STATE_FILE,
     TrainerState,
-    _host_rng_state,
-    _restore_host_rng,
-    _restore_torch_rng,
-    _torch_rng_state,
+    begin_checkpoint,
+    finish_checkpoint,
+    read_trainer_state,
+    restore_run_state,
+    save_run_state,
 )
 
 TRAINABLE_FILE = "trainable.safetensors"
@@ -37,18 +34,10 @@ def save_sft_checkpoint(
     state: TrainerState,
 ) -> Path:
     """Write a complete checkpoint; a half-written one is never left under `directory`."""
-    partial = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial = begin_checkpoint(directory)
     save_file(trainable_state(model), str(partial / TRAINABLE_FILE))
-    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
-    torch.save(scheduler.state_dict(), partial / "scheduler.pt")
-    torch.save(_torch_rng_state(), partial / "rng_state.pt")
-    document = asdict(state) | {"rng": _host_rng_state()}
-    (partial / STATE_FILE).write_text(json.dumps(document), encoding="utf-8")
-    shutil.rmtree(directory, ignore_errors=True)
-    partial.rename(directory)
-    return directory
+    save_run_state(partial, optimizer, scheduler, state)
+    return finish_checkpoint(partial, directory)
 
 
 def load_sft_checkpoint(
@@ -59,16 +48,11 @@ def load_sft_checkpoint(
     device: torch.device,
 ) -> TrainerState:
     """Restore weights, optimizer, scheduler and RNGs (call it last: it sets the RNGs)."""
-    document = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-    host_rng = document.pop("rng")
-    state = TrainerState(**document)
+    state, host_rng = read_trainer_state(directory)
     saved = load_file(str(directory / TRAINABLE_FILE), device=str(device))
     missing = set(trainable_state(model)) - set(saved)
     if missing:
         raise ValueError(f"checkpoint lacks trained weights, e.g. {sorted(missing)[0]}")
     model.load_state_dict(saved, strict=False)
-    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device))
-    scheduler.load_state_dict(torch.load(directory / "scheduler.pt"))
-    _restore_host_rng(host_rng)
-    _restore_torch_rng(torch.load(directory / "rng_state.pt"))
+    restore_run_state(directory, optimizer, scheduler, device, host_rng)
     return state
