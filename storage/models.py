@@ -248,7 +248,13 @@ class ModelVersion(Base):
     job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     task: Mapped[str] = mapped_column(String(32))
     prefix: Mapped[str] = mapped_column(String(512))
+    # The base it was trained from: an allow-listed name, or a model of the team.
     base_model: Mapped[str] = mapped_column(String(512))
+    # The team's version that base was, when it was one (its id; None for allow-listed).
+    base_version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # "model": the files load on their own; "adapter": a PEFT adapter (safetensors and
+    # adapter_config.json) that loads over its base model.
+    artifact: Mapped[str] = mapped_column(String(16), default="model", server_default="model")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     lineage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float, default=_now)

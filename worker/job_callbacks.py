@@ -1,7 +1,8 @@
-"""The training engine's callbacks for a job: progress, lease renewal, checkpoints, stop requests.
+"""An engine's callbacks for a job: progress, lease renewal, checkpoints, stop requests.
 
-The engine knows nothing of SQL or the object store; this is where its reports
-become job events, uploaded checkpoints and a renewed lease.
+The run envelope (``worker.envelope``) hands these to every engine. The engine knows
+nothing of SQL or the object store; this is where its reports become job events,
+uploaded checkpoints and a renewed lease.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class JobCallbacks:
         if not record_progress(self.platform, self.job_id, self.owner, self.attempt, event):
             self._lost()
             return
+        if "step" not in event:
+            return  # not a training step (batch inference logs its own progress line)
         log.info(
             "step %s epoch %.2f loss %.4f %.0f tokens/s",
             event.get("step"),

@@ -43,46 +43,37 @@ _stop_heartbeat = threading.Event()
 @shared_task(name=TRAIN_TASK, ignore_result=True)
 def train(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
-    from worker.runner import run_training_job
-
-    return _run_job(run_training_job, job_id)
+    return _run_job(job_id)
 
 
 @shared_task(name=INFER_TASK, ignore_result=True)
 def infer(job_id: str, team: str = "") -> str:
-    # `team` only labels the task for operators (Flower shows its arguments).
-    from worker.model_jobs import run_inference_job
-
-    return _run_job(run_inference_job, job_id)
+    return _run_job(job_id)
 
 
 @shared_task(name=COMPRESS_TASK, ignore_result=True)
 def compress(job_id: str, team: str = "") -> str:
-    # `team` only labels the task for operators (Flower shows its arguments).
-    from worker.model_jobs import run_compress_job
-
-    return _run_job(run_compress_job, job_id)
+    return _run_job(job_id)
 
 
 @shared_task(name=EVALUATE_TASK, ignore_result=True)
 def evaluate(job_id: str, team: str = "") -> str:
-    # `team` only labels the task for operators (Flower shows its arguments); admission
-    # publishes it with every job type (scheduler.dispatch).
-    from worker.evaluate_job import run_evaluate_job
-
-    return _run_job(run_evaluate_job, job_id)
+    return _run_job(job_id)
 
 
-def _run_job(run: Any, job_id: str) -> str:
+def _run_job(job_id: str) -> str:
+    """Every job task: the one run envelope, which finds the job's engine by its kind."""
+    from worker.envelope import run_job
+
     platform = current_platform()
-    outcome: str = run(platform, job_id, worker_name(platform.settings))
+    outcome = run_job(platform, job_id, worker_name(platform.settings))
     if outcome != AttemptOutcome.NOT_CLAIMED:
         # Slots just freed: let the next job in without waiting for the beat tick.
         try:
             _request_admission(platform)
         except Exception:
             log.exception("admission after job %s failed; the beat tick will retry", job_id)
-    return outcome
+    return outcome.value
 
 
 def _request_admission(platform: Platform) -> None:
@@ -111,10 +102,8 @@ def _preload_for_children() -> None:
     the child inherits, instead of importing and configuring it again for every job.
     """
     # None of these imports torch at module level.
-    import tunepool.data.errors  # noqa: F401
-    import worker.evaluate_job
-    import worker.model_jobs
-    import worker.runner  # noqa: F401
+    import worker.engines.kinds
+    import worker.envelope  # noqa: F401
 
     configure_mappers()
     # The engine (not a connection): its driver imported and its compiled-statement

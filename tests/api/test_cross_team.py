@@ -508,7 +508,7 @@ def test_the_worker_never_trains_from_a_path_a_job_row_names(
 ) -> None:
     """A row accepted before the allow-list (or written by anything else) naming A's files
     fails on the worker by the same rule, without reading them."""
-    from worker.runner import run_training_job
+    from worker.envelope import run_job
 
     with transaction(platform.sessions) as session:
         # Two slots: A's waiting job takes one.
@@ -527,7 +527,7 @@ def test_the_worker_never_trains_from_a_path_a_job_row_names(
         row = session.get(Job, job["id"])
         assert row is not None
         row.spec = {**row.spec, "base_model": stolen}
-    assert run_training_job(platform, job["id"], "w1") == "failed"
+    assert run_job(platform, job["id"], "w1") == "failed"
     shown = client.get(f"/v1/jobs/{job['id']}", headers=b).get_json()
     assert shown["error"].startswith("base_model: "), shown["error"]
     _refusal_lists_what_is_allowed(shown["error"])

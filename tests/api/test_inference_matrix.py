@@ -20,7 +20,7 @@ from tests.api.conftest import KeyFactory
 from tests.api.models_helpers import publish_version
 from tests.inference.tiny import CLASS_LABELS, NER_LABELS, tiny_model_dir
 from tunepool.platform import Platform
-from worker.model_jobs import run_compress_job, run_inference_job
+from worker.envelope import run_job
 
 TOKEN, SEQUENCE = "token-classification", "sequence-classification"
 # Words a model's pre-tokenizer would split further: the answer must keep them whole
@@ -129,7 +129,7 @@ def test_every_model_task_batch_infers_every_dataset_format(
             client, alpha, {"type": "inference", "model": task, "dataset": dataset["id"]}
         )
         place(platform, job_id)
-        assert run_inference_job(platform, job_id, "w1") == "succeeded"
+        assert run_job(platform, job_id, "w1") == "succeeded"
         job = client.get(f"/v1/jobs/{job_id}", headers=alpha).get_json()
         # Progress like training's: how far, how fast, how long still.
         assert job["progress"]["done"] == job["progress"]["total"] == job["metrics"]["inputs"]
@@ -188,7 +188,7 @@ def test_every_model_task_compresses_scored_on_its_validation_format(
     )
     job_id = submit(client, alpha, {"type": "compress", "model": "m:1"})
     place(platform, job_id)
-    assert run_compress_job(platform, job_id, "w1") == "succeeded"
+    assert run_job(platform, job_id, "w1") == "succeeded"
     report = client.get(f"/v1/jobs/{job_id}", headers=alpha).get_json()["metrics"]
     metric = "f1" if task == TOKEN else "accuracy"
     assert report["metric"] == metric and report["eval_sentences"] == len(

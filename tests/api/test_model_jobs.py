@@ -18,7 +18,7 @@ from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
 from tests.inference.tiny import NER_LABELS, tiny_model_dir
 from tunepool.platform import Platform
-from worker.model_jobs import run_compress_job, run_inference_job
+from worker.envelope import run_job
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_inference_job_writes_checksummed_jsonl_output(
     assert client.get(f"/v1/jobs/{job['id']}/output", headers=alpha).status_code == 409
 
     place(platform, job["id"])
-    assert run_inference_job(platform, job["id"], "w1") == "succeeded"
-    assert run_inference_job(platform, job["id"], "w1") == "not_claimed"  # duplicate delivery
+    assert run_job(platform, job["id"], "w1") == "succeeded"
+    assert run_job(platform, job["id"], "w1") == "not_claimed"  # duplicate delivery
     done = client.get(f"/v1/jobs/{job['id']}", headers=alpha).get_json()
     assert (
         done["state"] == "succeeded" and done["metrics"]["inputs"] == dataset["stats"]["sentences"]
@@ -102,7 +102,7 @@ def test_compress_job_adds_an_int8_version_with_its_report(
     assert resp.status_code == 201, resp.get_json()
     job = resp.get_json()
     place(platform, job["id"])
-    assert run_compress_job(platform, job["id"], "w1") == "succeeded"
+    assert run_job(platform, job["id"], "w1") == "succeeded"
     done = client.get(f"/v1/jobs/{job['id']}", headers=alpha).get_json()
     report = done["metrics"]
     assert report["model_version"] == 2 and report["eval_sentences"] > 0
@@ -152,7 +152,7 @@ def test_inference_holds_its_lease_through_a_long_first_chunk(
     thread.start()
     try:
         started = time.monotonic()
-        outcome = run_inference_job(short, job_id, "w1")
+        outcome = run_job(short, job_id, "w1")
         took = time.monotonic() - started
     finally:
         stop.set()

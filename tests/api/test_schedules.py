@@ -30,7 +30,7 @@ from tests.api.models_helpers import publish_version
 from tests.conftest import TINY_BASE_MODEL
 from tests.inference.tiny import NER_LABELS, tiny_model_dir
 from tunepool.platform import Platform
-from worker.evaluate_job import run_evaluate_job
+from worker.envelope import run_job
 
 EVAL_CONLL = "Alice B-PER\nwent O\nhome O\n\nBob B-PER\nsaw O\nMaria B-PER\n\n"
 GOOD_F1 = 2 / 3  # B-PER everywhere: precision 3/6, recall 3/3
@@ -139,7 +139,7 @@ def _retrain_and_decide(
         evaluate_job = row.evaluate_job_id
     assert evaluate_job
     worker = _run_job_as_worker(platform, evaluate_job)
-    assert run_evaluate_job(platform, evaluate_job, worker) == "succeeded"
+    assert run_job(platform, evaluate_job, worker) == "succeeded"
     runs = client.get(f"/v1/schedules/{schedule_id}/runs", headers=headers).get_json()["data"]
     return next(r for r in runs if r["id"] == run["id"])
 
@@ -344,7 +344,6 @@ def test_a_real_retrain_continues_from_production_and_is_judged(
     client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
     """The real runner trains; its version is scored against production by the worker."""
-    from worker.runner import run_training_job
 
     alpha = make_key("alpha")
     schedule = _setup(
@@ -359,14 +358,14 @@ def test_a_real_retrain_continues_from_production_and_is_judged(
         run = client.post(f"/v1/schedules/{schedule['id']}/run", headers=alpha).get_json()
         assert run["state"] == "training", run
         worker = _run_job_as_worker(platform, run["job_id"])
-        assert run_training_job(platform, run["job_id"], worker) == "succeeded"
+        assert run_job(platform, run["job_id"], worker) == "succeeded"
         run_model_updates(platform)
         with platform.sessions() as session:
             row = session.get(ScheduleRun, run["id"])
             assert row is not None and row.evaluate_job_id
             evaluate_job = row.evaluate_job_id
         worker = _run_job_as_worker(platform, evaluate_job)
-        assert run_evaluate_job(platform, evaluate_job, worker) == "succeeded"
+        assert run_job(platform, evaluate_job, worker) == "succeeded"
         runs = client.get(f"/v1/schedules/{schedule['id']}/runs", headers=alpha).get_json()
         decisions.append(next(r for r in runs["data"] if r["id"] == run["id"]))
         # From now on each retrain starts from the production version.

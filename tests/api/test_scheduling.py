@@ -319,7 +319,7 @@ def test_the_preempted_jobs_events_name_the_job_it_yields_to_and_why(
 ) -> None:
     from storage.lease import claim
     from storage.models import JobEvent
-    from worker.runner import _record_stop
+    from worker.envelope import record_stop
 
     _worker(platform, slots=1)
     alpha, beta = make_key("alpha"), make_key("beta")
@@ -336,7 +336,7 @@ def test_the_preempted_jobs_events_name_the_job_it_yields_to_and_why(
     assert why in shown["reason"] and shown["reason_code"] == code
     # The runner checkpoints and yields: its event and the wait repeat the cause.
     with transaction(platform.sessions) as session:
-        assert _record_stop(session, claimed, "preempt") == "preempted"
+        assert record_stop(session, claimed, "preempt") == "preempted"
     with platform.sessions() as session:
         reasons = {
             e.new_state: e.reason

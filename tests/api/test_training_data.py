@@ -18,7 +18,7 @@ from tests.conftest import TINY_BASE_MODEL
 from tests.data.corpus_cases import CASES, CORPUS, UNKNOWN_LABEL
 from tunepool.platform import Platform
 from tunepool.synthetic import conll_text
-from worker.runner import run_training_job
+from worker.envelope import run_job
 
 WNUT_DEV = Path(__file__).resolve().parents[2].parent / "shared/data/ner/wnut17/dev.conll"
 
@@ -224,7 +224,7 @@ def test_the_worker_fails_the_job_with_the_line_instead_of_crashing(
         )
         job = resp.get_json()
         assert resp.status_code == 201 and job["worker"] == "w1", job
-        assert run_training_job(platform, job["id"], "w1") == "failed", name
+        assert run_job(platform, job["id"], "w1") == "failed", name
         shown = client.get(f"/v1/jobs/{job['id']}", headers=headers).get_json()
         assert shown["state"] == "failed"
         assert shown["error"].startswith(f"invalid data: line {line}:"), shown["error"]
@@ -242,7 +242,7 @@ def test_the_worker_fails_the_job_with_the_line_instead_of_crashing(
         },
     )
     job = resp.get_json()
-    assert run_training_job(platform, job["id"], "w1") == "succeeded"
+    assert run_job(platform, job["id"], "w1") == "succeeded"
     used = client.get(f"/v1/jobs/{job['id']}", headers=headers).get_json()["metrics"][
         "hyperparameters_used"
     ]
@@ -269,7 +269,7 @@ def test_a_masked_lm_model_version_is_the_base_of_a_later_ner_job(
             "hyperparameters": {"epochs": 1},
         },
     ).get_json()
-    assert run_training_job(platform, adapted["id"], "w1") == "succeeded"
+    assert run_job(platform, adapted["id"], "w1") == "succeeded"
     shown = client.get(f"/v1/jobs/{adapted['id']}", headers=headers).get_json()
     assert "perplexity" in shown["metrics"]
 
@@ -286,6 +286,6 @@ def test_a_masked_lm_model_version_is_the_base_of_a_later_ner_job(
     ).get_json()
     # "adapted:1" is no hub id this offline machine could load: success means the
     # runner fetched the registered masked-lm version and trained from it.
-    assert run_training_job(platform, job["id"], "w1") == "succeeded"
+    assert run_job(platform, job["id"], "w1") == "succeeded"
     shown = client.get(f"/v1/jobs/{job['id']}", headers=headers).get_json()
     assert shown["state"] == "succeeded" and "f1" in shown["metrics"]

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from storage.attempts import StopReason
+from worker.engines.context import EngineResult, RunContext, stopped
 
 PREFIX = "noop:"
 STEP_S = 0.1
 
 
-class StopSource(Protocol):
-    def should_stop(self) -> str | None: ...
-
-
-def requested(spec: dict[str, Any], allowed: bool) -> str | None:
+def requested(spec: Mapping[str, Any], allowed: bool) -> str | None:
     """The behaviour a job asks for, or None if it runs the real engine."""
     name = str(spec.get("base_model") or "")
     if not allowed or not name.startswith(PREFIX):
@@ -34,7 +34,16 @@ def requested(spec: dict[str, Any], allowed: bool) -> str | None:
     return name[len(PREFIX) :]
 
 
-def run(behaviour: str, callbacks: StopSource) -> str | None:
+def run(ctx: RunContext) -> EngineResult:
+    """The engine: what the job's ``noop:<behaviour>`` base model asks for."""
+    behaviour = requested(ctx.job.spec, allowed=True) or ""
+    reason = behave(behaviour, ctx.stop_requested)
+    if reason is not None:
+        return stopped(reason)
+    return EngineResult(summary=f"no-op engine ({behaviour}) finished", metrics={"engine": "noop"})
+
+
+def behave(behaviour: str, should_stop: Callable[[], StopReason | None]) -> StopReason | None:
     """Returns a stop reason like the real engine (None: finished)."""
     if behaviour == "succeed":
         return None
@@ -44,7 +53,7 @@ def run(behaviour: str, callbacks: StopSource) -> str | None:
         deadline = time.monotonic() + float(behaviour.removeprefix("sleep="))
         while time.monotonic() < deadline:
             time.sleep(STEP_S)
-            if (reason := callbacks.should_stop()) is not None:
+            if (reason := should_stop()) is not None:
                 return reason
         return None
     raise ValueError(f"unknown no-op engine behaviour {behaviour!r}")
