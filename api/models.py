@@ -47,6 +47,10 @@ def version_json(mv: ModelVersion, alias_map: dict[str, int] | None = None) -> d
         "ref": f"{mv.name}:{mv.version}",
         "task": mv.task,
         "base_model": mv.base_model,
+        # The team's version it was trained from (None: an allow-listed base), and whether
+        # its files are a whole model or a PEFT adapter that loads over base_model.
+        "base_version_id": mv.base_version_id,
+        "artifact": mv.artifact,
         "job_id": mv.job_id,
         "metrics": mv.metrics,
         "lineage": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class Resources(BaseModel):
@@ -25,11 +25,22 @@ EstimatedRuntime = Annotated[
 ]
 
 
+# The base model a fine-tune starts from when it names none: the packaged encoder, or
+# for chat fine-tuning (causal-lm) the packaged chat model.
+DEFAULT_BASE_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_CHAT_BASE_MODEL = "SmolLM2-135M-Instruct"
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["finetune"] = "finetune"
-    task: Literal["token-classification", "sequence-classification", "masked-lm"]
-    base_model: str = Field("all-MiniLM-L6-v2", min_length=1, max_length=512)
+    task: Literal["token-classification", "sequence-classification", "masked-lm", "causal-lm"]
+    base_model: str = Field(
+        DEFAULT_BASE_MODEL,
+        min_length=1,
+        max_length=512,
+        description=f"Default: {DEFAULT_BASE_MODEL}; {DEFAULT_CHAT_BASE_MODEL} for causal-lm",
+    )
     train_dataset: str = Field(min_length=1, max_length=40)
     validation_dataset: str | None = Field(None, max_length=40)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
@@ -39,6 +50,13 @@ class JobCreate(BaseModel):
     max_attempts: int | None = Field(None, ge=1, le=20)
     estimated_runtime_s: EstimatedRuntime = None
     validate_only: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_base_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "base_model" not in data and data.get("task") == "causal-lm":
+            return {**data, "base_model": DEFAULT_CHAT_BASE_MODEL}
+        return data
 
 
 # -- models and inference (issue 5) ------------------------------------------------

@@ -15,20 +15,42 @@ from api.context import db, platform
 from api.errors import ApiError, invalid
 from storage.blobs import fetch_file
 from storage.models import Dataset
+from storage.workers import has_cuda_worker
 from tunepool.hyperparameters import HyperparameterError, Hyperparameters
+from tunepool.sft_hyperparameters import SFTHyperparameters, SFTSettingsError
+
+CAUSAL_LM = "causal-lm"
 
 
 def check_hyperparameters(values: dict[str, Any], task: str) -> None:
     """The worker's own typed check, at submit: 422 naming ``hyperparameters.<name>``."""
+    if task == CAUSAL_LM:
+        check_sft_hyperparameters(values)
+        return
     try:
         Hyperparameters.from_dict(values).for_task(task)
     except HyperparameterError as exc:
         raise invalid(f"hyperparameters.{exc.name}", exc.problem) from None
 
 
+def check_sft_hyperparameters(values: dict[str, Any]) -> SFTHyperparameters:
+    """A chat fine-tune's hyperparameters (``tunepool.sft_hyperparameters``). QLoRA's 4-bit
+    kernels exist for CUDA only: refused unless the pool has a worker with CUDA GPUs."""
+    try:
+        hp = SFTHyperparameters.from_dict(dict(values))
+    except SFTSettingsError as exc:
+        raise invalid(f"hyperparameters.{exc.name or 'method'}", str(exc)) from None
+    if hp.method == "qlora" and not has_cuda_worker(db()):
+        raise invalid(
+            "hyperparameters.method",
+            "qlora needs a worker with a CUDA GPU and the pool has none; use lora",
+        )
+    return hp
+
+
 def check_validation_labels(train: Dataset, validation: Dataset) -> None:
     """Refuse evaluation data with a label the training data lacks, naming its line."""
-    if train.task == "masked-lm":
+    if train.task in ("masked-lm", CAUSAL_LM):
         return
     known = set((train.stats or {}).get("labels", {}))
     first_lines = (validation.stats or {}).get("label_first_line", {})
@@ -51,6 +73,14 @@ def training_report(
     base_model: str,
 ) -> dict[str, Any]:
     """What `validate_only` returns: per-file findings, the "auto" choices and an estimate."""
+    if task == CAUSAL_LM:
+        # The chat files were read, counted and estimated at upload (their stats).
+        return {
+            "task": task,
+            "hyperparameters": check_sft_hyperparameters(hyperparameters).to_dict(),
+            "train": train.stats,
+            "validation": validation.stats if validation is not None else None,
+        }
     from tunepool.data.errors import DataError
     from worker.training.validation import validation_report
 

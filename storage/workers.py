@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Worker
@@ -66,3 +67,13 @@ def retire(session: Session, name: str) -> None:
     worker = session.get(Worker, name)
     if worker is not None:
         set_worker_state(worker, WorkerState.STOPPED)
+
+
+def has_cuda_worker(session: Session) -> bool:
+    """Whether a worker that has not shut down reports NVIDIA GPUs. Such a worker runs a
+    CUDA build of torch: one with GPUs and a CPU build refuses to start
+    (``worker.cuda_check``)."""
+    rows = session.scalars(
+        select(Worker.gpus).where(Worker.state != WorkerState.STOPPED.value)
+    ).all()
+    return any(gpus for gpus in rows)

@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         """Local working space for a worker's downloads and checkpoints."""
         return self.home / "scratch"
 
+    @property
+    def model_cache_dir(self) -> Path:
+        """Local copies of converted builtin base models (and of their tokenizers, on the
+        API host), fetched from the object store once per host."""
+        return self.home / "model-cache"
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, with explicit overrides (tests, CLI flags)."""

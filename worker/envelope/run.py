@@ -109,7 +109,7 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> tuple[Att
             stop_requested=_stop_check(callbacks, registration.resumable),
             settings=EngineSettings(
                 checkpoint_every_steps=settings.checkpoint_every_steps,
-                model_cache_dir=settings.home / "models",
+                model_cache_dir=settings.model_cache_dir,
                 allow_noop_engine=settings.allow_noop_engine,
             ),
         )
