@@ -14,6 +14,7 @@ from pathlib import Path
 
 from storage.attempts import StopReason
 from tunepool.data.chat import CHAT_FORMATS
+from tunepool.sft_hyperparameters import SFTHyperparameters
 from worker.engines.context import EngineResult, ModelOutput, RunContext, stopped
 from worker.engines.fetch import fetch_finetune_inputs, scalars
 
@@ -23,11 +24,12 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 
 def train(ctx: RunContext) -> EngineResult:
-    from worker.training.causal_lm.recipe import MERGED_DIR, finetune_causal_lm
-    from worker.training.causal_lm.spec import SFTHyperparameters, SFTSpec
-
     inputs = fetch_finetune_inputs(ctx, DEFAULT_BASE_MODEL)
     hp = SFTHyperparameters.from_dict(inputs.hyperparameters)
+    # torch, transformers and peft only once the inputs are here.
+    from worker.training.causal_lm.recipe import MERGED_DIR, finetune_causal_lm
+    from worker.training.causal_lm.spec import SFTSpec
+
     validation = inputs.validation
     output_dir = ctx.workdir / "output"
     spec = SFTSpec(

@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def compress(ctx: RunContext) -> EngineResult:
-    from worker.inference.compress import compress as quantise
-
     source = ctx.inputs.model_version(str(ctx.job.spec["model_version_id"]), ctx.workdir / "model")
     examples = _evaluation_examples(ctx, source)
+    from worker.inference.compress import compress as quantise  # torch, once inputs are here
+
     if (reason := ctx.stop_requested()) is not None:
         return stopped(reason)
     log.info("quantising %s:%d, scored on %d examples", source.name, source.version, len(examples))

@@ -10,11 +10,12 @@ DEFAULT_BASE_MODEL = "all-MiniLM-L6-v2"
 
 
 def train(ctx: RunContext) -> EngineResult:
+    inputs = fetch_finetune_inputs(ctx, DEFAULT_BASE_MODEL)
+    # torch and transformers only once the inputs are here.
     from worker.training.engine import finetune
     from worker.training.models import resolve_base_model
     from worker.training.spec import Hyperparameters, TrainSpec
 
-    inputs = fetch_finetune_inputs(ctx, DEFAULT_BASE_MODEL)
     validation = inputs.validation
     spec = TrainSpec(
         task=ctx.job.task,

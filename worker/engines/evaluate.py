@@ -28,13 +28,13 @@ def score(model_dir: Path, examples: list[Any]) -> dict[str, float]:
 
 
 def evaluate(ctx: RunContext) -> EngineResult:
-    from worker.inference.inputs import read_examples
-
     spec = ctx.job.spec
     metric = str(spec["metric"])
     source = ctx.inputs.model_version(str(spec["model_version_id"]), ctx.workdir / "model")
     dataset = ctx.inputs.dataset(str(spec["evaluation_dataset"]), ctx.workdir / "evaluation")
     champion = ctx.inputs.production_version(source.name, ctx.workdir / "champion")
+    from worker.inference.inputs import read_examples  # torch, once inputs are here
+
     examples = read_examples(source.task, dataset.path, dataset.format)
     if (reason := ctx.stop_requested()) is not None:
         return stopped(reason)

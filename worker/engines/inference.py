@@ -16,13 +16,14 @@ CHUNK = 256
 
 
 def infer(ctx: RunContext) -> EngineResult:
+    spec = ctx.job.spec
+    source = ctx.inputs.model_version(str(spec["model_version_id"]), ctx.workdir / "model")
+    dataset = ctx.inputs.dataset(str(spec["dataset"]), ctx.workdir / "input")
+    # torch only once the inputs are here (a job whose inputs are gone fails at once).
     from worker.inference.inputs import read_inputs
     from worker.inference.model import load_model
     from worker.inference.predict import predict
 
-    spec = ctx.job.spec
-    source = ctx.inputs.model_version(str(spec["model_version_id"]), ctx.workdir / "model")
-    dataset = ctx.inputs.dataset(str(spec["dataset"]), ctx.workdir / "input")
     inputs = read_inputs(dataset.path, dataset.task, dataset.format)
     log.info("read %d inputs (%s %s)", len(inputs), dataset.task, dataset.format)
     if (reason := ctx.stop_requested()) is not None:
