@@ -92,10 +92,3 @@ class Recorder:
     def should_stop(self) -> str | None:
         self.steps += 1
         return self.stop_reason if self.steps == self.stop_at else None
-
-
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from worker.training.causal_lm.base_models import make_tiny_llama_dir
-
-    return make_tiny_llama_dir(tmp_path_factory.mktemp("tiny") / "llama")
