@@ -10,7 +10,7 @@ The beat tick (``tunepool.model_updates``, once a minute) does two things:
    and its finetune job commit together, so a crash leaves neither half.
 2. For runs whose retrain job finished: on success, submit an ``evaluate`` job (a
    worker scores candidate and champion on the same set and decides, see
-   ``worker.evaluate_job``); on failure or cancel, record the run as ``failed``.
+   ``worker.engines.evaluate``); on failure or cancel, record the run as ``failed``.
 
 Jobs are made by the job factory (``storage.job_factory``), as a submit's are: what
 it refuses (base model, draining queue, priority limit, never fits) fails the run,

@@ -54,7 +54,7 @@ class Listed:
 
 @dataclass(frozen=True)
 class Noop:
-    """worker.noop_engine instead of training (only where the settings allow it)."""
+    """worker.engines.noop instead of training (only where the settings allow it)."""
 
     behaviour: str
 

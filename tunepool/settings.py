@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     retention_interval_s: float = 300.0
     # Scratch left by killed runs (storage.scratch) is swept this often (and on start).
     scratch_sweep_interval_s: float = 600.0
-    # Fault tests and bench/load.py only: base_model "noop:..." runs worker.noop_engine.
+    # Fault tests and bench/load.py only: base_model "noop:..." runs worker.engines.noop.
     allow_noop_engine: bool = False
     # The operator's allow-list of base models, besides PACKAGED_BASE_MODELS (storage/
     # base_models.py): a job's base_model is one of these names or a model of its team.
