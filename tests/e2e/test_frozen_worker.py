@@ -158,8 +158,12 @@ def test_a_frozen_workers_job_runs_elsewhere_and_the_thawed_run_writes_nothing(
         "wB's run to stop on the cancel",
         on_tick=reaper_every(live, 0.5),
     )
-    stale = runs_of(live.platform, job_id)[0]
+    stale, current = runs_of(live.platform, job_id)
     assert stale.worker_name == "wA" and stale.outcome == "lease_expired" and stale.pid
+    # wB's run still writes after the job's end (its checkpoint retention): the snapshot
+    # of what a thawed run must not change is taken once that process is gone.
+    assert current.worker_name == "wB" and current.pid
+    wait_until(lambda: not process_alive(current.pid or 0), 30, "wB's run process to end")
     before = snapshot(live, job_id)
 
     thawed_at = time.time()

@@ -63,8 +63,7 @@ def run_job(platform: Platform, job_id: str, worker_name: str) -> AttemptOutcome
     try:
         # A warm shutdown (SIGTERM) now asks the engine to stop instead of killing it.
         with stop_on_sigterm():
-            outcome, resumable = _run_claimed(platform, claimed, workdir)
-        log.info("job %s: %s", job_id, outcome.value)
+            outcome, resumable = _run_claimed(platform, claimed, workdir, job_log)
         # Only a resumable run that made its workdir (or a later attempt) has checkpoints.
         if outcome in ENDED and resumable and (claimed.attempt > 1 or workdir.exists()):
             _retain_checkpoints(platform, job_id)
@@ -74,7 +73,9 @@ def run_job(platform: Platform, job_id: str, worker_name: str) -> AttemptOutcome
         release_scratch(scratch, job_id, claimed.attempt, job_ended=outcome in ENDED)
 
 
-def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> tuple[AttemptOutcome, bool]:
+def _run_claimed(
+    platform: Platform, claimed: Claim, workdir: Path, job_log: JobLogHandler
+) -> tuple[AttemptOutcome, bool]:
     with platform.sessions() as session:
         row = session.get(Job, claimed.job_id)
         assert row is not None
@@ -97,6 +98,7 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> tuple[Att
     try:
         registration = registration_for_job(job, settings.allow_noop_engine)
     except UnknownJobKind as exc:
+        job_log.flush()
         return fail(platform, claimed, str(exc)), False
     callbacks = JobCallbacks(platform, job.id, job.team_id, claimed.owner, claimed.attempt)
     callbacks.start_lease_keeper()
@@ -113,9 +115,8 @@ def _run_claimed(platform: Platform, claimed: Claim, workdir: Path) -> tuple[Att
                 allow_noop_engine=settings.allow_noop_engine,
             ),
         )
-        return _run_engine(platform, claimed, registration, context, callbacks), (
-            registration.resumable
-        )
+        outcome = _run_engine(platform, claimed, registration, context, callbacks, job_log)
+        return outcome, registration.resumable
     finally:
         callbacks.stop_lease_keeper()
 
@@ -137,21 +138,27 @@ def _run_engine(
     registration: Registration,
     context: RunContext,
     callbacks: JobCallbacks,
+    job_log: JobLogHandler,
 ) -> AttemptOutcome:
-    job_id = claimed.job_id
+    error, trace = None, ""
     try:
         result = registration.engine(context)
     except base_models.BaseModelRefused as exc:
         # Refused at submit too; here when the allow-list or the team's models changed since.
-        return fail(platform, claimed, f"base_model: {exc}")
+        error = f"base_model: {exc}"
     except DataError as exc:
         # Bad data fails the same way on every attempt: no retry.
-        return fail(platform, claimed, f"invalid data: {exc}")
+        error = f"invalid data: {exc}"
     except InputMissing as exc:
-        return fail(platform, claimed, str(exc))
+        error = str(exc)
     except Exception as exc:
-        log.exception("job %s failed", job_id)
-        return fail(platform, claimed, f"{type(exc).__name__}: {exc}", trace=traceback.format_exc())
+        log.exception("job %s failed", claimed.job_id)
+        error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    # The job's log is written before its outcome, so whoever sees the job end reads
+    # its whole log (lines flushed later would arrive after the end).
+    job_log.flush()
+    if error is not None:
+        return fail(platform, claimed, error, trace=trace)
     if callbacks.lease_lost or result.stopped == StopReason.LEASE_LOST:
         # The reaper or another runner owns the job now; record (and upload) nothing more.
         return AttemptOutcome.LEASE_LOST
