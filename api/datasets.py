@@ -16,6 +16,7 @@ from api.commit_answer import commit_with_answer
 from api.context import db, platform, team_id
 from api.errors import ApiError, invalid, not_found
 from api.paging import page_params, paged
+from api.times import rfc3339
 from storage.blobs import store_file
 from storage.ids import new_id
 from storage.layout import dataset_key
@@ -42,7 +43,7 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
         "size": ds.size,
         "sha256": ds.sha256,
         "stats": ds.stats,
-        "created_at": ds.created_at,
+        "created_at": rfc3339(ds.created_at),
     }
 
 

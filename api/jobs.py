@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -19,6 +18,7 @@ from api.errors import ApiError, invalid, not_found
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import MAX_ROW_ID, page_params, paged, query_int
 from api.schemas import JobCreate
+from api.times import rfc3339, with_moment
 from api.training_checks import check_hyperparameters, check_validation_labels, training_report
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
@@ -31,10 +31,6 @@ from tunepool.redis_client import redis_client
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 S = JobState
-
-
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
 
 
 def waiting_places(jobs: Iterable[Job]) -> dict[str, Place]:
@@ -56,7 +52,7 @@ def job_json(job: Job, places: Mapping[str, Place] | None = None) -> dict[str, A
         "reason_code": job.reason_code,
         "reason": job.reason,
         "queue_position": place.position if place else None,
-        "estimated_start": _iso(place.estimated_start) if place else None,
+        "estimated_start": rfc3339(place.estimated_start) if place else None,
         "priority": next((k for k, v in PRIORITIES.items() if v == job.priority), "normal"),
         "resources": {"gpus": job.slots},
         "worker": job.worker_name,
@@ -64,21 +60,21 @@ def job_json(job: Job, places: Mapping[str, Place] | None = None) -> dict[str, A
         "max_attempts": job.max_attempts,
         "model_name": job.model_name,
         "model_version_id": job.model_version_id,
-        "progress": job.progress,
+        "progress": with_moment(job.progress),
         "metrics": job.metrics,
         "error": job.error,
         "spec": job.spec,
-        "created_at": _iso(job.created_at),
-        "queued_at": _iso(job.queued_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
+        "created_at": rfc3339(job.created_at),
+        "queued_at": rfc3339(job.queued_at),
+        "started_at": rfc3339(job.started_at),
+        "finished_at": rfc3339(job.finished_at),
     }
 
 
 def event_json(e: JobEvent) -> dict[str, Any]:
     return {
         "id": e.id,
-        "at": _iso(e.at),
+        "at": rfc3339(e.at),
         "kind": e.kind,
         "old_state": e.old_state,
         "new_state": e.new_state,

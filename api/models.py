@@ -20,6 +20,7 @@ from api.auth import requires
 from api.context import caller, db, platform, team_id
 from api.errors import ApiError, invalid, not_found
 from api.schemas import AliasRollback, AliasUpdate, PredictRequest
+from api.times import rfc3339
 from storage.blobs import ChecksumMismatch
 from storage.models import ModelVersion, StoredObject
 from storage.objects.base import ObjectStore
@@ -56,7 +57,7 @@ def version_json(mv: ModelVersion, alias_map: dict[str, int] | None = None) -> d
             **(mv.lineage or {}),
         },
         "aliases": sorted(a for a, v in alias_map.items() if v == mv.version),
-        "created_at": mv.created_at,
+        "created_at": rfc3339(mv.created_at),
     }
 
 
@@ -67,7 +68,7 @@ def event_json(e: AliasEvent) -> dict[str, Any]:
         "kind": e.kind,
         "old_version": e.old_version,
         "new_version": e.new_version,
-        "at": e.at,
+        "at": rfc3339(e.at),
         "reason": e.reason,
         "actor": e.actor,
     }
@@ -100,7 +101,7 @@ def _model_json(name: str, versions: list[ModelVersion]) -> dict[str, Any]:
         "latest_version": newest.version,
         "versions": len(versions),
         "aliases": aliases(db(), team_id(), name),
-        "updated_at": newest.created_at,
+        "updated_at": rfc3339(newest.created_at),
     }
 
 

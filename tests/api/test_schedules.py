@@ -307,7 +307,7 @@ def test_crud_roles_and_team_isolation(client: FlaskClient, make_key: KeyFactory
     sid = schedule["id"]
     assert schedule["name"] == "ner" and schedule["task"] == "token-classification"
     assert schedule["promotion"] == {"metric": "f1", "min_margin": 0.1}
-    assert schedule["next_fire_at"].endswith("03:00:00+00:00")
+    assert schedule["next_fire_at"].endswith("03:00:00Z")
 
     assert client.get("/v1/schedules", headers=viewer).get_json()["data"][0]["id"] == sid
     assert client.get(f"/v1/schedules/{sid}/runs", headers=viewer).get_json()["data"] == []
