@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tunepool.progress_rate import SmoothedRate
@@ -40,7 +42,7 @@ def test_a_lasting_slowdown_moves_the_rate_and_the_eta() -> None:
         rate.update(steps=2.5)
         etas.append(rate.eta_s(100))
     # The ETA is recomputed at every report and grows towards the new pace (400 s).
-    assert all(later > earlier for earlier, later in zip(etas, etas[1:], strict=False))
+    assert all(later > earlier for earlier, later in itertools.pairwise(etas))
     assert 350 < etas[-1] < 400
     assert rate.total("steps") == pytest.approx(40.0)
 
