@@ -24,6 +24,7 @@ from typing import Any
 
 from tunepool.netutil import free_port, wait_for_port
 from tunepool.redis_server import RedisServer, start_redis
+from tunepool.service_logs import ServiceLog
 from tunepool.settings import Settings
 from tunepool.supervisor import Supervisor
 
@@ -39,16 +40,29 @@ class Embedded:
     redis: RedisServer | None
     supervisor: Supervisor = field(default_factory=Supervisor)
 
+    logs: dict[str, ServiceLog] = field(default_factory=dict)
+
     def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        logs = self.settings.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        settings = self.settings
+        sink = self.logs.setdefault(
+            name,
+            ServiceLog(
+                settings.home / "logs" / f"{name}.log", settings.log_max_bytes, settings.log_backups
+            ),
+        )
 
         def launch() -> subprocess.Popen[bytes]:
-            with (logs / f"{name}.log").open("ab") as log:
-                # Own session per child, so a whole prefork tree is stopped with one killpg.
-                return subprocess.Popen(
-                    argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
+            # Own session per child, so a whole prefork tree is stopped with one killpg.
+            process = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            assert process.stdout is not None
+            sink.copy(process.stdout, name)  # rotated by size (tunepool.service_logs)
+            return process
 
         return self.supervisor.add(name, launch)
 
@@ -88,6 +102,8 @@ class Embedded:
                 proc.wait()
         if self.redis is not None:
             self.redis.stop()
+        for sink in self.logs.values():
+            sink.close()
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -146,27 +162,7 @@ def start_platform(
     platform = Embedded(
         settings, env, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{flower_port}", redis
     )
-    platform.start(
-        "api",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-b",
-            f"127.0.0.1:{api_port}",
-            # Stock threaded workers: one per core here; threads serve event streams
-            # and slow clients. More replicas scale it out (README).
-            "-k",
-            "gthread",
-            "-w",
-            "2",
-            "--threads",
-            "8",
-            "--timeout",
-            "120",
-            "api.wsgi:app",
-        ],
-    )
+    platform.start("api", api_argv(settings, api_port))
     # A stable name, so a restarted `up` comes back as the same worker instead of a new one.
     platform.start(
         "worker",
@@ -200,6 +196,32 @@ def start_platform(
         platform.stop()
         raise
     return platform
+
+
+def api_argv(settings: Settings, port: int) -> list[str]:
+    """gunicorn serving the API on loopback ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        # Stock threaded workers: one per core here; threads serve event streams
+        # and slow clients. More replicas scale it out (README).
+        "-k",
+        "gthread",
+        "-w",
+        "2",
+        "--threads",
+        "8",
+        "--timeout",
+        "120",
+        # gunicorn's control socket (gunicornc) defaults to ~/.gunicorn/gunicorn.ctl, one
+        # path for every instance of every user's home; each platform keeps its own.
+        "--control-socket",
+        str(settings.home / "gunicorn.ctl"),
+        "api.wsgi:app",
+    ]
 
 
 def _stored_flower_password(settings: Settings) -> str:

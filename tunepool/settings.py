@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # A queued job whose worker never claimed it goes back to pending after this long.
     claim_timeout_s: float = 120.0
 
+    log_max_bytes: int = Field(
+        10_000_000, ge=1024, description="`tunepool up`: a service log rotates at this size."
+    )
+    log_backups: int = Field(5, ge=1, description="`tunepool up`: rotated files kept per service.")
     worker_name: str = Field("", description="Empty means <hostname>-<pid>.")
     worker_slots: int = Field(0, description="Slots this worker offers; 0 means GPU count or 1.")
     worker_heartbeat_s: float = 10.0
