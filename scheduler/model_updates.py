@@ -1,6 +1,6 @@
 """Periodic model updates: fire due schedules once, then carry each run to its evaluation.
 
-The beat tick (``tunepool.model_updates``, once a minute) does two things:
+The beat tick (``MODEL_UPDATES_TASK``, once a minute) does two things:
 
 1. For every enabled schedule whose newest due time (cron, UTC) or newest dataset
    version (``trigger: new_dataset``) has not been handled, insert a ``ScheduleRun``

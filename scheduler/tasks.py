@@ -1,4 +1,4 @@
-"""Thin Celery entry points for the scheduler's ticks (run on the control queue)."""
+"""Thin Celery entry points for the scheduler's ticks (beat sends them to housekeeping)."""
 
 from __future__ import annotations
 

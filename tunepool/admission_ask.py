@@ -3,7 +3,7 @@ the scheduler.
 
 A pass reads the whole pending queue, so running one inside every submit makes each
 submit cost O(queue) and a burst of N submits O(N x queue). Instead a caller commits
-its job and asks for a pass; the first ask in a window sends one ``tunepool.admit``
+its job and asks for a pass; the first ask in a window sends one ``ADMIT_TASK``
 to the control queue, due when the window closes, and later asks in that window are
 already covered by it: each of them committed before the window closed, and the pass
 reads the queue after it. The ask also reads how long the window has left (one round

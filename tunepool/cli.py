@@ -145,11 +145,10 @@ def worker(slots: int | None, name: str | None, loglevel: str) -> None:
 @click.option("--loglevel", default="info", show_default=True)
 def control(loglevel: str) -> None:
     """Run the control worker that executes the scheduler's ticks (admission, reaper)."""
-    from tunepool.messages import CONTROL_QUEUE
+    from tunepool.messages import CONTROL_QUEUE, HOUSEKEEPING_QUEUE
 
-    _exec_celery(
-        "worker", "-Q", CONTROL_QUEUE, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel
-    )
+    queues = f"{CONTROL_QUEUE},{HOUSEKEEPING_QUEUE}"
+    _exec_celery("worker", "-Q", queues, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel)
 
 
 @main.command()

@@ -13,10 +13,12 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
+from sqlalchemy import select
 from sqlalchemy.orm import configure_mappers
 
 from storage.attempts import AttemptOutcome
 from storage.db import transaction
+from storage.models import Job
 from storage.scratch import sweep_scratch
 from storage.workers import heartbeat, register, retire
 from tunepool.admission_ask import ask_for_admission
@@ -40,7 +42,18 @@ log = logging.getLogger(__name__)
 _stop_heartbeat = threading.Event()
 
 
-@shared_task(name=TRAIN_TASK, ignore_result=True)
+class JobFailed(Exception):
+    """The job failed; raised once the failure is recorded, so Celery's own state for the
+    task (and so Flower's) is FAILURE, not SUCCESS.
+
+    Listed in each job task's ``throws`` (Celery's documented "expected errors"): the
+    worker logs it as one line, no traceback. Nothing retries it: no task sets retries,
+    and messages are acknowledged on receipt (tunepool.celery_factory); the job's row, not
+    the task, decides whether it runs again.
+    """
+
+
+@shared_task(name=TRAIN_TASK, ignore_result=True, throws=(JobFailed,))
 def train(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     from worker.runner import run_training_job
@@ -48,7 +61,7 @@ def train(job_id: str, team: str = "") -> str:
     return _run_job(run_training_job, job_id)
 
 
-@shared_task(name=INFER_TASK, ignore_result=True)
+@shared_task(name=INFER_TASK, ignore_result=True, throws=(JobFailed,))
 def infer(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     from worker.model_jobs import run_inference_job
@@ -56,7 +69,7 @@ def infer(job_id: str, team: str = "") -> str:
     return _run_job(run_inference_job, job_id)
 
 
-@shared_task(name=COMPRESS_TASK, ignore_result=True)
+@shared_task(name=COMPRESS_TASK, ignore_result=True, throws=(JobFailed,))
 def compress(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     from worker.model_jobs import run_compress_job
@@ -64,7 +77,7 @@ def compress(job_id: str, team: str = "") -> str:
     return _run_job(run_compress_job, job_id)
 
 
-@shared_task(name=EVALUATE_TASK, ignore_result=True)
+@shared_task(name=EVALUATE_TASK, ignore_result=True, throws=(JobFailed,))
 def evaluate(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments); admission
     # publishes it with every job type (scheduler.dispatch).
@@ -82,6 +95,10 @@ def _run_job(run: Any, job_id: str) -> str:
             _request_admission(platform)
         except Exception:
             log.exception("admission after job %s failed; the beat tick will retry", job_id)
+    if outcome == AttemptOutcome.FAILED:
+        with platform.sessions() as session:
+            error = session.scalar(select(Job.error).where(Job.id == job_id))
+        raise JobFailed(f"job {job_id} failed: {error or 'see its log'}")
     return outcome
 
 
