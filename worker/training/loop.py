@@ -195,7 +195,7 @@ class TrainingLoop:
                 self.hp.epochs,
                 self.total_steps,
                 loss=sum(losses) / len(losses) if losses else None,
-                learning_rate=self.scheduler.get_last_lr()[0],
+                learning_rate=float(self.scheduler.get_last_lr()[0]),
                 rate=self._rate,
                 steps=self._steps_this_run - self._interval_steps,
                 samples=self._interval_samples,

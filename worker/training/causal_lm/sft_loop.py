@@ -145,7 +145,7 @@ class SFTLoop:
                 self.hp.epochs,
                 self.total_steps,
                 loss=sum(self._interval) / len(self._interval) if self._interval else None,
-                learning_rate=self.scheduler.get_last_lr()[0],
+                learning_rate=float(self.scheduler.get_last_lr()[0]),
                 rate=self._rate,
                 steps=self._steps - self._interval_steps,
                 samples=self._interval_samples,
