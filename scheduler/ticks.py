@@ -18,6 +18,7 @@ from storage.states import TERMINAL
 from tunepool.observations import observe_admission_pass
 from tunepool.platform import Platform
 from tunepool.redis_client import redis_client
+from tunepool.startup_times import startup_times
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def run_admission(platform: Platform) -> list[Placement]:
             celery_publisher(platform.celery),
             platform.settings,
             post=lambda places: post_board(board, places),
+            startup=startup_times(board),
         )
     finally:
         session.close()

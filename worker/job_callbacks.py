@@ -23,7 +23,10 @@ from storage.models import Checkpoint, Job
 from storage.retention import prune_checkpoints
 from storage.states import record_event
 from tunepool.platform import Platform
+from tunepool.redis_client import redis_client
+from tunepool.startup_times import record_startup
 from worker import shutdown as worker_shutdown
+from worker.identity import worker_name
 from worker.lease_keeper import LeaseKeeper
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class JobCallbacks:
         self.settings = platform.settings
         # The lease is held by the one keeper every job kind uses (worker.lease_keeper).
         self.keeper = LeaseKeeper(platform, job_id, owner)
+        self._first_report = True
 
     @property
     def lease_lost(self) -> bool:
@@ -75,6 +79,9 @@ class JobCallbacks:
         if not record_progress(self.platform, self.job_id, self.owner, self.attempt, event):
             self._lost()
             return
+        if self._first_report:
+            self._first_report = False
+            self._record_startup()
         log.info(
             "step %s epoch %.2f loss %.4f %.0f tokens/s",
             event.get("step"),
@@ -82,6 +89,18 @@ class JobCallbacks:
             float(event.get("loss") or 0),
             float(event.get("tokens_per_s") or 0),
         )
+
+    def _record_startup(self) -> None:
+        """Admission to first step: this worker's start-up time, a sample of the average
+        that estimated starts count (tunepool.startup_times)."""
+        with self.platform.sessions() as session:
+            queued_at = session.scalar(select(Job.queued_at).where(Job.id == self.job_id))
+        if queued_at is not None:
+            record_startup(
+                redis_client(self.settings.redis_url),
+                worker_name(self.settings),
+                time.time() - queued_at,
+            )
 
     def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
         self.keeper.alive()
