@@ -207,13 +207,8 @@ def jobs_show(api: Client, as_json: bool, job_id: str) -> None:
         if j.get("worker"):
             out.append(f"worker: {j['worker']} (attempt {j['attempt']}/{j['max_attempts']})")
         progress = j.get("progress") or {}
-        if "total" in progress:
+        if progress:
             out.append(f"progress: {progress_line(progress, None)}")
-        elif progress:
-            out.append(
-                f"progress: step {progress.get('step')} epoch {progress.get('epoch')} "
-                f"loss {progress.get('loss')}"
-            )
         metrics = {k: v for k, v in (j.get("metrics") or {}).items() if isinstance(v, float)}
         if metrics:
             out.append("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
