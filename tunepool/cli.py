@@ -12,12 +12,14 @@ from typing import Any
 
 import click
 
+from tunepool import __version__
 from tunepool.settings import load_settings
 
 CELERY_APP = "tunepool.app:app"
 
 
 @click.group()
+@click.version_option(__version__, prog_name="tunepool", message="%(prog)s %(version)s")
 def main() -> None:
     """tunepool: several teams share one GPU pool to fine-tune and serve transformer models."""
 
@@ -254,3 +256,13 @@ from tunepool.cli_client import COMMANDS as API_COMMANDS  # noqa: E402
 
 for _command in API_COMMANDS:  # datasets, jobs, models, predict, pool, teams
     main.add_command(_command)
+
+from tunepool.cli_client import datasets, models  # noqa: E402
+from tunepool.cli_show import datasets_show, models_show  # noqa: E402
+
+datasets.add_command(datasets_show)
+models.add_command(models_show)
+
+from tunepool.cli_inference import infer  # noqa: E402
+
+main.add_command(infer)
