@@ -40,6 +40,7 @@ def up(port: int | None, flower_port: int | None, slots: int) -> None:
         platform.flower_url,
         platform.env["TUNEPOOL_FLOWER_PASSWORD"],
     )
+    click.echo(f"Dashboard {platform.api_url}/ui/")
     click.echo(f"API     {platform.api_url}")
     click.echo(
         f"Flower  {platform.flower_url}  (user {creds['flower_user']}, "
