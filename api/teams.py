@@ -116,7 +116,8 @@ def _apply(team: Team, limits: TeamLimits, fields: set[str]) -> None:
 
 @bp.get("/teams/me")
 def me() -> Response:
-    return jsonify(team_json(_visible_team(team_id())))
+    # The key's role too: the dashboard offers Cancel only where the API would allow it.
+    return jsonify({**team_json(_visible_team(team_id())), "role": caller().role})
 
 
 @bp.get("/usage")

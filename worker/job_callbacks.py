@@ -83,9 +83,11 @@ class JobCallbacks:
             self._first_report = False
             self._record_startup()
         log.info(
-            "step %s epoch %.2f loss %.4f %.0f tokens/s",
+            "step %s/%s epoch %s/%s loss %.4f %.0f tokens/s",
             event.get("step"),
-            float(event.get("epoch") or 0),
+            event.get("total_steps", "?"),
+            event.get("epoch"),
+            event.get("epochs", "?"),
             float(event.get("loss") or 0),
             float(event.get("tokens_per_s") or 0),
         )
