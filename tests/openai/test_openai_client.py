@@ -34,7 +34,7 @@ def assert_checkpoint_metrics_are_those_of_their_step(
 ) -> None:
     """The step's training loss, and validation scores only where an evaluation ran at
     that very step, never the best so far (issue 20, item 12)."""
-    (evaluation,) = [e for e in events if e.message == "Epoch 0 evaluated"]
+    (evaluation,) = [e for e in events if e.message == "Epoch 1 evaluated"]  # counted from 1
     assert evaluation.data is not None
     by_step = {c.step_number: c.metrics for c in checkpoints}
     assert {15, 16} <= set(by_step), sorted(by_step)
