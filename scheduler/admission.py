@@ -75,12 +75,15 @@ def runtime_of(value: object) -> float | None:
 
 
 def _estimated_end(job: Job, now: float, startup: Mapping[str, float]) -> float:
-    """The run's own ETA once it reports one; else its start plus the submitter's estimate
-    (``estimated_runtime_s``), so a job that ran half its estimate is half done. A job
-    not started yet starts after its worker's measured start-up time."""
+    """The run's own ETA once it reports one (counted from when it did); else its start
+    plus the submitter's estimate (``estimated_runtime_s``), so a job that ran half its
+    estimate is half done. A job not started yet starts after its worker's measured
+    start-up time."""
     eta = job.progress.get("eta_s")
     if eta:
-        return now + float(eta)
+        # Counted from when it was reported: a run that went quiet (evaluating, saving)
+        # still ends when it said, not always another `eta_s` from now.
+        return max(now, float(job.progress.get("at") or now) + float(eta))
     runtime = _runtime_estimate(job)
     started = job.started_at or now + startup.get(job.worker_name or "", 0.0)
     return max(now, started + runtime)

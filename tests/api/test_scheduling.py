@@ -96,6 +96,23 @@ def test_a_running_jobs_estimate_counts_from_its_start(
     assert abs(_starts_in(second) - 1000) < 60
 
 
+def test_a_running_jobs_reported_eta_counts_from_when_it_was_reported(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    _worker(platform, slots=1)
+    alpha = make_key("alpha")
+    train = upload_ner(client, alpha)["id"]
+    _, first = _finetune(client, alpha, train)
+    with transaction(platform.sessions) as session:
+        row = session.get(Job, first["id"])
+        assert row is not None
+        # 1000 s left, said 400 s ago (then it went quiet: an evaluation pass).
+        row.state, row.started_at = "running", time.time() - 500
+        row.progress = {"step": 50, "eta_s": 1000.0, "at": time.time() - 400}
+    _, second = _finetune(client, alpha, train)
+    assert abs(_starts_in(second) - 600) < 20
+
+
 def test_estimated_starts_count_the_workers_measured_start_up_time(
     client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
