@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from storage.models import ApiKey
-from tunepool.platform import Platform
+from storage.platform import Platform
 
 log = logging.getLogger(__name__)
 

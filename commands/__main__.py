@@ -1,3 +1,4 @@
-from tunepool.cli import main
+from commands.cli import main
 
-main()
+# `python -m commands` is the `tunepool` console script without an install (tests, bench).
+main(prog_name="tunepool")

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import click
 
-from tunepool.client import Client, ClientError
+from commands.client import Client, ClientError
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 BAR_WIDTH = 24
@@ -141,7 +141,7 @@ def _print_logs(api: Client, job_id: str, screen: Screen) -> None:
 
 def _default_epochs() -> int | None:
     try:
-        from worker.training.spec import Hyperparameters
+        from tunepool.hyperparameters import Hyperparameters
 
         return int(Hyperparameters().epochs)
     except Exception:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import configure_mappers
 
 from storage.attempts import AttemptOutcome
 from storage.db import transaction
+from storage.platform import Platform, current_platform
 from storage.scratch import sweep_scratch
 from storage.workers import heartbeat, register, retire
 from tunepool.admission_ask import ask_for_admission
@@ -30,7 +31,6 @@ from tunepool.messages import (
     TRAIN_TASK,
 )
 from tunepool.observations import publish_gpu_samples
-from tunepool.platform import Platform, current_platform
 from worker import fork_guard
 from worker.cancellation import enforce_cancellations
 from worker.identity import describe, worker_name

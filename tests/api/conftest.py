@@ -10,11 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from commands.redis_server import RedisServer
 from storage.db import transaction
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.teams import create_team, issue_key
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 from tunepool.synthetic import conll_text
 

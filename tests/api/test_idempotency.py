@@ -22,8 +22,8 @@ from storage import idempotency
 from storage.audit import AuditEvent
 from storage.idempotency import IdempotencyKey
 from storage.models import ApiKey, Dataset, Job, JobEvent, Team
+from storage.platform import Platform
 from tests.api.conftest import KeyFactory, upload_ner
-from tunepool.platform import Platform
 from tunepool.synthetic import conll_text
 
 

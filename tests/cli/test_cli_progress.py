@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunepool.cli_progress import progress_line
+from commands.cli_progress import progress_line
 
 
 def test_training_progress_shows_steps_epochs_and_tokens() -> None:

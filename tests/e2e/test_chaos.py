@@ -21,18 +21,18 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, event, func, select
 
 from api.app import create_app
+from commands.embedded import child_env
+from commands.redis_server import RedisServer
 from scheduler.ticks import run_reaper
 from storage.db import transaction
 from storage.models import Checkpoint, Job, JobEvent
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.teams import create_team
 from tests.e2e.conftest import WorkerProcs, wait_until
 from tests.e2e.invariants import assert_invariants, runs_of
 from tests.e2e.tcp_proxy import TcpProxy
 from tests.e2e.test_training_job import api, job_state, tiny_model, upload
-from tunepool.embedded import child_env
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 pytestmark = pytest.mark.chaos
