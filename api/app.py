@@ -29,7 +29,7 @@ from tunepool.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
-    platform = platform or Platform(settings or load_settings())
+    platform = platform or Platform(settings or load_settings(), for_api=True)
     app = Flask("tunepool")
     app.json = FiniteJSONProvider(app)
     app.extensions["tunepool"] = platform

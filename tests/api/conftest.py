@@ -33,7 +33,7 @@ def platform(
         redis_url=redis_server.url,
         base_models=tiny_base_models,
     )
-    platform = Platform(settings)
+    platform = Platform(settings, for_api=True)  # as api.app.create_app builds its own
     upgrade(platform.engine)
     yield platform
     platform.close()
