@@ -156,10 +156,10 @@ def accept(session: Session, checked: Checked) -> tuple[Response, int]:
     # No pass has seen it yet, so it is not on the wait board: nothing to read there.
     answer, status = commit_with_answer(session, lambda: job_json(job, places={}), 201)
     if request_admission(platform()):
-        # A pass ran here (single-process setups): answer with what it decided.
-        admitted = session.get(Job, job.id)
-        assert admitted is not None
-        return jsonify(job_json(admitted)), 201
+        # A pass ran here (single-process setups), in a session of its own: answer with
+        # what it decided (this session's copy of the job is the one it wrote).
+        session.refresh(job)
+        return jsonify(job_json(job)), 201
     return answer, status
 
 
