@@ -41,6 +41,7 @@ WORKDIR /src
 # Only what the distribution is built from (see [tool.setuptools.packages.find]); tests,
 # benchmarks and local state stay out of the image (.dockerignore keeps the context small).
 COPY pyproject.toml ./
+COPY commands ./commands
 COPY tunepool ./tunepool
 COPY api ./api
 COPY worker ./worker

@@ -24,12 +24,12 @@ from api.pool import bp as pool_bp
 from api.schedules import bp as schedules_bp
 from api.teams import bp as teams_bp
 from api.ui import bp as ui_bp
-from tunepool.platform import Platform
+from storage.platform import Platform
 from tunepool.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
-    platform = platform or Platform(settings or load_settings())
+    platform = platform or Platform(settings or load_settings(), for_api=True)
     app = Flask("tunepool")
     app.json = FiniteJSONProvider(app)
     app.extensions["tunepool"] = platform
@@ -60,8 +60,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     @app.get("/readyz")
     def readyz() -> tuple[Response, int]:
-        """Readiness (tunepool.readiness): 503 naming what is down; /healthz stays liveness."""
-        from tunepool.readiness import check_readiness
+        """Readiness (storage.readiness): 503 naming what is down; /healthz stays liveness."""
+        from storage.readiness import check_readiness
 
         checks = check_readiness(platform)
         down = sorted(name for name, answer in checks.items() if answer != "ok")

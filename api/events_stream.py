@@ -28,8 +28,8 @@ from api.jobs import event_json, owned_job
 from api.paging import MAX_ROW_ID, page_params, query_int
 from api.times import with_moment
 from storage.models import Job, JobEvent
+from storage.platform import Platform
 from storage.states import TERMINAL
-from tunepool.platform import Platform
 
 bp = Blueprint("events_stream", __name__, url_prefix="/v1/jobs")
 

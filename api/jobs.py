@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from api.admission_checks import check_order
 from api.auth import requires
-from api.commit_answer import commit_new_job
-from api.context import db, one_statement, platform, team_id
+from api.commit_answer import commit_with_answer
+from api.context import db, platform, team_id
 from api.datasets import owned_dataset, owned_dataset_task
 from api.errors import ApiError, invalid, not_found
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
@@ -23,7 +23,7 @@ from api.training_checks import check_hyperparameters, check_validation_labels, 
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
 from storage.base_models import Listed
-from storage.job_factory import Checked, JobOrder, build
+from storage.job_factory import Checked, JobOrder, write
 from storage.models import Job, JobEvent
 from storage.priorities import PRIORITIES
 from storage.states import JobState, transition
@@ -91,7 +91,6 @@ def owned_job(job_id: str) -> Job:
 
 
 @bp.post("")
-@one_statement
 @requires("member")
 def submit() -> tuple[Response, int]:
     body = request.get_json(silent=True)
@@ -112,7 +111,7 @@ def submit() -> tuple[Response, int]:
             checked.base.source if isinstance(checked.base, Listed) else spec.base_model,
         )
         return jsonify({"valid": True, "train_dataset": train.stats, "report": report}), 200
-    return accept(db(), build(checked, platform().settings))
+    return accept(db(), checked)
 
 
 def checked_finetune(spec: JobCreate, openai: Mapping[str, Any] | None = None) -> Checked:
@@ -146,16 +145,18 @@ def checked_finetune(spec: JobCreate, openai: Mapping[str, Any] | None = None) -
     )
 
 
-def accept(session: Session, job: Job) -> tuple[Response, int]:
-    """Commit a new pending job with its answer (the 201), then ask for its admission."""
+def accept(session: Session, checked: Checked) -> tuple[Response, int]:
+    """Write a checked order's job (the job factory), commit it with its answer (the 201),
+    then ask for its admission."""
+    job = write(session, platform().settings, checked)
     # No pass has seen it yet, so it is not on the wait board: nothing to read there.
-    answer, written = commit_new_job(session, job, lambda new: job_json(new, places={}))
-    if written and request_admission(platform()):
-        # A pass ran here (single-process setups): answer with what it decided.
-        admitted = session.get(Job, job.id)
-        assert admitted is not None
-        return jsonify(job_json(admitted)), 201
-    return answer, answer.status_code
+    answer, status = commit_with_answer(session, lambda: job_json(job, places={}), 201)
+    if request_admission(platform()):
+        # A pass ran here (single-process setups), in a session of its own: answer with
+        # what it decided (this session's copy of the job is the one it wrote).
+        session.refresh(job)
+        return jsonify(job_json(job)), 201
+    return answer, status
 
 
 @bp.get("")

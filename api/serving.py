@@ -25,7 +25,7 @@ from typing import Any
 from flask import Flask
 
 from storage.blobs import fetch_dir
-from tunepool.platform import Platform
+from storage.platform import Platform
 from worker.inference.batcher import BatcherStats, MicroBatcher
 from worker.inference.cache import ModelCache
 from worker.inference.inputs import ModelInput, input_length

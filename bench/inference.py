@@ -112,9 +112,9 @@ def _serve(tmp: Path, model_dir: Path) -> tuple[Any, str, dict[str, str]]:
     from storage.db import transaction
     from storage.layout import model_prefix
     from storage.models import ModelVersion
+    from storage.platform import Platform
     from storage.schema import upgrade
     from storage.teams import create_team
-    from tunepool.platform import Platform
     from tunepool.settings import Settings
 
     settings = Settings(  # type: ignore[call-arg]

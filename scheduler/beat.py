@@ -78,7 +78,7 @@ def system_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def configure_beat(app: Celery, settings: Settings) -> None:
-    """Give the composition root's app (``tunepool.app``) the schedule and its scheduler."""
+    """Give the composition root's app (``commands.celery_app``) the schedule and its scheduler."""
     app.conf.beat_schedule = system_schedule(settings)
     # One active beat: redbeat's Redis lock, entries' last run times kept in Redis.
     app.conf.beat_scheduler = "scheduler.single_beat:SingleBeatScheduler"

@@ -17,10 +17,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.netutil import answers
+from commands.redis_server import RedisServer, start_redis
 from storage.db import make_engine, make_session_factory
 from storage.schema import upgrade
-from tunepool.netutil import answers
-from tunepool.redis_server import RedisServer, start_redis
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

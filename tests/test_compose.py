@@ -22,7 +22,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tunepool.cli import main
+from commands.cli import main
 from tunepool.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

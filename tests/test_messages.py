@@ -5,12 +5,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from commands.celery_app import make_app
 from tunepool import messages
-from tunepool.app import make_app
 from tunepool.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCTION = ("api", "worker", "scheduler", "storage", "tunepool")
+PRODUCTION = ("commands", "api", "worker", "scheduler", "storage", "tunepool")
 TASK_NAMES = {v for k, v in vars(messages).items() if k.endswith("_TASK")}
 QUEUE_PREFIX = messages.worker_queue("")
 

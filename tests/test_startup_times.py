@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tunepool.redis_server import RedisServer
+from commands.redis_server import RedisServer
 from tunepool.startup_times import SMOOTHING, STARTUP_KEY, record_startup, startup_times
 
 

@@ -1,7 +1,7 @@
 """Every Celery task and queue name, defined once (DESIGN §13).
 
 Worker and scheduler never import each other: each publishes the other's tasks by the
-names here, and the Celery app (``tunepool.app``) registers both sides' tasks under them.
+names here, and the Celery app (``commands.celery_app``) registers both sides' tasks under them.
 A name changed here changes producer and consumer together; tests/test_messages.py
 keeps every other production module from spelling one.
 """

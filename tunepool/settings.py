@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     # else scrapes must send "Authorization: Bearer <token>".
     metrics_token: str = Field("", description="Bearer token /metrics requires; empty: none.")
 
+    # PostgreSQL bounds of the API's connections (storage.db.make_engine; 0: none): a
+    # request that waits longer for a row lock answers 503 (retry); a transaction idle
+    # that long, its client gone, is ended by the server and its locks freed.
+    api_sql_lock_timeout_s: float = 10.0
+    api_sql_idle_in_transaction_timeout_s: float = 30.0
+
     max_upload_bytes: int = 512 * 1024 * 1024
     # Per API key, per API process (api/guards.py): a token bucket; 0 turns it off.
     rate_limit_per_s: float = 50.0

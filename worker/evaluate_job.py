@@ -18,9 +18,9 @@ from storage.blobs import fetch_dir, fetch_file
 from storage.db import transaction
 from storage.lease import Claim
 from storage.models import Dataset, ModelVersion
+from storage.platform import Platform
 from storage.promotion import PRODUCTION, record_decision
 from storage.registry import aliases, get_version
-from tunepool.platform import Platform
 from worker.inference.inputs import read_examples
 from worker.lease_keeper import LeaseKeeper
 from worker.model_jobs import _run, _succeed, stop_requested

@@ -20,9 +20,9 @@ from storage.db import transaction
 from storage.layout import checkpoint_prefix
 from storage.lease import renew_lease, update_leased
 from storage.models import Checkpoint, Job
+from storage.platform import Platform
 from storage.retention import prune_checkpoints
 from storage.states import record_event
-from tunepool.platform import Platform
 from tunepool.redis_client import redis_client
 from tunepool.startup_times import record_startup
 from worker import shutdown as worker_shutdown

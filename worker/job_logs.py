@@ -14,8 +14,8 @@ from typing import Any
 
 from storage.db import transaction
 from storage.lease import run_not_taken
+from storage.platform import Platform
 from storage.states import record_event
-from tunepool.platform import Platform
 from worker.log_noise import grade
 
 FLUSH_S = 1.0

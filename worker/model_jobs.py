@@ -26,9 +26,9 @@ from storage.db import transaction
 from storage.layout import model_prefix, predictions_key
 from storage.lease import Claim, claim, end_run
 from storage.models import Dataset, Job, ModelVersion
+from storage.platform import Platform
 from storage.registry import next_version
 from storage.states import JobState, transition
-from tunepool.platform import Platform
 from worker.job_callbacks import record_progress
 from worker.job_logs import JobLogHandler
 from worker.lease_keeper import LeaseKeeper

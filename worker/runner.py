@@ -23,11 +23,11 @@ from storage.db import transaction
 from storage.layout import model_prefix
 from storage.lease import Claim, claim, end_run, release, set_start_step
 from storage.models import Checkpoint, Dataset, Job, ModelVersion
+from storage.platform import Platform
 from storage.registry import next_version
 from storage.retention import retain_finished
 from storage.scratch import attempt_dir, release_scratch
 from storage.states import JobState, transition
-from tunepool.platform import Platform
 from worker import noop_engine
 from worker.job_callbacks import JobCallbacks
 from worker.job_logs import JobLogHandler

@@ -19,6 +19,7 @@ from sqlalchemy.orm import configure_mappers
 from storage.attempts import AttemptOutcome
 from storage.db import transaction
 from storage.models import Job
+from storage.platform import Platform, current_platform
 from storage.scratch import sweep_scratch
 from storage.workers import heartbeat, register, retire
 from tunepool.admission_ask import ask_for_admission
@@ -32,7 +33,6 @@ from tunepool.messages import (
     TRAIN_TASK,
 )
 from tunepool.observations import publish_gpu_samples
-from tunepool.platform import Platform, current_platform
 from worker import fork_guard
 from worker.cancellation import enforce_cancellations
 from worker.identity import describe, worker_name
@@ -107,7 +107,7 @@ def _request_admission(platform: Platform) -> None:
 
     The worker never imports the scheduler. Inline mode (``admission_coalesce_s = 0``,
     no control worker) runs the admit task in this process, where the Celery app
-    (``tunepool.app``) registered it under its name beside this module's tasks; a
+    (``commands.celery_app``) registered it under its name beside this module's tasks; a
     process that loaded only the worker's tasks publishes it to the control queue.
     """
 
@@ -135,7 +135,7 @@ def _preload_for_children() -> None:
 
     configure_mappers()
     # The engine (not a connection): its driver imported and its compiled-statement
-    # cache shared with every child (tunepool.platform adopts it after the fork).
+    # cache shared with every child (storage.platform adopts it after the fork).
     current_platform().engine  # noqa: B018
 
 

@@ -10,11 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from commands.redis_server import RedisServer
 from storage.db import transaction
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.teams import create_team, issue_key
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 from tunepool.synthetic import conll_text
 
@@ -33,7 +33,7 @@ def platform(
         redis_url=redis_server.url,
         base_models=tiny_base_models,
     )
-    platform = Platform(settings)
+    platform = Platform(settings, for_api=True)  # as api.app.create_app builds its own
     upgrade(platform.engine)
     yield platform
     platform.close()

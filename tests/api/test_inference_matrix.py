@@ -15,11 +15,11 @@ from flask.testing import FlaskClient
 
 from api.datasets import FORMATS
 from storage.db import transaction
+from storage.platform import Platform
 from storage.states import JobState, transition
 from tests.api.conftest import KeyFactory
 from tests.api.models_helpers import publish_version
 from tests.inference.tiny import CLASS_LABELS, NER_LABELS, tiny_model_dir
-from tunepool.platform import Platform
 from worker.model_jobs import run_compress_job, run_inference_job
 
 TOKEN, SEQUENCE = "token-classification", "sequence-classification"

@@ -7,9 +7,9 @@ import time
 from flask.testing import FlaskClient
 
 from storage.db import transaction
+from storage.platform import Platform
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
-from tunepool.platform import Platform
 
 
 def submit(client: FlaskClient, headers: dict[str, str], **spec: object) -> tuple[int, dict]:

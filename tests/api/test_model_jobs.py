@@ -13,11 +13,11 @@ from flask.testing import FlaskClient
 
 from storage.db import transaction
 from storage.lease import reap_expired
+from storage.platform import Platform
 from storage.states import JobState, transition
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
 from tests.inference.tiny import NER_LABELS, tiny_model_dir
-from tunepool.platform import Platform
 from worker.model_jobs import run_compress_job, run_inference_job
 
 

@@ -14,10 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.serving import EXTENSION, Server, ServingConfig
+from storage.platform import Platform
 from tests.api.conftest import KeyFactory
 from tests.api.models_helpers import publish_version
 from tests.inference.tiny import CLASS_LABELS, NER_LABELS, tiny_model_dir
-from tunepool.platform import Platform
 
 
 @pytest.fixture(scope="module")

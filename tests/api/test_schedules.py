@@ -23,13 +23,13 @@ from scheduler.model_updates import fire, fire_due, run_model_updates
 from storage.db import transaction
 from storage.lease import claim
 from storage.models import Job
+from storage.platform import Platform
 from storage.schedules import Schedule, ScheduleRun
 from storage.states import JobState, transition
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
 from tests.conftest import TINY_BASE_MODEL
 from tests.inference.tiny import NER_LABELS, tiny_model_dir
-from tunepool.platform import Platform
 from worker.evaluate_job import run_evaluate_job
 
 EVAL_CONLL = "Alice B-PER\nwent O\nhome O\n\nBob B-PER\nsaw O\nMaria B-PER\n\n"

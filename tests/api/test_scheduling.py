@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from storage.db import transaction
 from storage.models import Job, ModelVersion, Team
+from storage.platform import Platform
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.messages import worker_queue
-from tunepool.platform import Platform
 from tunepool.redis_client import redis_client
 from tunepool.startup_times import STARTUP_KEY, record_startup
 

@@ -17,11 +17,11 @@ from sqlalchemy import select, update
 
 from storage.db import transaction
 from storage.models import Job, Team
+from storage.platform import Platform
 from storage.states import record_event
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
-from tunepool.platform import Platform
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 MOMENT_KEYS = ("estimated_start", "fire_time", "last_fire_time", "period_start")

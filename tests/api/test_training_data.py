@@ -12,11 +12,11 @@ from storage.blobs import store_file
 from storage.db import transaction
 from storage.ids import new_id
 from storage.models import Dataset
+from storage.platform import Platform
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory
 from tests.conftest import TINY_BASE_MODEL
 from tests.data.corpus_cases import CASES, CORPUS, UNKNOWN_LABEL
-from tunepool.platform import Platform
 from tunepool.synthetic import conll_text
 from worker.runner import run_training_job
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 from click.testing import CliRunner
 
+from commands.cli import main
 from tunepool import __version__
-from tunepool.cli import main
 
 # Commands that run or change the platform and read nothing back to print.
 NOT_READS = {

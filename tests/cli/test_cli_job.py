@@ -25,7 +25,7 @@ def cli(
         "TUNEPOOL_API_KEY": live_api.key,
     }
     return subprocess.run(
-        [sys.executable, "-m", "tunepool", *args],
+        [sys.executable, "-m", "commands", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -151,7 +151,7 @@ def test_config_comes_from_the_credentials_file(live_api: LiveApi, tmp_path: Pat
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEPOOL_API")}
     result = subprocess.run(
-        [sys.executable, "-m", "tunepool", "teams", "me", "--json"],
+        [sys.executable, "-m", "commands", "teams", "me", "--json"],
         env={**env, "TUNEPOOL_HOME": str(home)},
         capture_output=True,
         text=True,
@@ -160,7 +160,7 @@ def test_config_comes_from_the_credentials_file(live_api: LiveApi, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["name"] == "cli"
     bad = subprocess.run(
-        [sys.executable, "-m", "tunepool", "teams", "me"],
+        [sys.executable, "-m", "commands", "teams", "me"],
         env={**env, "TUNEPOOL_HOME": str(home), "TUNEPOOL_API_KEY": "tp_wrong"},
         capture_output=True,
         text=True,

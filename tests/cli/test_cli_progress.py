@@ -1,4 +1,4 @@
-"""The live progress of ``tunepool jobs logs -f`` for each job kind (tunepool.job_view)."""
+"""The live progress of ``tunepool jobs logs -f`` for each job kind (commands.job_view)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from tunepool.cli_progress import progress_line
-from tunepool.job_view import JobView, summary_lines
+from commands.cli_progress import progress_line
+from commands.job_view import JobView, summary_lines
 
 
 def report(step: int, total: int = 5, epochs: int = 1, **extra: object) -> dict:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from commands.embedded import child_env
+from commands.redis_server import RedisServer
+from storage.platform import Platform
 from storage.schema import upgrade
-from tunepool.embedded import child_env
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 
@@ -33,7 +33,7 @@ class WorkerProcs:
             [
                 sys.executable,
                 "-m",
-                "tunepool",
+                "commands",
                 "worker",
                 "--name",
                 name,
@@ -54,7 +54,7 @@ class WorkerProcs:
         """The control worker that runs deferred admission passes (``tunepool control``)."""
         log = (self.logs / "control.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tunepool", "control", "--loglevel", "info"],
+            [sys.executable, "-m", "commands", "control", "--loglevel", "info"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,12 +7,12 @@ import pytest
 
 from api.app import create_app
 from storage.db import transaction
+from storage.platform import Platform
 from storage.teams import create_team
 from tests.e2e.conftest import WorkerProcs, wait_until
 from tests.e2e.invariants import assert_invariants
 from tests.e2e.test_training_job import job_state, upload
 from tunepool.observations import admission_pass_histogram
-from tunepool.platform import Platform
 
 pytestmark = pytest.mark.chaos
 

@@ -11,8 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tunepool.embedded import Embedded, api_argv, child_env
-from tunepool.netutil import free_port, wait_for_port
+from commands.embedded import Embedded, api_argv, child_env
+from commands.netutil import free_port, wait_for_port
 from tunepool.settings import Settings
 
 CHATTY = "import sys\nfor i in range(3000): print(f'line {i:05d} ' + 'x' * 90)\nsys.stdout.flush()"

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from commands.celery_app import make_app
+from commands.embedded import child_env
+from commands.redis_server import start_redis
 from scheduler.beat import system_schedule
-from tunepool.app import make_app
-from tunepool.embedded import child_env
 from tunepool.messages import ADMIT_TASK, HOUSEKEEPING_QUEUE, REAP_TASK
-from tunepool.redis_server import start_redis
 from tunepool.settings import Settings
 
 
@@ -75,7 +75,7 @@ def test_two_beats_fire_each_tick_once_and_the_standby_takes_over(tmp_path: Path
         for name in ("b1", "b2"):
             with (tmp_path / f"{name}.log").open("wb") as log:
                 procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "tunepool", "beat"],
+                    [sys.executable, "-m", "commands", "beat"],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -131,7 +131,7 @@ def test_beat_carries_on_after_redis_restarts_empty(tmp_path: Path) -> None:
     )
     with (tmp_path / "beat.log").open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tunepool", "beat"],
+            [sys.executable, "-m", "commands", "beat"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

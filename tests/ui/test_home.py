@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.app import create_app
+from storage.platform import Platform
 from storage.schema import upgrade
-from tunepool.platform import Platform
 from tunepool.settings import Settings
 
 

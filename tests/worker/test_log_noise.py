@@ -13,9 +13,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from storage.models import JobEvent
+from storage.platform import Platform
 from storage.schema import upgrade
 from tests.storage.test_lease import queued_job
-from tunepool.platform import Platform
 from tunepool.settings import Settings
 from worker.log_noise import grade
 
@@ -27,7 +27,7 @@ JOB_PROCESS = textwrap.dedent(
     from celery.utils.log import LoggingProxy
     logging.basicConfig(level=logging.WARNING, stream=sys.__stderr__)
     sys.stderr = LoggingProxy(logging.getLogger("celery.redirected"), logging.WARNING)
-    from tunepool.platform import Platform
+    from storage.platform import Platform
     from tunepool.settings import Settings
     from worker.job_logs import JobLogHandler
     platform = Platform(Settings(home=sys.argv[1], database_url=sys.argv[2]))

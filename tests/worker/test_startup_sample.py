@@ -10,13 +10,13 @@ import pytest
 import redis
 from sqlalchemy import update
 
+from commands.redis_server import RedisServer
 from storage.db import transaction
 from storage.lease import claim
 from storage.models import Job
+from storage.platform import Platform
 from storage.schema import upgrade
 from tests.storage.test_lease import queued_job
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 from tunepool.startup_times import STARTUP_KEY, startup_times
 from worker.job_callbacks import JobCallbacks

@@ -1,6 +1,6 @@
 """``datasets show`` and ``models show``: one data set, one model's versions.
 
-Read commands like the others in ``tunepool.cli_client``: a table for people, the API's
+Read commands like the others in ``commands.cli_client``: a table for people, the API's
 own JSON with ``--json``.
 """
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from tunepool.cli_client import api_command, emit, table
-from tunepool.client import Client
+from commands.cli_client import api_command, emit, table
+from commands.client import Client
 
 
 @click.command("show")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from tunepool.cli_client import api_command, emit
-from tunepool.cli_progress import follow_job
-from tunepool.client import Client
+from commands.cli_client import api_command, emit
+from commands.cli_progress import follow_job
+from commands.client import Client
 from tunepool.data.detect import detect
 from tunepool.data.errors import DataError
 

@@ -3,7 +3,7 @@
 SQLite and the local object store under TUNEPOOL_HOME, a private Redis, the API
 (gunicorn), one worker, the control worker that runs the scheduler's ticks, beat
 and Flower. Every child gets the same TUNEPOOL_* environment and its own log file.
-``up`` supervises them (tunepool.supervisor): whatever dies, Redis included, is
+``up`` supervises them (commands.supervisor): whatever dies, Redis included, is
 started again with backoff, Redis on its own port and data directory, so clients
 reconnect to the same URL and find the queues its append-only file kept.
 """
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunepool.netutil import free_port, wait_for_port
-from tunepool.redis_server import RedisServer, start_redis
+from commands.netutil import free_port, wait_for_port
+from commands.redis_server import RedisServer, start_redis
+from commands.supervisor import Supervisor
 from tunepool.service_logs import ServiceLog
 from tunepool.settings import Settings
-from tunepool.supervisor import Supervisor
 
 REDIS = "redis"
 
@@ -169,7 +169,7 @@ def start_platform(
         [
             sys.executable,
             "-m",
-            "tunepool",
+            "commands",
             "worker",
             "--slots",
             str(worker_slots),
@@ -177,14 +177,14 @@ def start_platform(
             f"{socket.gethostname()}-local",
         ],
     )
-    platform.start("control", [sys.executable, "-m", "tunepool", "control"])
-    platform.start("beat", [sys.executable, "-m", "tunepool", "beat"])
+    platform.start("control", [sys.executable, "-m", "commands", "control"])
+    platform.start("beat", [sys.executable, "-m", "commands", "beat"])
     platform.start(
         "flower",
         [
             sys.executable,
             "-m",
-            "tunepool",
+            "commands",
             "flower",
             "--address=127.0.0.1",
             f"--port={flower_port}",

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import requests
 
-from tunepool.embedded import Embedded, start_platform
+from commands.embedded import Embedded, start_platform
 from tunepool.settings import load_settings
 from tunepool.synthetic import conll_text
 
@@ -176,6 +176,6 @@ def _event_line(event: dict[str, Any]) -> str:
 
 
 def _print_reports(metrics: dict[str, Any]) -> None:
-    from tunepool.reports import format_report
+    from commands.reports import format_report
 
     click.echo(format_report(metrics.get("report") or {}))

@@ -2,7 +2,7 @@
 
 Two Server-Sent Event streams are followed at once: the job's log (printed as lines)
 and its events (state changes, evaluations, and progress, which moves the bar). How it
-is drawn, and the summary at the end, is ``tunepool.job_view``.
+is drawn, and the summary at the end, is ``commands.job_view``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 import threading
 from typing import Any
 
-from tunepool.client import Client, ClientError
-from tunepool.job_view import TERMINAL, JobView, progress_text, summary_lines
+from commands.client import Client, ClientError
+from commands.job_view import TERMINAL, JobView, progress_text, summary_lines
 
 __all__ = ["TERMINAL", "follow_job", "progress_line"]
 
@@ -88,7 +88,7 @@ def _print_logs(api: Client, job_id: str, screen: JobView) -> None:
 
 def _default_epochs() -> int | None:
     try:
-        from worker.training.spec import Hyperparameters
+        from tunepool.hyperparameters import Hyperparameters
 
         return int(Hyperparameters().epochs)
     except Exception:

@@ -1,7 +1,7 @@
 """The API's commands: datasets, jobs, models, predict, pool, teams.
 
 Every command takes ``--json`` (the API's answer, unchanged, for scripts) and
-reaches the API as ``tunepool.client`` resolves it (flags, environment, credentials
+reaches the API as ``commands.client`` resolves it (flags, environment, credentials
 file). Errors print the API's own message and exit 1.
 """
 
@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from tunepool.cli_progress import TERMINAL, follow_job, progress_line
-from tunepool.client import Client, ClientError, load_config
+from commands.cli_progress import TERMINAL, follow_job, progress_line
+from commands.client import Client, ClientError, load_config
 from tunepool.data.detect import FORMAT_CHOICES, detect
 from tunepool.data.errors import DataError
 
