@@ -154,12 +154,11 @@ def serve(name: str | None, loglevel: str) -> None:
 @main.command()
 @click.option("--loglevel", default="info", show_default=True)
 def control(loglevel: str) -> None:
-    """Run the control worker that executes the scheduler's ticks (admission, reaper)."""
-    from tunepool.messages import CONTROL_QUEUE
+    """Run the control worker: the scheduler's ticks (admission, reaper) and dataset checks."""
+    from tunepool.messages import CONTROL_QUEUE, DATASET_QUEUE
 
-    _exec_celery(
-        "worker", "-Q", CONTROL_QUEUE, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel
-    )
+    queues = f"{CONTROL_QUEUE},{DATASET_QUEUE}"
+    _exec_celery("worker", "-Q", queues, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel)
 
 
 @main.command()

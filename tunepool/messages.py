@@ -10,6 +10,9 @@ from __future__ import annotations
 
 # The control worker's queue: the scheduler's ticks and deferred admission passes.
 CONTROL_QUEUE = "tunepool.control"
+# Work on uploaded data that needs a tokenizer (the API has none): the control worker
+# consumes it besides its own queue; more consumers may join (`celery ... -Q` this).
+DATASET_QUEUE = "tunepool.datasets"
 
 # Job tasks, each published to the queue of the worker admission placed the job on.
 TRAIN_TASK = "tunepool.train"
@@ -18,6 +21,8 @@ INFER_TASK = "tunepool.infer"
 COMPRESS_TASK = "tunepool.compress"
 # Champion/challenger scoring of a scheduled retrain.
 EVALUATE_TASK = "tunepool.evaluate"
+# An uploaded dataset's word-piece statistics; it leaves `validating` for ready or failed.
+CHECK_DATASET_TASK = "tunepool.check_dataset"
 
 # Scheduler ticks (beat fires them on the control queue; ADMIT_TASK is also asked for).
 ADMIT_TASK = "tunepool.admit"

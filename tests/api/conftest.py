@@ -94,4 +94,5 @@ def upload_ner(
             "file": (__import__("io").BytesIO(body.encode()), f"{name}.{fmt}"),
         },
     )
-    return {"status": resp.status_code, **resp.get_json()}
+    # "status" is the HTTP status here; the dataset's own status is read with a GET.
+    return {**resp.get_json(), "status": resp.status_code}
