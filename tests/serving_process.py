@@ -58,6 +58,10 @@ class ServingProcess:
         return redis.Redis.from_url(self.env["TUNEPOOL_REDIS_URL"])
 
     def start(self, timeout_s: float = 60.0) -> ServingProcess:
+        return self.launch().wait_ready(timeout_s)
+
+    def launch(self) -> ServingProcess:
+        """Start the process without waiting for it to advertise itself."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tunepool", "serve", "--name", self.name],
@@ -66,7 +70,7 @@ class ServingProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        return self.wait_ready(timeout_s)
+        return self
 
     def advert(self) -> Advert | None:
         raw: Any = self.redis.get(advert_key(self.name))

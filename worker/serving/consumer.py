@@ -103,9 +103,10 @@ class RequestConsumer:
                     GROUP, self.consumer, {self.stream: ">"}, count=free, block=READ_BLOCK_MS
                 )
             except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                     raise
-                # Redis lost the stream (restarted empty, or flushed): make it again.
+                # Redis lost the stream (restarted empty, or flushed; a read blocked on it
+                # is then UNBLOCKED): make it again.
                 log.warning("serving stream %s is gone; creating it again", self.stream)
                 self.ensure_group()
                 continue

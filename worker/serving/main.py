@@ -24,7 +24,7 @@ from tunepool.serving_protocol import Advert, request_stream
 from tunepool.settings import Settings
 from worker.serving.advert import Heartbeat
 from worker.serving.consumer import RequestConsumer
-from worker.serving.handlers import standard_handlers
+from worker.serving.handlers import Handler, standard_handlers
 from worker.serving.shelf import ModelShelf
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,10 @@ def serve_until_signalled(settings: Settings, name: str | None, loglevel: str = 
 def run_serving_worker(
     settings: Settings, name: str, stop: threading.Event, grace_s: float = 30.0
 ) -> None:
-    instance = uuid.uuid4().hex[:12]
-    # Reads block for READ_BLOCK_MS (half a second): the socket waits longer than that.
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    """Serve predictions and reports until ``stop`` is set."""
+    # Warm up: torch and transformers take seconds to import; do it now, beside the loop,
+    # rather than on the first request's path.
+    threading.Thread(target=_import_engines, name="warm-up", daemon=True).start()
     store = Platform(settings).store
     shelf = ModelShelf(
         store,
@@ -61,7 +62,27 @@ def run_serving_worker(
         max_wait_ms=settings.serve_max_wait_ms,
         cache_bytes=settings.serve_cache_bytes,
     )
-    handlers = standard_handlers(shelf, store, settings)
+    try:
+        serve(settings, name, standard_handlers(shelf, store, settings), stop, shelf, grace_s)
+    finally:
+        shelf.close()
+
+
+def serve(
+    settings: Settings,
+    name: str,
+    handlers: dict[str, Handler],
+    stop: threading.Event,
+    shelf: ModelShelf | None = None,
+    grace_s: float = 30.0,
+) -> None:
+    """Answer requests of the ``handlers``' kinds until ``stop`` is set, then drain.
+
+    ``shelf``: the models held, advertised for routing by affinity.
+    """
+    instance = uuid.uuid4().hex[:12]
+    # Reads block for READ_BLOCK_MS (half a second): the socket waits longer than that.
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     stream = request_stream(name, instance)
     consumer = RequestConsumer(
         client,
@@ -85,10 +106,10 @@ def run_serving_worker(
             capacity=settings.serve_queue_limit,
             threads=settings.serve_threads,
             queue_depth=consumer.depth(),
-            models=shelf.held(),
-            loading=shelf.loading(),
-            cache_bytes=shelf.cache.total_bytes,
-            cache_max_bytes=shelf.cache.max_bytes,
+            models=shelf.held() if shelf else {},
+            loading=shelf.loading() if shelf else [],
+            cache_bytes=shelf.cache.total_bytes if shelf else 0,
+            cache_max_bytes=shelf.cache.max_bytes if shelf else 0,
             started_at=started,
             beat_at=time.time(),
             draining=draining.is_set(),
@@ -115,6 +136,13 @@ def run_serving_worker(
         if not consumer.drain(grace_s):
             log.warning("requests still running after %.0f s; stopping anyway", grace_s)
         heartbeat.retire(name)
-        shelf.close()
         client.close()
         log.info("serving worker %s stopped", name)
+
+
+def _import_engines() -> None:
+    try:
+        import worker.inference.model
+        import worker.inference.predict  # noqa: F401
+    except Exception:
+        log.exception("warm-up import failed; the first request will import (and report) it")
