@@ -30,13 +30,13 @@ from flask import Flask
 from api.errors import ApiError
 from tunepool.redis_client import redis_client
 from tunepool.serving_protocol import (
-    WORKERS,
     Advert,
     Failure,
     ReplyEntry,
     ReplyType,
     Request,
     advert_key,
+    live_workers,
 )
 from tunepool.settings import Settings
 
@@ -79,13 +79,8 @@ class ServingClient:
         self._enqueue = client.register_script(_ENQUEUE)
 
     def workers(self) -> list[Advert]:
-        """The adverts of the serving workers alive now (an expired advert is a dead worker)."""
-        members: Any = self.client.zrange(WORKERS, 0, -1)
-        names = [member.decode() for member in members]
-        if not names:
-            return []
-        raw: Any = self.client.mget([advert_key(name) for name in names])
-        return [Advert.from_json(value) for value in raw if value is not None]
+        """The adverts of the serving workers alive now."""
+        return live_workers(self.client)
 
     def call(self, kind: str, body: dict[str, Any], model: str | None = None) -> Any:
         """The answer of a one-shot request (chunks, if any, are skipped)."""

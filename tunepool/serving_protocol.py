@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import redis
+
 PREFIX = "tunepool:serving"
 # Sorted set of serving worker names, scored by the time of their last beat.
 WORKERS = f"{PREFIX}:workers"
@@ -159,6 +161,15 @@ class Advert:
 
     def holds(self, model: str) -> bool:
         return model in self.models or model in self.loading
+
+
+def live_workers(client: redis.Redis) -> list[Advert]:
+    """The adverts of the serving workers alive now (an expired advert is a dead worker)."""
+    members: Any = client.zrange(WORKERS, 0, -1)
+    if not members:
+        return []
+    raw: Any = client.mget([advert_key(_text(member)) for member in members])
+    return [Advert.from_json(value) for value in raw if value is not None]
 
 
 def _text(value: bytes | str) -> str:

@@ -216,3 +216,10 @@ def test_concurrent_requests_share_forward_passes_and_wait_for_the_load(
     assert stats["requests"] == 32
     assert stats["forward_passes"] < 32, stats
     assert stats["loads"] == 1
+
+
+def test_readiness_lists_the_serving_workers(client: FlaskClient, serving: ServingProcess) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.get_json()
+    workers = {w["name"]: w for w in ready.get_json()["serving_workers"]}
+    assert workers[serving.name]["capacity"] == 256 and not workers[serving.name]["draining"]
