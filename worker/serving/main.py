@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -28,6 +29,8 @@ from worker.serving.handlers import Handler, standard_handlers
 from worker.serving.shelf import ModelShelf
 
 log = logging.getLogger(__name__)
+# It names Redis keys and a scratch directory.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def default_name() -> str:
@@ -51,13 +54,15 @@ def run_serving_worker(
     settings: Settings, name: str, stop: threading.Event, grace_s: float = 30.0
 ) -> None:
     """Serve predictions and reports until ``stop`` is set."""
+    if not NAME.fullmatch(name):
+        raise ValueError(f"serving worker name {name!r}: letters, digits, '.', '_' and '-'")
     # Warm up: torch and transformers take seconds to import; do it now, beside the loop,
     # rather than on the first request's path.
     threading.Thread(target=_import_engines, name="warm-up", daemon=True).start()
     store = Platform(settings).store
     shelf = ModelShelf(
         store,
-        settings.scratch_dir,
+        settings.scratch_dir / "serving" / name,
         max_batch_size=settings.serve_max_batch,
         max_wait_ms=settings.serve_max_wait_ms,
         cache_bytes=settings.serve_cache_bytes,

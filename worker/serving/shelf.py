@@ -42,13 +42,15 @@ class ModelShelf:
     def __init__(
         self,
         store: ObjectStore,
-        scratch_dir: Path,
+        directory: Path,
         *,
         max_batch_size: int = 32,
         max_wait_ms: float = 10.0,
         cache_bytes: int = 2 * 1024**3,
     ) -> None:
-        self.store, self.scratch_dir = store, scratch_dir
+        # This worker's own: what a killed predecessor of the same name left goes now.
+        self.store, self.directory = store, directory
+        shutil.rmtree(directory, ignore_errors=True)
         self.max_batch_size, self.max_wait_ms = max_batch_size, max_wait_ms
         self.cache: ModelCache[Served] = ModelCache(cache_bytes, lambda s: s.nbytes)
         self._lock = threading.Lock()
@@ -84,7 +86,7 @@ class ModelShelf:
             return sorted(self._loading)
 
     def _load(self, version_id: str, prefix: str, objects: list[Recorded]) -> Served:
-        directory = self.scratch_dir / "serving" / f"{version_id}-{uuid.uuid4().hex[:8]}"
+        directory = self.directory / f"{version_id}-{uuid.uuid4().hex[:8]}"
         with self._lock:
             self._loading.add(version_id)
         try:
