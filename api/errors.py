@@ -62,7 +62,7 @@ def invalid(field: str, message: str, **extra: Any) -> ApiError:
 
 def from_refusal(found: Refusal) -> ApiError:
     """A job factory's refusal (storage.job_factory) as the API's error, with its limit."""
-    extra = {"limit": found.limit} if found.limit is not None else {}
+    extra: dict[str, Any] = {"limit": found.limit} if found.limit is not None else {}
     return ApiError(found.status, found.code, found.message, found.field, **extra)
 
 
