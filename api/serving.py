@@ -153,7 +153,7 @@ class ServingClient:
         if not workers:
             raise _unavailable(
                 "no_serving_worker",
-                f"no serving worker that answers {kind!r} requests is running; start one "
+                f"no serving worker that answers {str(kind)!r} requests is running; start one "
                 "with `tunepool serve` (docker compose: the inference service)",
             )
         pipe = self.client.pipeline(transaction=False)

@@ -68,7 +68,8 @@ def test_no_worker_is_a_503_that_says_how_to_start_one(router: ServingClient) ->
         sent_to(router)
     error = refused.value
     assert (error.status, error.code) == (503, "no_serving_worker")
-    assert "tunepool serve" in error.message and error.headers["Retry-After"] == "1"
+    assert "'predict'" in error.message and "tunepool serve" in error.message
+    assert error.headers["Retry-After"] == "1"
 
 
 def test_a_worker_holding_the_model_wins_over_a_less_loaded_one(
