@@ -93,8 +93,17 @@ class ServingClient:
             relay.close()  # deletes the reply stream now, not when collected
         raise AssertionError("a relay ends with an end entry or raises")  # pragma: no cover
 
-    def send(self, kind: str, body: dict[str, Any], model: str | None = None) -> Sent:
-        request = Request(kind=kind, body=body, deadline=time.time() + self.timeout_s)
+    def send(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        model: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Sent:
+        """Queue the request at a worker; ``timeout_s`` (default the client's) bounds the
+        whole wait for its reply, a streamed one included."""
+        timeout_s = timeout_s if timeout_s is not None else self.timeout_s
+        request = Request(kind=kind, body=body, deadline=time.time() + timeout_s)
         try:
             candidates = self._route(kind, model)
             fields = [value for pair in request.to_fields().items() for value in pair]
@@ -115,10 +124,7 @@ class ServingClient:
                 left = sent.request.deadline - time.time()
                 if left <= 0:
                     raise ApiError(
-                        504,
-                        "timeout",
-                        f"serving worker {worker.name} did not answer within "
-                        f"{self.timeout_s:.0f} s",
+                        504, "timeout", f"serving worker {worker.name} did not answer in time"
                     )
                 block_ms = max(1, int(min(CHECK_EVERY_S, left) * 1000))
                 read: Any = self.client.xread({key: last}, count=64, block=block_ms)
