@@ -119,6 +119,7 @@ class ServingClient:
         """The reply's entries as they come, up to its end; an error reply raises its
         ApiError, and so do a lost worker (503) and a missed deadline (504)."""
         key, last, worker = sent.request.reply, "0-0", sent.worker
+        checked = time.monotonic()
         try:
             while True:
                 left = sent.request.deadline - time.time()
@@ -137,6 +138,10 @@ class ServingClient:
                         yield entry
                         if entry.type is ReplyType.END:
                             return
+                # Twice a second at most, however fast a streamed reply's chunks come.
+                if time.monotonic() - checked < CHECK_EVERY_S:
+                    continue
+                checked = time.monotonic()
                 if not self._alive(worker):
                     raise _unavailable(
                         "serving_worker_lost",
