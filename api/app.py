@@ -65,8 +65,29 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
         checks = check_readiness(platform)
         down = sorted(name for name, answer in checks.items() if answer != "ok")
-        body = {"status": "unavailable" if down else "ok", "checks": checks, "down": down}
+        body: dict[str, Any] = {
+            "status": "unavailable" if down else "ok",
+            "checks": checks,
+            "down": down,
+        }
+        if checks.get("redis") == "ok":
+            # Reported, not required: without serving workers only predictions and
+            # validate_only reports answer 503; everything else works.
+            body["serving_workers"] = _serving_workers()
         return jsonify(body), 503 if down else 200
+
+    def _serving_workers() -> list[dict[str, Any]] | None:
+        from api.serving import serving_client
+
+        try:
+            workers = serving_client(app).workers()
+        except Exception:
+            return None
+        return [
+            {"name": w.name, "queue_depth": w.queue_depth, "capacity": w.capacity,
+             "models": len(w.models), "draining": w.draining}
+            for w in workers
+        ]  # fmt: skip
 
     after_writes.install(app)  # first, so that its hook runs after the two below
     guards.install(app)  # after authentication: rate limits per key, audit of changes

@@ -22,7 +22,6 @@ from api.times import rfc3339, with_moment
 from api.training_checks import check_hyperparameters, check_validation_labels, training_report
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
-from storage.base_models import Listed
 from storage.job_factory import Checked, JobOrder, write
 from storage.models import Job, JobEvent
 from storage.priorities import PRIORITIES
@@ -107,8 +106,8 @@ def submit() -> tuple[Response, int]:
             train,
             owned_dataset(spec.validation_dataset) if spec.validation_dataset else None,
             spec.hyperparameters,
-            # The operator's source, never the caller's string, is what the API may read.
-            checked.base.source if isinstance(checked.base, Listed) else spec.base_model,
+            # A name: the serving worker finds an allow-listed model's files itself.
+            spec.base_model,
         )
         return jsonify({"valid": True, "train_dataset": train.stats, "report": report}), 200
     return accept(db(), checked)

@@ -145,12 +145,22 @@ def worker(slots: int | None, name: str | None, loglevel: str) -> None:
 
 
 @main.command()
+@click.option("--name", default=None, help="Serving worker name (default: <host>-<pid>-serve).")
+@click.option("--loglevel", default="info", show_default=True)
+def serve(name: str | None, loglevel: str) -> None:
+    """Run an inference worker: holds models and answers online predictions."""
+    from worker.serving.main import serve_until_signalled
+
+    serve_until_signalled(load_settings(), name, loglevel)
+
+
+@main.command()
 @click.option("--loglevel", default="info", show_default=True)
 def control(loglevel: str) -> None:
-    """Run the control worker that executes the scheduler's ticks (admission, reaper)."""
-    from tunepool.messages import CONTROL_QUEUE, HOUSEKEEPING_QUEUE
+    """Run the control worker: the scheduler's ticks (admission, reaper) and dataset checks."""
+    from tunepool.messages import CONTROL_QUEUE, DATASET_QUEUE, HOUSEKEEPING_QUEUE
 
-    queues = f"{CONTROL_QUEUE},{HOUSEKEEPING_QUEUE}"
+    queues = f"{CONTROL_QUEUE},{HOUSEKEEPING_QUEUE},{DATASET_QUEUE}"
     _exec_celery("worker", "-Q", queues, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel)
 
 

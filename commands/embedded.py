@@ -1,11 +1,12 @@
 """``tunepool up``: the whole platform on one machine, as one process group, no Docker.
 
 SQLite and the local object store under TUNEPOOL_HOME, a private Redis, the API
-(gunicorn), one worker, the control worker that runs the scheduler's ticks, beat
-and Flower. Every child gets the same TUNEPOOL_* environment and its own log file.
-``up`` supervises them (commands.supervisor): whatever dies, Redis included, is
-started again with backoff, Redis on its own port and data directory, so clients
-reconnect to the same URL and find the queues its append-only file kept.
+(gunicorn), one worker, one serving worker (online predictions), the control worker
+that runs the scheduler's ticks and dataset checks, beat and Flower. Every child gets
+the same TUNEPOOL_* environment and its own log file. ``up`` supervises them
+(commands.supervisor): whatever dies, Redis included, is started again with backoff,
+Redis on its own port and data directory, so clients reconnect to the same URL and
+find the queues its append-only file kept.
 """
 
 from __future__ import annotations
@@ -176,6 +177,11 @@ def start_platform(
             "--name",
             f"{socket.gethostname()}-local",
         ],
+    )
+    # Online predictions run here, not in the API (DESIGN §7).
+    platform.start(
+        "serve",
+        [sys.executable, "-m", "commands", "serve", "--name", f"{socket.gethostname()}-serve"],
     )
     platform.start("control", [sys.executable, "-m", "commands", "control"])
     platform.start("beat", [sys.executable, "-m", "commands", "beat"])

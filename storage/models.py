@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from storage.dataset_status import DatasetStatus
 from storage.ids import new_id
 from storage.worker_state import WorkerState
 
@@ -97,6 +98,10 @@ class Dataset(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # validating (format checked at upload; a worker adds the word-piece statistics),
+    # ready, or failed with ``status_details`` ({"message", "line"}); storage.dataset_status.
+    status: Mapped[str] = mapped_column(String(16), default=DatasetStatus.VALIDATING.value)
+    status_details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
 
 

@@ -17,7 +17,11 @@ QUEUE_PREFIX = messages.worker_queue("")
 
 def _spelled_names(path: Path) -> list[str]:
     """Literals in a module that spell a task or queue name (an f-string's fixed parts too)."""
-    names = TASK_NAMES | {messages.CONTROL_QUEUE, messages.HOUSEKEEPING_QUEUE}
+    names = TASK_NAMES | {
+        messages.CONTROL_QUEUE,
+        messages.HOUSEKEEPING_QUEUE,
+        messages.DATASET_QUEUE,
+    }
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if (

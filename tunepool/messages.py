@@ -13,6 +13,9 @@ from __future__ import annotations
 # name and shows each task's queue as routing_key) the jobs are not lost among them.
 CONTROL_QUEUE = "tunepool.control"
 HOUSEKEEPING_QUEUE = "tunepool.housekeeping"
+# Work on uploaded data that needs a tokenizer (the API has none): the control worker
+# consumes it besides its own queue; more consumers may join (`celery ... -Q` this).
+DATASET_QUEUE = "tunepool.datasets"
 
 # Job tasks, each published to the queue of the worker admission placed the job on.
 TRAIN_TASK = "tunepool.train"
@@ -21,6 +24,8 @@ INFER_TASK = "tunepool.infer"
 COMPRESS_TASK = "tunepool.compress"
 # Champion/challenger scoring of a scheduled retrain.
 EVALUATE_TASK = "tunepool.evaluate"
+# An uploaded dataset's word-piece statistics; it leaves `validating` for ready or failed.
+CHECK_DATASET_TASK = "tunepool.check_dataset"
 
 # The admission pass: asked for on submit and finish, and a beat tick as a safety net.
 ADMIT_TASK = "tunepool.admit_pending_jobs"

@@ -19,6 +19,7 @@ from sqlalchemy.orm import configure_mappers
 from storage.attempts import AttemptOutcome
 from storage.db import transaction
 from storage.models import Job
+from storage.objects.base import ObjectStoreError
 from storage.platform import Platform, current_platform
 from storage.scratch import sweep_scratch
 from storage.workers import heartbeat, register, retire
@@ -26,6 +27,7 @@ from tunepool.admission_ask import ask_for_admission
 from tunepool.gpu_stats import sample_gpus
 from tunepool.messages import (
     ADMIT_TASK,
+    CHECK_DATASET_TASK,
     COMPRESS_TASK,
     CONTROL_QUEUE,
     EVALUATE_TASK,
@@ -84,6 +86,20 @@ def evaluate(job_id: str, team: str = "") -> str:
     from worker.evaluate_job import run_evaluate_job
 
     return _run_job(run_evaluate_job, job_id)
+
+
+@shared_task(
+    name=CHECK_DATASET_TASK,
+    ignore_result=True,
+    # The object store briefly unreachable is no fault of the data: try again later.
+    autoretry_for=(ObjectStoreError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def check_dataset(dataset_id: str) -> str:
+    from worker.dataset_checks import check_dataset as run_check
+
+    return run_check(current_platform(), dataset_id)
 
 
 def _run_job(run: Any, job_id: str) -> str:

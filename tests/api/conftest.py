@@ -25,11 +25,13 @@ def platform(
     tmp_path: Path,
     redis_server: RedisServer,
     tiny_base_models: dict[str, str],
+    serving_objects: Path,
 ) -> Iterator[Platform]:
     settings = Settings(
         home=tmp_path / "home",
         database_url=database_url,
-        object_store_url=(tmp_path / "objects").as_uri(),
+        # Shared with the session's serving worker (tests/conftest.py: serving_worker).
+        object_store_url=serving_objects.as_uri(),
         redis_url=redis_server.url,
         base_models=tiny_base_models,
     )
@@ -92,4 +94,5 @@ def upload_ner(
             "file": (__import__("io").BytesIO(body.encode()), f"{name}.{fmt}"),
         },
     )
-    return {"status": resp.status_code, **resp.get_json()}
+    # "status" is the HTTP status here; the dataset's own status is read with a GET.
+    return {**resp.get_json(), "status": resp.status_code}

@@ -40,6 +40,7 @@ def ok_json(result: subprocess.CompletedProcess[str]) -> dict:
 
 def test_the_cli_drives_a_full_job(live_api: LiveApi, tiny_model: str, tmp_path: Path) -> None:
     live_api.workers.start("wA")
+    live_api.workers.start_serving()  # for `tunepool predict`, at the end
     train, validation = tmp_path / "train.conll", tmp_path / "validation.conll"
     train.write_text(conll_text(120, seed=1))
     validation.write_text(conll_text(30, seed=2))

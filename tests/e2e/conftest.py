@@ -63,6 +63,19 @@ class WorkerProcs:
         self.procs["control"] = proc
         return proc
 
+    def start_serving(self, name: str = "serve") -> subprocess.Popen[bytes]:
+        """A serving worker (``tunepool serve``) for this platform's online predictions."""
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "commands", "serve", "--name", name],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
     def allow_noop_engine(self) -> None:
         """Let the API accept, and workers started from now on run, ``noop:*`` base models."""
         self.env["TUNEPOOL_ALLOW_NOOP_ENGINE"] = "1"

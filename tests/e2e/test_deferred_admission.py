@@ -56,6 +56,15 @@ def test_a_burst_of_submits_is_admitted_by_the_control_worker_in_few_passes(
         120,
         "the burst to be admitted and run",
     )
+    # The upload's word-piece check waited on the datasets queue, which the control
+    # worker consumes beside its own: the dataset leaves `validating`.
+    wait_until(
+        lambda: (
+            client.get(f"/v1/datasets/{train}", headers=headers).get_json()["status"] == "ready"
+        ),
+        60,
+        "the control worker to check the upload",
+    )
     histogram = admission_pass_histogram(settings.redis_url)
     assert histogram is not None
     buckets, _ = histogram
