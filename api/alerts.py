@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -12,13 +11,10 @@ from api.auth import requires
 from api.context import caller, db, team_id
 from api.errors import invalid
 from api.paging import MAX_ROW_ID, page_params, query_int
+from api.times import rfc3339
 from storage.alerts import Incident
 
 bp = Blueprint("alerts", __name__, url_prefix="/v1/alerts")
-
-
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
 
 
 def incident_json(i: Incident) -> dict[str, Any]:
@@ -31,9 +27,9 @@ def incident_json(i: Incident) -> dict[str, Any]:
         "state": i.state,
         "summary": i.summary,
         "details": i.details,
-        "opened_at": _iso(i.opened_at),
-        "last_seen_at": _iso(i.last_seen_at),
-        "resolved_at": _iso(i.resolved_at),
+        "opened_at": rfc3339(i.opened_at),
+        "last_seen_at": rfc3339(i.last_seen_at),
+        "resolved_at": rfc3339(i.resolved_at),
         "notifications": i.notifications,
     }
 

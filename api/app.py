@@ -24,12 +24,12 @@ from api.pool import bp as pool_bp
 from api.schedules import bp as schedules_bp
 from api.teams import bp as teams_bp
 from api.ui import bp as ui_bp
-from tunepool.platform import Platform
+from storage.platform import Platform
 from tunepool.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Flask:
-    platform = platform or Platform(settings or load_settings())
+    platform = platform or Platform(settings or load_settings(), for_api=True)
     app = Flask("tunepool")
     app.json = FiniteJSONProvider(app)
     app.extensions["tunepool"] = platform
@@ -60,13 +60,34 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     @app.get("/readyz")
     def readyz() -> tuple[Response, int]:
-        """Readiness (tunepool.readiness): 503 naming what is down; /healthz stays liveness."""
-        from tunepool.readiness import check_readiness
+        """Readiness (storage.readiness): 503 naming what is down; /healthz stays liveness."""
+        from storage.readiness import check_readiness
 
         checks = check_readiness(platform)
         down = sorted(name for name, answer in checks.items() if answer != "ok")
-        body = {"status": "unavailable" if down else "ok", "checks": checks, "down": down}
+        body: dict[str, Any] = {
+            "status": "unavailable" if down else "ok",
+            "checks": checks,
+            "down": down,
+        }
+        if checks.get("redis") == "ok":
+            # Reported, not required: without serving workers only predictions and
+            # validate_only reports answer 503; everything else works.
+            body["serving_workers"] = _serving_workers()
         return jsonify(body), 503 if down else 200
+
+    def _serving_workers() -> list[dict[str, Any]] | None:
+        from api.serving import serving_client
+
+        try:
+            workers = serving_client(app).workers()
+        except Exception:
+            return None
+        return [
+            {"name": w.name, "queue_depth": w.queue_depth, "capacity": w.capacity,
+             "models": len(w.models), "draining": w.draining}
+            for w in workers
+        ]  # fmt: skip
 
     after_writes.install(app)  # first, so that its hook runs after the two below
     guards.install(app)  # after authentication: rate limits per key, audit of changes

@@ -22,11 +22,18 @@ def load_caller() -> None:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise ApiError(401, "unauthenticated", "send 'Authorization: Bearer <team API key>'")
-    found = authenticate(db(), presented.strip())
+    session = db()
+    found = authenticate(session, presented.strip())
     if found is None:
         raise ApiError(401, "unauthenticated", "the API key is unknown or revoked")
+    key, team = found
+    # The key is read after the view too (audit row, Idempotency-Key hooks), also when the
+    # view's flush failed: in the session a rollback would expire it, and reading it would
+    # then open a new transaction on the request's session (or fail on a dead connection).
+    # Detached, it keeps the values authentication loaded.
+    session.expunge(key)
     # Holding the team keeps it in the request session's (weak) identity map.
-    g.api_key, g.team = found
+    g.api_key, g.team = key, team
 
 
 def requires(role: str) -> Callable[[F], F]:

@@ -20,11 +20,8 @@ from typing import Any
 from flask import Response, jsonify
 from sqlalchemy.orm import Session
 
-from api.guards import audit_before_commit, audit_values, audited
-from api.idempotency import answer_before_commit, committed, kept_row, taken_key_answer
-from storage.intake import write_accepted
-from storage.job_factory import first_event
-from storage.models import Job, with_defaults
+from api.guards import audit_before_commit
+from api.idempotency import answer_before_commit
 
 
 def commit_with_answer(
@@ -46,31 +43,3 @@ def commit_with_answer(
     audit_before_commit(session, answer)
     session.commit()
     return answer, status
-
-
-def commit_new_job(
-    session: Session, job: Job, render: Callable[[Job], Any]
-) -> tuple[Response, bool]:
-    """``commit_with_answer`` for a new pending job, in one statement (storage.intake): the
-    job, its first event, the audit row and the key's row with the answer, for a view
-    marked ``api.context.one_statement``. ``job`` is not added to the session; its unset
-    columns get their defaults first, so the answer shows them. (answer, True) once
-    committed; where another call has taken the key, nothing is written: (that call's
-    answer, False)."""
-    values = with_defaults(job)
-    answer = jsonify(render(job))
-    answer.status_code = 201
-    event = first_event(job)
-    if not write_accepted(session, values, event, audit_values(answer), kept_row(answer)):
-        # On PostgreSQL the request is in autocommit (api.context.one_statement): the
-        # statement wrote nothing and left no transaction, and the taken key's answer is
-        # read on the same connection. A rollback would hand it back, and the read would
-        # then take another with a BEGIN and a ROLLBACK of its own. SQLite's transaction
-        # holds the write lock since the INSERT: end it first.
-        if session.get_bind().dialect.name != "postgresql":
-            session.rollback()
-        return taken_key_answer(session), False
-    session.commit()
-    committed()
-    audited(answer)
-    return answer, True

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import current_app, g
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from storage.models import ApiKey
-from tunepool.platform import Platform
+from storage.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -21,37 +19,10 @@ def platform() -> Platform:
     return value
 
 
-V = TypeVar("V", bound=Callable[..., Any])
-_ONE_STATEMENT = "tunepool_one_statement"
-
-
-def one_statement(view: V) -> V:
-    """Mark a view whose writes are one statement that also holds its Idempotency-Key's
-    row and answer (api.commit_answer.commit_new_job): on PostgreSQL its request runs
-    without a transaction (no BEGIN or COMMIT round trips; each read sees committed rows,
-    as under READ COMMITTED anyway), and the key is not reserved on arrival
-    (api.idempotency)."""
-    setattr(view, _ONE_STATEMENT, True)
-    return view
-
-
-def one_statement_here() -> bool:
-    """Whether this request's view is marked :func:`one_statement`."""
-    view = current_app.view_functions.get(request.endpoint or "")
-    return bool(getattr(view, _ONE_STATEMENT, False))
-
-
 def db() -> Session:
     if "db" not in g:
-        g.db = _request_session()
+        g.db = platform().sessions()
     session: Session = g.db
-    return session
-
-
-def _request_session() -> Session:
-    session = platform().sessions()
-    if one_statement_here() and session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return session
 
 

@@ -1,7 +1,13 @@
-"""/v1/datasets: upload (validated before anything is stored), list, show."""
+"""/v1/datasets: upload (validated before anything is stored), list, show.
+
+An upload's format is checked line by line before anything is stored (a 422 names the
+line); the dataset is then ``validating`` until a worker has added the statistics that
+need a tokenizer (``storage.dataset_status``).
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -16,10 +22,15 @@ from api.commit_answer import commit_with_answer
 from api.context import db, platform, team_id
 from api.errors import ApiError, invalid, not_found
 from api.paging import page_params, paged
+from api.times import rfc3339
 from storage.blobs import store_file
+from storage.dataset_status import DatasetStatus
 from storage.ids import new_id
 from storage.layout import dataset_key
 from storage.models import Dataset
+from tunepool.messages import CHECK_DATASET_TASK, DATASET_QUEUE
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
 
@@ -42,43 +53,12 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
         "size": ds.size,
         "sha256": ds.sha256,
         "stats": ds.stats,
-        "created_at": ds.created_at,
+        # validating (the format is checked; a worker adds the word-piece statistics),
+        # ready, or failed with status_details {"message", "line"}.
+        "status": ds.status,
+        "status_details": ds.status_details,
+        "created_at": rfc3339(ds.created_at),
     }
-
-
-def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
-    """Parse and describe the file; DataError (naming the line) if it is malformed.
-
-    The file is read an example at a time and described in one pass, so an upload is
-    checked in bounded memory whatever its size.
-    """
-    from tunepool.data.errors import DataError
-    from tunepool.data.findings import findings_in_file
-    from tunepool.data.stats import token_dataset_stats
-    from tunepool.data.text_files import iter_text_documents, iter_text_examples
-    from tunepool.data.text_stats import corpus_stats, text_dataset_stats
-    from tunepool.data.token_files import iter_token_examples
-
-    stats: dict[str, Any]
-    if task == "sequence-classification":
-        stats = text_dataset_stats(iter_text_examples(path, fmt))
-        counted, nothing = stats["examples"], "the file holds no examples"
-    elif task == "masked-lm":
-        stats = corpus_stats(iter_text_documents(path, fmt))
-        counted, nothing = stats["documents"], "the file holds no documents"
-    else:
-        from worker.training.validation import base_model_tokenizer
-
-        # Word pieces of the default base model at its default max length; a job's
-        # validate_only report recounts with the job's own model and settings.
-        stats = token_dataset_stats(
-            iter_token_examples(path, fmt), base_model_tokenizer("all-MiniLM-L6-v2"), 128
-        )
-        counted, nothing = stats["sentences"], "the file holds no sentences"
-    if not counted:
-        raise DataError(nothing)
-    stats["file"] = findings_in_file(path)
-    return stats
 
 
 @bp.post("")
@@ -97,13 +77,26 @@ def upload() -> tuple[Response, int]:
     if not NAME.match(name):
         raise invalid("name", "letters, digits, '.', '_' and '-', starting with a letter or digit")
     dataset = add_dataset(task, fmt, name, upload.stream)
-    return commit_with_answer(db(), lambda: dataset_json(dataset), 201)
+    answer = commit_with_answer(db(), lambda: dataset_json(dataset), 201)
+    request_check(dataset.id)
+    return answer
+
+
+def request_check(dataset_id: str) -> None:
+    """Ask a worker for the committed dataset's word-piece statistics (it leaves
+    ``validating``). A message that cannot be sent leaves it validating; nothing is lost
+    but the statistics, and jobs may start from it meanwhile."""
+    try:
+        platform().celery.send_task(CHECK_DATASET_TASK, args=[dataset_id], queue=DATASET_QUEUE)
+    except Exception as exc:
+        log.warning("could not ask for the check of dataset %s: %s", dataset_id, exc)
 
 
 def add_dataset(task: str, fmt: str, name: str, stream: IO[bytes]) -> Dataset:
     """Check ``stream``'s data, store it and add its row to the request's session (the
     caller commits); 422 naming the file (and line) where the data is wrong. Also the
     OpenAI-compatible files route's upload."""
+    from tunepool.data.describe import describe_file
     from tunepool.data.errors import DataError
 
     with tempfile.TemporaryDirectory(prefix="tunepool-upload-") as tmp:
@@ -113,7 +106,8 @@ def add_dataset(task: str, fmt: str, name: str, stream: IO[bytes]) -> Dataset:
         if path.stat().st_size == 0:
             raise invalid("file", "the file is empty")
         try:
-            stats = inspect(path, task, fmt)
+            # Format and lines now, without a tokenizer; a worker adds the word pieces.
+            stats = describe_file(path, task, fmt)
         except DataError as exc:
             raise ApiError(422, "invalid_data", f"file: {exc}", "file", line=exc.line) from None
         dataset_id = new_id("ds")
@@ -151,25 +145,45 @@ def show(dataset_id: str) -> Response:
 
 
 def owned_dataset(dataset_id: str, field: str | None = None) -> Dataset:
+    """A dataset of the calling team; with ``field`` (a job's input), 422 naming it if
+    there is none or its check failed."""
     ds = db().get(Dataset, dataset_id)
     if ds is None or ds.team_id != team_id():
         raise _no_such_dataset(dataset_id, field)
+    if field is not None:
+        _refuse_failed(dataset_id, ds.status, ds.status_details, field)
     return ds
 
 
-# A job submission needs only the dataset's task: the whole row (its stats are a JSON
-# document) as an ORM object cost twice the statement on every submit.
-_TASK_OF_OWNED = select(Dataset.task).where(
+# A job submission needs only the dataset's task and status: the whole row (its stats
+# are a JSON document) as an ORM object cost twice the statement on every submit.
+_TASK_OF_OWNED = select(Dataset.task, Dataset.status, Dataset.status_details).where(
     Dataset.id == bindparam("id"), Dataset.team_id == bindparam("team_id")
 )
 
 
 def owned_dataset_task(dataset_id: str, field: str) -> str:
-    """The task of a dataset of the calling team; 422 naming ``field`` if there is none."""
-    task = db().execute(_TASK_OF_OWNED, {"id": dataset_id, "team_id": team_id()}).scalar()
-    if task is None:
+    """The task of a usable dataset of the calling team; 422 naming ``field`` if there is
+    none or its check failed (a dataset still ``validating`` is usable)."""
+    row = db().execute(_TASK_OF_OWNED, {"id": dataset_id, "team_id": team_id()}).first()
+    if row is None:
         raise _no_such_dataset(dataset_id, field)
-    return str(task)
+    _refuse_failed(dataset_id, row.status, row.status_details, field)
+    return str(row.task)
+
+
+def _refuse_failed(
+    dataset_id: str, status: str, details: dict[str, Any] | None, field: str
+) -> None:
+    if status != DatasetStatus.FAILED:
+        return
+    details = details or {}
+    line = details.get("line")
+    raise invalid(
+        field,
+        f"dataset {dataset_id} failed its check: {details.get('message', 'unreadable')}",
+        **({"line": line} if line is not None else {}),
+    )
 
 
 def _no_such_dataset(dataset_id: str, field: str | None) -> ApiError:

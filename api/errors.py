@@ -23,7 +23,14 @@ MAX_FIELD = 200
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, field: str | None = None, **extra: Any
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
     ) -> None:
         message = excerpt(message, MAX_MESSAGE)
         field = excerpt(field, MAX_FIELD) if field is not None else None
@@ -35,6 +42,8 @@ class ApiError(Exception):
             field,
             extra,
         )
+        # E.g. Retry-After on a 503 that a retry a little later would not get.
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {
@@ -53,7 +62,7 @@ def invalid(field: str, message: str, **extra: Any) -> ApiError:
 
 def from_refusal(found: Refusal) -> ApiError:
     """A job factory's refusal (storage.job_factory) as the API's error, with its limit."""
-    extra = {"limit": found.limit} if found.limit is not None else {}
+    extra: dict[str, Any] = {"limit": found.limit} if found.limit is not None else {}
     return ApiError(found.status, found.code, found.message, found.field, **extra)
 
 
@@ -66,8 +75,8 @@ def from_validation(exc: ValidationError) -> ApiError:
 
 def install(app: Flask) -> None:
     @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> tuple[Response, int]:
-        return jsonify(exc.body()), exc.status
+    def _api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+        return jsonify(exc.body()), exc.status, exc.headers
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> tuple[Response, int]:

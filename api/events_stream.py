@@ -26,9 +26,10 @@ from sqlalchemy import select
 from api.context import db, platform
 from api.jobs import event_json, owned_job
 from api.paging import MAX_ROW_ID, page_params, query_int
+from api.times import with_moment
 from storage.models import Job, JobEvent
+from storage.platform import Platform
 from storage.states import TERMINAL
-from tunepool.platform import Platform
 
 bp = Blueprint("events_stream", __name__, url_prefix="/v1/jobs")
 
@@ -117,7 +118,7 @@ def _follow(
 
 
 def _log_json(e: JobEvent) -> dict[str, Any]:
-    return {"id": e.id, "lines": list((e.data or {}).get("lines", []))}
+    return {"id": e.id, "lines": [with_moment(line) for line in (e.data or {}).get("lines", [])]}
 
 
 @bp.get("/<job_id>/logs")

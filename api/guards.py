@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.after_writes import defer
 from api.errors import ApiError
-from storage.audit import record, row
+from storage.audit import record
 from tunepool.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,16 +90,6 @@ def audit_before_commit(session: Session, response: Response) -> None:
     """Write this call's audit row into the transaction about to commit what the call did:
     a crash after the commit cannot lose the row, and it needs no transaction of its own."""
     record(session, **_who_what(response.status_code))
-    g.audited_status = response.status_code
-
-
-def audit_values(response: Response) -> dict[str, Any]:
-    """The audit row's values, for a view that writes it with its own statement; call
-    :func:`audited` once that has committed, so the after-request hook skips it."""
-    return row(**_who_what(response.status_code))
-
-
-def audited(response: Response) -> None:
     g.audited_status = response.status_code
 
 

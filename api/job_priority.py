@@ -12,8 +12,8 @@ from api.context import db, platform
 from api.errors import ApiError, invalid
 from api.jobs import job_json, owned_job
 from scheduler.admission_requests import request_admission
-from scheduler.planner import PRIORITIES
 from storage.models import Team
+from storage.priorities import PRIORITIES
 from storage.states import JobState, record_event
 
 bp = Blueprint("job_priority", __name__, url_prefix="/v1/jobs")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -12,18 +11,18 @@ from sqlalchemy.orm import Session
 
 from api.admission_checks import check_order
 from api.auth import requires
-from api.commit_answer import commit_new_job
-from api.context import db, one_statement, platform, team_id
+from api.commit_answer import commit_with_answer
+from api.context import db, platform, team_id
 from api.datasets import owned_dataset, owned_dataset_task
 from api.errors import ApiError, invalid, not_found
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
 from api.paging import MAX_ROW_ID, page_params, paged, query_int
 from api.schemas import JobCreate
+from api.times import rfc3339, with_moment
 from api.training_checks import check_hyperparameters, check_validation_labels, training_report
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
-from storage.base_models import Listed
-from storage.job_factory import Checked, JobOrder, build
+from storage.job_factory import Checked, JobOrder, write
 from storage.models import Job, JobEvent
 from storage.priorities import PRIORITIES
 from storage.states import JobState, transition
@@ -31,10 +30,6 @@ from tunepool.redis_client import redis_client
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 S = JobState
-
-
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
 
 
 def waiting_places(jobs: Iterable[Job]) -> dict[str, Place]:
@@ -56,7 +51,7 @@ def job_json(job: Job, places: Mapping[str, Place] | None = None) -> dict[str, A
         "reason_code": job.reason_code,
         "reason": job.reason,
         "queue_position": place.position if place else None,
-        "estimated_start": _iso(place.estimated_start) if place else None,
+        "estimated_start": rfc3339(place.estimated_start) if place else None,
         "priority": next((k for k, v in PRIORITIES.items() if v == job.priority), "normal"),
         "resources": {"gpus": job.slots},
         "worker": job.worker_name,
@@ -64,21 +59,21 @@ def job_json(job: Job, places: Mapping[str, Place] | None = None) -> dict[str, A
         "max_attempts": job.max_attempts,
         "model_name": job.model_name,
         "model_version_id": job.model_version_id,
-        "progress": job.progress,
+        "progress": with_moment(job.progress),
         "metrics": job.metrics,
         "error": job.error,
         "spec": job.spec,
-        "created_at": _iso(job.created_at),
-        "queued_at": _iso(job.queued_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
+        "created_at": rfc3339(job.created_at),
+        "queued_at": rfc3339(job.queued_at),
+        "started_at": rfc3339(job.started_at),
+        "finished_at": rfc3339(job.finished_at),
     }
 
 
 def event_json(e: JobEvent) -> dict[str, Any]:
     return {
         "id": e.id,
-        "at": _iso(e.at),
+        "at": rfc3339(e.at),
         "kind": e.kind,
         "old_state": e.old_state,
         "new_state": e.new_state,
@@ -95,7 +90,6 @@ def owned_job(job_id: str) -> Job:
 
 
 @bp.post("")
-@one_statement
 @requires("member")
 def submit() -> tuple[Response, int]:
     body = request.get_json(silent=True)
@@ -112,11 +106,11 @@ def submit() -> tuple[Response, int]:
             train,
             owned_dataset(spec.validation_dataset) if spec.validation_dataset else None,
             spec.hyperparameters,
-            # The operator's source, never the caller's string, is what the API may read.
-            checked.base.source if isinstance(checked.base, Listed) else spec.base_model,
+            # A name: the serving worker finds an allow-listed model's files itself.
+            spec.base_model,
         )
         return jsonify({"valid": True, "train_dataset": train.stats, "report": report}), 200
-    return accept(db(), build(checked, platform().settings))
+    return accept(db(), checked)
 
 
 def checked_finetune(spec: JobCreate, openai: Mapping[str, Any] | None = None) -> Checked:
@@ -150,16 +144,18 @@ def checked_finetune(spec: JobCreate, openai: Mapping[str, Any] | None = None) -
     )
 
 
-def accept(session: Session, job: Job) -> tuple[Response, int]:
-    """Commit a new pending job with its answer (the 201), then ask for its admission."""
+def accept(session: Session, checked: Checked) -> tuple[Response, int]:
+    """Write a checked order's job (the job factory), commit it with its answer (the 201),
+    then ask for its admission."""
+    job = write(session, platform().settings, checked)
     # No pass has seen it yet, so it is not on the wait board: nothing to read there.
-    answer, written = commit_new_job(session, job, lambda new: job_json(new, places={}))
-    if written and request_admission(platform()):
-        # A pass ran here (single-process setups): answer with what it decided.
-        admitted = session.get(Job, job.id)
-        assert admitted is not None
-        return jsonify(job_json(admitted)), 201
-    return answer, answer.status_code
+    answer, status = commit_with_answer(session, lambda: job_json(job, places={}), 201)
+    if request_admission(platform()):
+        # A pass ran here (single-process setups), in a session of its own: answer with
+        # what it decided (this session's copy of the job is the one it wrote).
+        session.refresh(job)
+        return jsonify(job_json(job)), 201
+    return answer, status
 
 
 @bp.get("")

@@ -29,11 +29,11 @@ from sqlalchemy.orm import Session
 from api.context import platform
 from api.errors import ApiError
 from storage.models import Job, Team, Worker
+from storage.platform import Platform
 from storage.states import HOLDING_SLOTS, LEASED, JobState
 from storage.stored_bytes import KINDS, stored_bytes_by_team
 from storage.worker_state import WorkerState
 from tunepool.observations import admission_pass_histogram, gpu_samples
-from tunepool.platform import Platform
 
 bp = Blueprint("metrics", __name__)
 

@@ -21,7 +21,7 @@ from api.datasets import owned_dataset
 from api.errors import ApiError, invalid
 from api.schemas import CompressJobCreate, InferenceJobCreate
 from storage.blobs import ChecksumMismatch
-from storage.job_factory import JobOrder, build
+from storage.job_factory import JobOrder
 from storage.models import ModelVersion, StoredObject
 from storage.registry import cannot_predict, parse_ref, resolve
 from storage.states import JobState
@@ -77,7 +77,7 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
             max_attempts=spec.max_attempts,
         )
     )
-    return accept(db(), build(checked, platform().settings))
+    return accept(db(), checked)
 
 
 @bp.get("/<job_id>/output")

@@ -20,7 +20,8 @@ from api.auth import requires
 from api.context import caller, db, platform, team_id
 from api.errors import ApiError, invalid, not_found
 from api.schemas import AliasRollback, AliasUpdate, PredictRequest
-from storage.blobs import ChecksumMismatch
+from api.times import rfc3339
+from storage.blobs import ChecksumMismatch, recorded_under
 from storage.models import ModelVersion, StoredObject
 from storage.objects.base import ObjectStore
 from storage.registry import (
@@ -33,6 +34,7 @@ from storage.registry import (
     rollback,
     set_alias,
 )
+from tunepool.serving_protocol import Kind
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 _CHUNK = 1024 * 1024
@@ -60,7 +62,7 @@ def version_json(mv: ModelVersion, alias_map: dict[str, int] | None = None) -> d
             **(mv.lineage or {}),
         },
         "aliases": sorted(a for a, v in alias_map.items() if v == mv.version),
-        "created_at": mv.created_at,
+        "created_at": rfc3339(mv.created_at),
     }
 
 
@@ -71,7 +73,7 @@ def event_json(e: AliasEvent) -> dict[str, Any]:
         "kind": e.kind,
         "old_version": e.old_version,
         "new_version": e.new_version,
-        "at": e.at,
+        "at": rfc3339(e.at),
         "reason": e.reason,
         "actor": e.actor,
     }
@@ -104,7 +106,7 @@ def _model_json(name: str, versions: list[ModelVersion]) -> dict[str, Any]:
         "latest_version": newest.version,
         "versions": len(versions),
         "aliases": aliases(db(), team_id(), name),
-        "updated_at": newest.created_at,
+        "updated_at": rfc3339(newest.created_at),
     }
 
 
@@ -249,7 +251,7 @@ def _tar_stream(
 @bp.post("/<ref>/predict")
 @requires("member")
 def predict(ref: str) -> Response:
-    from api.serving import server_for
+    from api.serving import serving_client
 
     mv = owned_version(ref)
     body = request.get_json(silent=True)
@@ -258,12 +260,16 @@ def predict(ref: str) -> Response:
     inputs = PredictRequest.model_validate(body).inputs
     if (why := cannot_predict(mv)) is not None:
         raise invalid("model", why)
-    version_id, prefix = mv.id, mv.prefix
     model = {"name": mv.name, "version": mv.version, "task": mv.task, "id": mv.id}
+    # The serving worker reads no SQL: it gets the version's files with their checksums.
+    objects = [[o.key, o.size, o.sha256] for o in recorded_under(db(), mv.prefix)]
+    body = {"model": mv.id, "prefix": mv.prefix, "objects": objects, "inputs": inputs}
     # End the read transaction before waiting: on SQLite it holds the database lock,
     # which would keep the concurrent requests we want to batch with from arriving.
+    # (Nothing of `mv` is read after this: that would begin a transaction again.)
     db().rollback()
     started = time.perf_counter()
-    outputs = server_for(current_app).predict(version_id, prefix, inputs)
+    outputs = serving_client(current_app).call(Kind.PREDICT, body, model=body["model"])
+    outputs = outputs["predictions"]
     took_ms = (time.perf_counter() - started) * 1000
     return jsonify({"model": model, "predictions": outputs, "took_ms": round(took_ms, 2)})

@@ -135,7 +135,14 @@ def _renamed(exc: ApiError) -> ApiError:
 # -- files ----------------------------------------------------------------------------
 
 
+# A dataset's status as OpenAI's file statuses: checked by a worker -> processed.
+FILE_STATUS = {"validating": "uploaded", "ready": "processed", "failed": "error"}
+
+
 def file_json(ds: Dataset) -> dict[str, Any]:
+    details = ds.status_details or {}
+    line = details.get("line")
+    problem = details.get("message")
     return {
         "id": ds.id,
         "object": "file",
@@ -143,8 +150,10 @@ def file_json(ds: Dataset) -> dict[str, Any]:
         "created_at": int(ds.created_at),
         "filename": f"{ds.name}.{ds.format}",
         "purpose": "fine-tune",
-        "status": "processed",
-        "status_details": None,
+        "status": FILE_STATUS.get(ds.status, ds.status),
+        "status_details": (f"line {line}: {problem}" if line is not None else problem)
+        if problem
+        else None,
     }
 
 
@@ -165,7 +174,9 @@ def upload_file() -> tuple[Response, int]:
     name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).lstrip("._-")[:120] or "data"
     with _openai_fields():
         dataset = tp_datasets.add_dataset("token-classification", fmt, name, upload.stream)
-    return commit_with_answer(db(), lambda: file_json(dataset), 200)
+    answer = commit_with_answer(db(), lambda: file_json(dataset), 200)
+    tp_datasets.request_check(dataset.id)
+    return answer
 
 
 @bp.get("/files/<file_id>")

@@ -12,7 +12,6 @@ is a 404.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
@@ -27,6 +26,7 @@ from api.errors import ApiError, invalid, not_found
 from api.openapi import register_request_body
 from api.paging import page_params, paged
 from api.schemas import Resources
+from api.times import rfc3339
 from api.training_checks import check_hyperparameters
 from scheduler.cron import check_cron, next_due
 from scheduler.model_updates import fire, newest_dataset
@@ -88,10 +88,6 @@ register_request_body("schedules.create", "api.schedules:ScheduleCreate")
 register_request_body("schedules.update", "api.schedules:ScheduleUpdate")
 
 
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
-
-
 def schedule_json(s: Schedule) -> dict[str, Any]:
     upcoming = next_due(s.cron, time.time()) if s.trigger == "cron" and s.cron else None
     return {
@@ -110,10 +106,10 @@ def schedule_json(s: Schedule) -> dict[str, Any]:
         "priority": s.priority,
         "resources": {"gpus": s.gpus},
         "enabled": s.enabled,
-        "next_fire_at": _iso(upcoming) if s.enabled else None,
-        "last_fire_time": _iso(s.last_fire_time),
-        "created_at": _iso(s.created_at),
-        "updated_at": _iso(s.updated_at),
+        "next_fire_at": rfc3339(upcoming) if s.enabled else None,
+        "last_fire_time": rfc3339(s.last_fire_time),
+        "created_at": rfc3339(s.created_at),
+        "updated_at": rfc3339(s.updated_at),
     }
 
 
@@ -121,7 +117,7 @@ def run_json(r: ScheduleRun) -> dict[str, Any]:
     return {
         "id": r.id,
         "schedule_id": r.schedule_id,
-        "fire_time": _iso(r.fire_time),
+        "fire_time": rfc3339(r.fire_time),
         "trigger": r.trigger,
         "state": r.state,
         "outcome": r.outcome,
@@ -136,8 +132,8 @@ def run_json(r: ScheduleRun) -> dict[str, Any]:
         "candidate": {"version": r.candidate_version, "score": r.candidate_score},
         "champion": {"version": r.champion_version, "score": r.champion_score},
         "scores": r.scores,
-        "created_at": _iso(r.created_at),
-        "decided_at": _iso(r.decided_at),
+        "created_at": rfc3339(r.created_at),
+        "decided_at": rfc3339(r.decided_at),
     }
 
 

@@ -13,6 +13,7 @@ from api.auth import requires
 from api.commit_answer import commit_with_answer
 from api.context import caller, db, platform, team_id
 from api.errors import ApiError, invalid, not_found
+from api.times import rfc3339
 from scheduler.usage import gpu_hours_by_team, period_start
 from storage.models import ApiKey, Job, Team
 from storage.states import HOLDING_SLOTS, JobState
@@ -81,7 +82,7 @@ def team_json(team: Team) -> dict[str, Any]:
         },
         "queue_state": team.queue_state,
         "usage": {
-            "period_start": since,
+            "period_start": rfc3339(since),
             "gpu_hours": round(used, 4),
             "gpu_hours_left": None
             if team.gpu_hours_budget is None
@@ -115,7 +116,8 @@ def _apply(team: Team, limits: TeamLimits, fields: set[str]) -> None:
 
 @bp.get("/teams/me")
 def me() -> Response:
-    return jsonify(team_json(_visible_team(team_id())))
+    # The key's role too: the dashboard offers Cancel only where the API would allow it.
+    return jsonify({**team_json(_visible_team(team_id())), "role": caller().role})
 
 
 @bp.get("/usage")
@@ -181,8 +183,8 @@ def list_keys(ident: str) -> Response:
                     "id": k.id,
                     "prefix": k.prefix,
                     "role": k.role,
-                    "created_at": k.created_at,
-                    "revoked_at": k.revoked_at,
+                    "created_at": rfc3339(k.created_at),
+                    "revoked_at": rfc3339(k.revoked_at),
                 }
                 for k in keys
             ]

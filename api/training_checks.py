@@ -1,22 +1,22 @@
 """Fine-tuning job checks: hyperparameters, label agreement and the validation report.
 
-Kept apart from `api/jobs.py` so the jobs blueprint stays about jobs. Nothing here
-imports torch: the report reads the stored files with the torch-free readers and
-counts word pieces with the `tokenizers` library (see `tunepool.data.pieces`).
+Kept apart from `api/jobs.py` so the jobs blueprint stays about jobs. The report is
+computed by a serving worker (it needs the base model's tokenizer), over the serving
+transport (`api/serving.py`).
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from api.context import db, platform
-from api.errors import ApiError, invalid
-from storage.blobs import fetch_file
+from flask import current_app
+
+from api.context import db
+from api.errors import invalid
 from storage.models import Dataset
 from storage.workers import has_cuda_worker
 from tunepool.hyperparameters import HyperparameterError, Hyperparameters
+from tunepool.serving_protocol import Kind
 from tunepool.sft_hyperparameters import SFTHyperparameters, SFTSettingsError
 
 CAUSAL_LM = "causal-lm"
@@ -72,30 +72,39 @@ def training_report(
     hyperparameters: dict[str, Any],
     base_model: str,
 ) -> dict[str, Any]:
-    """What `validate_only` returns: per-file findings, the "auto" choices and an estimate."""
+    """What `validate_only` returns: per-file findings, the "auto" choices and an estimate.
+
+    Counting word pieces needs the base model's tokenizer, which the API does not load:
+    a serving worker computes the report (503 while none runs); a file it cannot read
+    is a 422 naming the line, as at upload. A chat fine-tune's files were read, counted
+    and estimated at upload (their stats): its report is those and its hyperparameters.
+    """
     if task == CAUSAL_LM:
-        # The chat files were read, counted and estimated at upload (their stats).
         return {
             "task": task,
             "hyperparameters": check_sft_hyperparameters(hyperparameters).to_dict(),
             "train": train.stats,
             "validation": validation.stats if validation is not None else None,
         }
-    from tunepool.data.errors import DataError
-    from worker.training.validation import validation_report
+    from api.serving import serving_client
 
-    with tempfile.TemporaryDirectory(prefix="tunepool-report-") as tmp:
-        files: list[tuple[Path, str]] = []
-        for index, dataset in enumerate([train, validation]):
-            if dataset is None:
-                continue
-            path = Path(tmp) / f"{index}.{dataset.format}"
-            fetch_file(db(), platform().store, dataset.object_key, path)
-            files.append((path, dataset.format))
-        try:
-            return validation_report(
-                task, files[0], files[1] if len(files) > 1 else None, hyperparameters, base_model
-            )
-        except DataError as exc:
-            field = "train_dataset" if validation is None else "dataset"
-            raise ApiError(422, "invalid_data", str(exc), field, line=exc.line) from None
+    def recorded(dataset: Dataset | None) -> dict[str, Any] | None:
+        if dataset is None:
+            return None
+        return {
+            "key": dataset.object_key,
+            "size": dataset.size,
+            "sha256": dataset.sha256,
+            "format": dataset.format,
+        }
+
+    body = {
+        "task": task,
+        "train": recorded(train),
+        "validation": recorded(validation),
+        "hyperparameters": hyperparameters,
+        "base_model": base_model,
+    }
+    db().rollback()  # hold no read transaction (SQLite: the database lock) while waiting
+    report: dict[str, Any] = serving_client(current_app).call(Kind.REPORT, body)
+    return report

@@ -61,14 +61,14 @@ import yaml
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine
 
+from commands.embedded import Embedded, child_env
+from commands.netutil import answers, free_port, wait_for_port
+from commands.redis_server import start_redis
 from storage.db import make_engine, make_session_factory, transaction
 from storage.models import Job, JobRun, Worker
 from storage.schema import upgrade
 from storage.teams import create_team, issue_key
 from storage.worker_state import WorkerState
-from tunepool.embedded import Embedded, child_env
-from tunepool.netutil import answers, free_port, wait_for_port
-from tunepool.redis_server import start_redis
 from tunepool.settings import Settings
 from tunepool.synthetic import conll_text
 
@@ -515,7 +515,7 @@ def main() -> int:
                     [
                         sys.executable,
                         "-m",
-                        "tunepool",
+                        "commands",
                         "worker",
                         "--slots",
                         str(args.slots),
@@ -529,9 +529,9 @@ def main() -> int:
         if not args.workers_after_submit:
             start_workers()
         platform.start(
-            "control", [sys.executable, "-m", "tunepool", "control", "--loglevel", "warning"]
+            "control", [sys.executable, "-m", "commands", "control", "--loglevel", "warning"]
         )
-        platform.start("beat", [sys.executable, "-m", "tunepool", "beat", "--loglevel", "warning"])
+        platform.start("beat", [sys.executable, "-m", "commands", "beat", "--loglevel", "warning"])
         wait_for_port(port, 60)
         if not args.workers_after_submit:
             # A running platform: the burst starts once the workers are up and taking

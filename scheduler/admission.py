@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from sqlalchemy import Text, bindparam, case, func, select, type_coerce, update
@@ -74,14 +74,19 @@ def runtime_of(value: object) -> float | None:
     return float(value)
 
 
-def _estimated_end(job: Job, now: float) -> float:
-    """The run's own ETA once it reports one; else its start plus the submitter's estimate
-    (``estimated_runtime_s``), so a job that ran half its estimate is half done."""
+def _estimated_end(job: Job, now: float, startup: Mapping[str, float]) -> float:
+    """The run's own ETA once it reports one (counted from when it did); else its start
+    plus the submitter's estimate (``estimated_runtime_s``), so a job that ran half its
+    estimate is half done. A job not started yet starts after its worker's measured
+    start-up time."""
     eta = job.progress.get("eta_s")
     if eta:
-        return now + float(eta)
+        # Counted from when it was reported: a run that went quiet (evaluating, saving)
+        # still ends when it said, not always another `eta_s` from now.
+        return max(now, float(job.progress.get("at") or now) + float(eta))
     runtime = _runtime_estimate(job)
-    return max(now, (job.started_at or now) + runtime)
+    started = job.started_at or now + startup.get(job.worker_name or "", 0.0)
+    return max(now, started + runtime)
 
 
 # Why each pending job waited after the last pass, to write only what a pass changes.
@@ -204,7 +209,11 @@ def _last_workers(session: Session, job_ids: list[str]) -> dict[str, str]:
 
 
 def _plan(
-    session: Session, settings: Settings, now: float, pending: list[PendingJob]
+    session: Session,
+    settings: Settings,
+    now: float,
+    pending: list[PendingJob],
+    startup: Mapping[str, float],
 ) -> AdmissionPlan:
     holding = session.scalars(
         select(Job).where(
@@ -226,7 +235,7 @@ def _plan(
             j.slots,
             j.worker_name or "",
             tuple(j.gpu_indices or ()),
-            _estimated_end(j, now),
+            _estimated_end(j, now, startup),
             j.borrowed,
             float(newest_checkpoint.get(j.id) or j.started_at or now),
             j.state in (S.PREEMPTING.value, S.CANCELLING.value),
@@ -253,7 +262,13 @@ def _plan(
     # counts again from its next heartbeat; losing it (mark_lost) comes later.
     fresh = now - settings.worker_stale_after_s
     workers = [
-        WorkerCapacity(w.name, w.queue, w.slots, tuple(g["index"] for g in w.gpus) or ())
+        WorkerCapacity(
+            w.name,
+            w.queue,
+            w.slots,
+            tuple(g["index"] for g in w.gpus) or (),
+            startup.get(w.name, 0.0),
+        )
         for w in session.scalars(
             select(Worker)
             .where(Worker.state == WorkerState.ALIVE.value, Worker.heartbeat_at >= fresh)
@@ -270,12 +285,14 @@ def admit(
     settings: Settings,
     now: float | None = None,
     post: Callable[[dict[str, Place]], None] | None = None,
+    startup: Mapping[str, float] | None = None,
 ) -> list[Placement]:
     """One admission pass. Commits; then publishes each placed job to its worker's queue.
 
     ``post`` receives every waiting job's position and estimated start (the wait board);
     it is called while the pass still holds the scheduler lock, so boards arrive in the
-    order of the passes that made them.
+    order of the passes that made them. ``startup``: each worker's measured seconds from
+    admission to a job's first step (tunepool.startup_times), counted in those estimates.
     """
     now = now or time.time()
     lock_scheduler(session)
@@ -283,7 +300,7 @@ def admit(
     pending = _avoiding_last_workers(session, pending)
     if unreadable:
         _set_aside(session, unreadable)
-    decided = _plan(session, settings, now, pending)
+    decided = _plan(session, settings, now, pending, startup or {})
     placed: list[Placement] = []
     for p in decided.placements:
         if transition(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from scheduler.ticks import run_admission
+from storage.platform import Platform
 from tunepool.admission_ask import ask_for_admission
-from tunepool.platform import Platform
 
 
 def request_admission(platform: Platform) -> bool:

@@ -1,6 +1,6 @@
 """Periodic model updates: fire due schedules once, then carry each run to its evaluation.
 
-The beat tick (``tunepool.model_updates``, once a minute) does two things:
+The beat tick (``MODEL_UPDATES_TASK``, once a minute) does two things:
 
 1. For every enabled schedule whose newest due time (cron, UTC) or newest dataset
    version (``trigger: new_dataset``) has not been handled, insert a ``ScheduleRun``
@@ -33,12 +33,12 @@ from storage import job_factory
 from storage.ids import new_id
 from storage.job_factory import JobOrder
 from storage.models import Dataset, Job, ModelVersion
+from storage.platform import Platform
 from storage.priorities import priority_name
 from storage.refusals import Refusal
 from storage.registry import resolve
 from storage.schedules import RunOutcome, RunState, Schedule, ScheduleRun, move_run
 from storage.states import JobState
-from tunepool.platform import Platform
 
 log = logging.getLogger(__name__)
 S = JobState

@@ -70,6 +70,8 @@ class WorkerCapacity:
     queue: str
     slots: int
     gpu_indices: tuple[int, ...] = ()
+    # Measured seconds from admission to a job's first step here (tunepool.startup_times).
+    startup_s: float = 0.0
 
     def indices(self) -> tuple[int, ...]:
         return self.gpu_indices or tuple(range(self.slots))

@@ -29,9 +29,9 @@ from scheduler.admission import Publish
 from scheduler.dispatch import TASK_FOR_TYPE, celery_publisher
 from storage.db import transaction
 from storage.models import Job
+from storage.platform import Platform
 from storage.states import JobState, record_event
 from tunepool.messages import worker_queue
-from tunepool.platform import Platform
 
 log = logging.getLogger(__name__)
 

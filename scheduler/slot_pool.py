@@ -23,6 +23,8 @@ class SlotPool:
     ) -> None:
         self.now = now
         self.workers = {w.name: w for w in workers}
+        # A job placed on a worker starts training this long after its slots free up.
+        self.startup = {w.name: w.startup_s for w in workers}
         self.indices: dict[str, list[int]] = {w.name: list(w.indices()) for w in workers}
         busy: dict[str, list[float]] = {w.name: [] for w in workers}
         for job in running:
@@ -102,7 +104,8 @@ class SlotPool:
         return (at if at > self.now else self.now), name
 
     def book_earliest(self, slots: int, runtime: float) -> float | None:
-        """Book a job on the worker that first has ``slots`` free; when it starts there.
+        """Book a job on the worker that first has ``slots`` free; when it starts there
+        (its slots free, plus the time that worker takes to start a job).
 
         Booking it makes the jobs behind it in the order estimated after it. (One call per
         waiting job: hence ``earliest`` and, for the usual later end, ``book`` inlined.)
@@ -111,7 +114,7 @@ class SlotPool:
         if top is None:
             return None
         at, name = top
-        start = at if at > self.now else self.now
+        start = (at if at > self.now else self.now) + self.startup[name]
         end = start + runtime
         times = self.times[name]
         if end < times[slots - 1]:

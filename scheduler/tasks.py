@@ -1,4 +1,4 @@
-"""Thin Celery entry points for the scheduler's ticks (run on the control queue)."""
+"""Thin Celery entry points for the scheduler's ticks (beat sends them to housekeeping)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from scheduler.ticks import (
     run_retention,
     run_scratch_sweep,
 )
+from storage.platform import current_platform
 from tunepool.messages import (
     ADMIT_TASK,
     ALERTS_TASK,
@@ -22,7 +23,6 @@ from tunepool.messages import (
     RETAIN_CHECKPOINTS_TASK,
     SWEEP_SCRATCH_TASK,
 )
-from tunepool.platform import current_platform
 
 
 @shared_task(name=ADMIT_TASK, ignore_result=True)

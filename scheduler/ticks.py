@@ -12,12 +12,13 @@ from scheduler.wait_board import post_board
 from storage import idempotency
 from storage.db import transaction
 from storage.lease import reap_expired, requeue_unclaimed
+from storage.platform import Platform
 from storage.retention import retain_finished, unretained_jobs
 from storage.scratch import sweep_scratch
 from storage.states import TERMINAL
 from tunepool.observations import observe_admission_pass
-from tunepool.platform import Platform
 from tunepool.redis_client import redis_client
+from tunepool.startup_times import startup_times
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def run_admission(platform: Platform) -> list[Placement]:
             celery_publisher(platform.celery),
             platform.settings,
             post=lambda places: post_board(board, places),
+            startup=startup_times(board),
         )
     finally:
         session.close()

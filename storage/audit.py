@@ -56,7 +56,7 @@ def row(
     status: int,
     remote_addr: str | None,
 ) -> dict[str, Any]:
-    """An audit row's column values, for an INSERT that runs here or in storage.intake."""
+    """An audit row's column values, for :func:`record`'s INSERT."""
     return {
         "at": time.time(),
         "team_id": team_id,

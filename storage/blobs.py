@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -172,6 +173,28 @@ def fetch_file(session: Session, store: ObjectStore, key: str, dest: Path) -> St
     row = session.get(StoredObject, key)
     if row is None:
         raise ObjectNotFound(key)
+    fetch_verified(store, Recorded(row.key, row.size, row.sha256), dest)
+    return row
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What SQL records of a stored object: enough to verify a download without SQL
+    (a serving worker is handed these by the API and never reads the database)."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+def recorded_under(session: Session, prefix: str) -> list[Recorded]:
+    """The recorded objects of the directory ``prefix``, in key order."""
+    return [Recorded(r.key, r.size, r.sha256) for r in _rows_under(session, _dir_prefix(prefix))]
+
+
+def fetch_verified(store: ObjectStore, recorded: Recorded, dest: Path) -> None:
+    """Download to ``dest`` only if the bytes match ``recorded``; else ``dest`` is untouched."""
+    key = recorded.key
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -184,27 +207,35 @@ def fetch_file(session: Session, store: ObjectStore, key: str, dest: Path) -> St
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-        if size != row.size or digest.hexdigest() != row.sha256:
+        if size != recorded.size or digest.hexdigest() != recorded.sha256:
             # A size difference always shows as a digest difference too.
-            raise ChecksumMismatch(key, row.sha256, digest.hexdigest())
+            raise ChecksumMismatch(key, recorded.sha256, digest.hexdigest())
         os.replace(tmp_name, dest)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return row
 
 
 def fetch_dir(
     session: Session, store: ObjectStore, prefix: str, dest_dir: Path
 ) -> list[StoredObject]:
     """Download and verify every recorded object under ``prefix`` into ``dest_dir``."""
-    base = _dir_prefix(prefix)
-    rows = _rows_under(session, base)
-    for row in rows:
-        # Recorded keys passed validate_key when stored; check again before touching disk.
-        rel = validate_key(row.key[len(base) :])
-        fetch_file(session, store, row.key, Path(dest_dir).joinpath(*rel.split("/")))
+    rows = _rows_under(session, _dir_prefix(prefix))
+    fetch_recorded_dir(store, prefix, [Recorded(r.key, r.size, r.sha256) for r in rows], dest_dir)
     return rows
+
+
+def fetch_recorded_dir(
+    store: ObjectStore, prefix: str, objects: list[Recorded], dest_dir: Path
+) -> None:
+    """``fetch_dir`` from a list of recorded objects instead of the database."""
+    base = _dir_prefix(prefix)
+    for recorded in objects:
+        if not recorded.key.startswith(base):
+            raise ValueError(f"{recorded.key} is not under {base}")
+        # Recorded keys passed validate_key when stored; check again before touching disk.
+        rel = validate_key(recorded.key[len(base) :])
+        fetch_verified(store, recorded, Path(dest_dir).joinpath(*rel.split("/")))
 
 
 def delete_prefix(session: Session, store: ObjectStore, prefix: str) -> int:

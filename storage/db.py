@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage import finite_json
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    lock_timeout_s: float = 0,
+    idle_in_transaction_timeout_s: float = 0,
+    **kwargs: Any,
+) -> Engine:
     """Create an engine with the settings each dialect needs for a job queue.
 
     SQLite: WAL so readers never block the writer, a busy timeout instead of
@@ -24,6 +30,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     JSON columns are written as strict JSON (``storage.finite_json``): a NaN written
     as ``NaN`` made every JSON function over the table fail on SQLite.
+
+    PostgreSQL, for a process whose transactions are all short (the API's, one per
+    request; 0 leaves the server's default, no limit): ``lock_timeout_s`` ends a wait
+    for a row lock with an error instead of holding the caller, and
+    ``idle_in_transaction_timeout_s`` has the server end a session idle inside a
+    transaction, so the rows it locked are free again. The second is what clears a
+    half-open connection (the client gone, the server not told): its transaction,
+    holding an Idempotency-Key's reservation, would otherwise block every retry with
+    that key until TCP keepalive notices, hours later. Not for workers: they hold a
+    transaction open while they download a dataset or a model.
     """
     kwargs.setdefault("json_serializer", finite_json.dumps)
     if url.startswith("sqlite"):
@@ -52,6 +68,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # SQLAlchemy's own liveness check: a connection a database restart left dead is
     # replaced on checkout instead of failing the request that drew it.
     kwargs.setdefault("pool_pre_ping", True)
+    limits = {
+        "lock_timeout": lock_timeout_s,
+        "idle_in_transaction_session_timeout": idle_in_transaction_timeout_s,
+    }
+    options = " ".join(f"-c {name}={round(s * 1000)}" for name, s in limits.items() if s > 0)
+    if options and url.startswith("postgresql"):
+        # Set by the server at connect (libpq's "options"): no round trip per session.
+        kwargs["connect_args"] = {"options": options, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
 
 

@@ -96,21 +96,10 @@ def reserve(session: Session, team_id: str, key: str, fingerprint: str) -> bool:
     return session.execute(_statements(_dialect(session))[0], row).first() is not None
 
 
-def keep_if_absent(
-    session: Session, team_id: str, key: str, fingerprint: str, answer: tuple[int, str, str | None]
-) -> bool:
-    """Keep an answer under a key no call has used yet; False if one has: its row stands.
-
-    For a view marked api.context.one_statement, whose key is written only as it commits,
-    that ended without writing it: its row must never replace another call's answer."""
-    row = answered_row(team_id, key, fingerprint, answer)
-    return session.execute(_statements(_dialect(session))[0], row).first() is not None
-
-
 def answered_row(
     team_id: str, key: str, fingerprint: str, answer: tuple[int, str, str | None]
 ) -> dict[str, Any]:
-    """A key's row with its answer, for an INSERT here or in storage.intake."""
+    """A key's row with its answer, for :func:`keep_answer`'s INSERT."""
     status, body, content_type = answer
     return {
         "team_id": team_id,

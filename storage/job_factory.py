@@ -11,11 +11,9 @@ status, code, field, message), never half-written: the API turns it into its JSO
 (``api.errors.from_refusal``), the retrain scheduler records it on the run.
 
 :func:`create` (:func:`check`, then :func:`write`) adds the row and its first event to
-the caller's transaction. ``POST /v1/jobs`` builds the row here too (:func:`check`,
-then :func:`build`) and writes it through ``storage.intake``: one statement that also
-holds its Idempotency-Key's answer and the audit row, so a retry replays the first
-answer and nothing is half-written. That hand-made insert stays in that one place
-until the load benchmark (issue 21) shows the plain ORM path meets its figures.
+the caller's transaction through the ORM, and the caller commits: ``POST /v1/jobs``
+together with its Idempotency-Key's answer and the audit row (api.commit_answer), so a
+retry replays the first answer and nothing is half-written.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from storage.ids import new_id
 from storage.models import Job, ModelVersion
 from storage.priorities import PRIORITIES
 from storage.refusals import Refusal, refusal
-from storage.states import JobState, event_row, record_event
+from storage.states import JobState, record_event
 
 ADMISSION_REASON = "waiting for the next admission pass"
 
@@ -131,9 +129,3 @@ def write(
     session.flush()
     record_event(session, job.id, "state", new=JobState.PENDING.value, reason=accepted)
     return job
-
-
-def first_event(job: Job, accepted: str = "accepted") -> dict[str, Any]:
-    """The first event's row of a built job, for the submit's one statement
-    (``storage.intake``); :func:`write` records the same event."""
-    return event_row(job.id, "state", new=JobState.PENDING.value, reason=accepted)

@@ -7,8 +7,6 @@ SQLite and PostgreSQL, and cheap to compare in conditional updates (leases).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from functools import cache, partial
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -26,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from storage.dataset_status import DatasetStatus
 from storage.ids import new_id
 from storage.worker_state import WorkerState
 
@@ -38,38 +37,6 @@ def table_of(model: type[Base]) -> Table:
     """A mapped class's table, for plain statements on rows nobody holds as objects
     (declarative types ``__table__`` as any FROM clause; ours are all tables)."""
     return cast(Table, model.__table__)
-
-
-def with_defaults(obj: Base) -> dict[str, Any]:
-    """Set an unsaved object's unset columns to their Python-side defaults, as a flush
-    would, and return its column values: the parameters of a plain INSERT of it."""
-    values: dict[str, Any] = {}
-    for key, default in _column_defaults(type(obj)):
-        value = getattr(obj, key)
-        if value is None and default is not None:
-            value = default()
-            setattr(obj, key, value)
-        values[key] = value
-    return values
-
-
-@cache
-def _column_defaults(model: type[Base]) -> list[tuple[str, Callable[[], Any] | None]]:
-    """Each column's key and a maker of its Python-side default (None: no default)."""
-    found: list[tuple[str, Callable[[], Any] | None]] = []
-    for column in table_of(model).columns:
-        default: Any = column.default
-        maker: Callable[[], Any] | None = None
-        if getattr(default, "is_scalar", False):
-            maker = partial(_same, default.arg)
-        elif getattr(default, "is_callable", False):
-            maker = partial(default.arg, None)  # SQLAlchemy's wrapper takes a context
-        found.append((column.key, maker))
-    return found
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def _now() -> float:
@@ -131,6 +98,10 @@ class Dataset(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # validating (format checked at upload; a worker adds the word-piece statistics),
+    # ready, or failed with ``status_details`` ({"message", "line"}); storage.dataset_status.
+    status: Mapped[str] = mapped_column(String(16), default=DatasetStatus.VALIDATING.value)
+    status_details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
 
 

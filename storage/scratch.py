@@ -10,7 +10,7 @@ attempt directory is kept while its job is leased *with that attempt*, and so is
 numbered above the job's attempt (a claim this sweep read too early to see). Everything
 else of a job that exists is stale: the next attempt of a job works in a new directory.
 A job directory whose job is gone or finished goes whole. Names that are not job ids
-(``serving/`` of the API, anything an operator put there) are never touched.
+(``serving/`` of serving workers, anything an operator put there) are never touched.
 """
 
 from __future__ import annotations

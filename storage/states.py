@@ -93,7 +93,7 @@ def event_row(
     reason: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A job event's column values, for an INSERT that runs here or in storage.intake."""
+    """A job event's column values, for :func:`record_event`'s INSERT."""
     return {
         "job_id": job_id,
         "at": time.time(),

@@ -17,10 +17,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.netutil import answers
+from commands.redis_server import RedisServer, start_redis
 from storage.db import make_engine, make_session_factory
 from storage.schema import upgrade
-from tunepool.netutil import answers
-from tunepool.redis_server import RedisServer, start_redis
+from tests.serving_process import ServingProcess, serving_env
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -77,6 +78,34 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = start_redis(tmp_path_factory.mktemp("redis"), persist=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def serving_objects(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The object store of the API tests' platforms, which the session's serving worker
+    reads (keys are per team and team ids unique: tests never see each other's files)."""
+    return tmp_path_factory.mktemp("objects")
+
+
+@pytest.fixture(scope="session")
+def serving_worker(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServer,
+    serving_objects: Path,
+    tiny_base_models: dict[str, str],
+) -> Iterator[ServingProcess]:
+    """One real serving worker (`tunepool serve`) for the whole session, started on first use."""
+    home = tmp_path_factory.mktemp("serving-home")
+    env = serving_env(home, redis_server.url, serving_objects, tiny_base_models)
+    worker = ServingProcess("test-serving", env, home / "serving.log").start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def serving(serving_worker: ServingProcess) -> ServingProcess:
+    """The session's serving worker, ready (a test before may have flushed Redis)."""
+    return serving_worker.wait_ready()
 
 
 @pytest.fixture(scope="session")

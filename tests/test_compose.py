@@ -22,7 +22,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tunepool.cli import main
+from commands.cli import main
 from tunepool.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,7 @@ REQUIRED_SERVICES = {
     "api",
     "gpu-worker",
     "cpu-worker",
+    "inference",
     "control",
     "beat",
     "flower",
@@ -47,6 +48,7 @@ EXPECTED_COMMANDS = {
     "migrate": ["tunepool", "db", "upgrade"],
     "gpu-worker": ["tunepool", "worker"],
     "cpu-worker": ["tunepool", "worker", "--slots", "2"],
+    "inference": ["tunepool", "serve"],
     "control": ["tunepool", "control"],
     "beat": ["tunepool", "beat"],
     "flower": ["tunepool", "flower", "--port", "5555"],
@@ -120,6 +122,24 @@ def _dockerfile_instructions() -> Iterator[tuple[str, str]]:
         logical = ""
 
 
+def _dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's instructions by stage name (``FROM image AS name``)."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for keyword, args in _dockerfile_instructions():
+        if keyword == "FROM":
+            image, _, name = args.partition(" AS ")
+            current = stages.setdefault(name.strip(), [("FROM", image.strip())])
+            continue
+        current.append((keyword, args))
+    return stages
+
+
+# The API's image and every other project service's: the Dockerfile's two targets.
+API_TARGET, WORKER_TARGET = "api", "worker"
+API_IMAGE_SERVICES = {"api", "migrate"}
+
+
 def _resolve_click_command(argv: list[str]) -> tuple[click.Command, list[str], list[str]]:
     """Walk the click groups along argv: (command, its path, its own arguments)."""
     cmd: click.Command = main
@@ -142,12 +162,13 @@ def test_every_required_service_exists() -> None:
 
 
 def test_project_services_are_the_expected_ones() -> None:
-    # Infrastructure comes from its own images; everything of ours from the one image.
+    # Infrastructure comes from its own images; everything of ours from the Dockerfile.
     assert set(_project_services()) == {
         "migrate",
         "api",
         "gpu-worker",
         "cpu-worker",
+        "inference",
         "control",
         "beat",
         "flower",
@@ -160,21 +181,34 @@ def test_project_services_are_the_expected_ones() -> None:
     assert SERVICES["minio-init"]["image"].startswith("minio/mc")
 
 
-def test_one_image_and_one_build_for_every_project_service() -> None:
-    # One CPU image for every service but the GPU worker, whose image differs only in
-    # the torch build it installs.
-    services = [s for s in _project_services() if s != "gpu-worker"]
-    images = {SERVICES[s].get("image") for s in services}
-    builds = {yaml.safe_dump(SERVICES[s]["build"], sort_keys=True) for s in services}
-    assert len(images) == 1 and None not in images, f"project services use images {images}"
-    assert len(builds) == 1, "project services build the image differently"
-    build = SERVICES[services[0]]["build"]
-    assert (ROOT / build.get("context", ".")).resolve() == ROOT
-    assert (ROOT / build.get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE_PATH
+def test_one_image_per_target_and_one_build_for_each() -> None:
+    # The API (and the migration) from the `api` target; every other service but the GPU
+    # worker from one `worker` image; the GPU worker's differs only in its torch build.
+    stages = _dockerfile_stages()
+    groups = {
+        API_TARGET: sorted(API_IMAGE_SERVICES),
+        WORKER_TARGET: [
+            s for s in _project_services() if s not in API_IMAGE_SERVICES | {"gpu-worker"}
+        ],
+    }
+    images = {}
+    for target, services in groups.items():
+        names = {SERVICES[s].get("image") for s in services}
+        builds = {yaml.safe_dump(SERVICES[s]["build"], sort_keys=True) for s in services}
+        assert len(names) == 1 and None not in names, f"{target}: images {names}"
+        assert len(builds) == 1, f"{target}: services build their image differently"
+        build = SERVICES[services[0]]["build"]
+        assert build["target"] == target and target in stages
+        assert (ROOT / build.get("context", ".")).resolve() == ROOT
+        assert (ROOT / build.get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE_PATH
+        images[target] = names.pop()
+    assert images[API_TARGET] != images[WORKER_TARGET]
+    assert "args" not in SERVICES["api"]["build"]  # no torch to choose a build of
     gpu = SERVICES["gpu-worker"]
-    assert gpu["image"] not in images
+    assert gpu["image"] not in images.values()
+    worker_build = SERVICES[groups[WORKER_TARGET][0]]["build"]
     assert {k: v for k, v in gpu["build"].items() if k != "args"} == {
-        k: v for k, v in build.items() if k != "args"
+        k: v for k, v in worker_build.items() if k != "args"
     }
     assert set(gpu["build"]["args"]) == {"TORCH_FLAVOR"}
 
@@ -366,6 +400,11 @@ def _depends(service: str) -> dict[str, str]:
 def test_startup_order() -> None:
     assert _depends("migrate") == {"postgres": "service_healthy"}
     assert _depends("minio-init") == {"minio": "service_healthy"}
+    # A serving worker needs Redis and the bucket, never SQL.
+    assert _depends("inference") == {
+        "redis": "service_healthy",
+        "minio-init": "service_completed_successfully",
+    }
     for service in ("api", "gpu-worker", "cpu-worker", "control", "beat"):
         deps = _depends(service)
         assert deps.get("migrate") == "service_completed_successfully", service
@@ -392,39 +431,63 @@ def _pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_dockerfile_installs_the_project_as_a_non_root_user() -> None:
-    instructions = list(_dockerfile_instructions())
-    froms = [args for kw, args in instructions if kw == "FROM"]
-    assert froms == ["python:3.11-slim"]
-    runs = " ".join(args for kw, args in instructions if kw == "RUN")
-    assert re.search(r"\bpip install \.(\s|$)", runs), "the Dockerfile must `pip install .`"
-    users = [args for kw, args in instructions if kw == "USER"]
-    assert users and users[-1] not in {"root", "0"}, users
-    envs = " ".join(args for kw, args in instructions if kw == "ENV")
+def test_dockerfile_builds_both_targets_from_one_base_as_a_non_root_user() -> None:
+    stages = _dockerfile_stages()
+    assert list(stages) == ["base", API_TARGET, WORKER_TARGET]  # worker: the default
+    assert stages["base"][0] == ("FROM", "python:3.11-slim")
+    assert stages[API_TARGET][0] == stages[WORKER_TARGET][0] == ("FROM", "base")
+    envs = " ".join(args for kw, args in stages["base"] if kw == "ENV")
     assert "TUNEPOOL_HOME=/var/lib/tunepool" in envs
-    # Health checks live per service in compose: only the API has /healthz.
-    assert "HEALTHCHECK" not in {kw for kw, _ in instructions}
+    for target in (API_TARGET, WORKER_TARGET):
+        users = [args for kw, args in stages[target] if kw == "USER"]
+        assert users and users[-1] not in {"root", "0"}, (target, users)
+        # Health checks live per service in compose.
+        assert "HEALTHCHECK" not in {kw for kw, _ in stages[target]}
+
+
+def test_the_api_image_installs_no_worker_extra_and_the_worker_image_does() -> None:
+    stages = _dockerfile_stages()
+    api_runs = " ".join(args for kw, args in stages[API_TARGET] if kw == "RUN")
+    worker_runs = " ".join(args for kw, args in stages[WORKER_TARGET] if kw == "RUN")
+    assert re.search(r"\bpip install \.(\s|$)", api_runs), api_runs
+    assert "torch" not in api_runs and "[worker]" not in api_runs
+    assert re.search(r"""\bpip install "?\.\[worker\]"?(\s|$)""", worker_runs), worker_runs
+    # The base install holds none of what runs models; the `worker` extra does, and
+    # `dev` (what `make setup` installs) still gives everything.
+    project = _pyproject()["project"]
+    heavy = {"torch", "transformers", "peft", "safetensors", "seqeval", "gguf", "tokenizers"}
+    base = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    assert not base & heavy, base & heavy
+    extras = project["optional-dependencies"]
+    worker = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower() for d in extras["worker"]}
+    assert heavy <= worker, heavy - worker
+    assert "tunepool[worker]" in extras["dev"]
 
 
 def test_dockerfile_copies_every_package_of_the_distribution() -> None:
     include = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = {p.rstrip("*") for p in include}
-    copies = " ".join(args for kw, args in _dockerfile_instructions() if kw == "COPY")
-    missing = {p for p in packages if not re.search(rf"(^|\s){p}\s", copies)}
-    assert not missing, f"Dockerfile does not COPY {sorted(missing)}"
-    assert "pyproject.toml" in copies
+    for target, instructions in _dockerfile_stages().items():
+        if target == "base":
+            continue
+        copies = " ".join(args for kw, args in instructions if kw == "COPY")
+        missing = {p for p in packages if not re.search(rf"(^|\s){p}\s", copies)}
+        assert not missing, f"the {target} target does not COPY {sorted(missing)}"
+        assert "pyproject.toml" in copies
 
 
 def test_dockerfile_torch_pin_matches_pyproject() -> None:
-    pins = [d for d in _pyproject()["project"]["dependencies"] if d.startswith("torch")]
+    worker_extra = _pyproject()["project"]["optional-dependencies"]["worker"]
+    pins = [d for d in worker_extra if d.startswith("torch")]
     assert len(pins) == 1 and "==" in pins[0], pins
     version = pins[0].split("==", 1)[1].strip()
-    args = dict(a.split("=", 1) for kw, a in _dockerfile_instructions() if kw == "ARG" and "=" in a)
+    stage = _dockerfile_stages()[WORKER_TARGET]
+    args = dict(a.split("=", 1) for kw, a in stage if kw == "ARG" and "=" in a)
     assert args.get("TORCH_VERSION") == version
     # CPU by default; the GPU worker's image asks for a CUDA flavour of the index.
     assert args.get("TORCH_FLAVOR") == "cpu"
     assert args.get("TORCH_INDEX_URL", "").endswith("/${TORCH_FLAVOR}")
-    assert SERVICES["api"]["build"]["args"]["TORCH_FLAVOR"] == "cpu"
+    assert SERVICES["cpu-worker"]["build"]["args"]["TORCH_FLAVOR"] == "cpu"
     gpu_flavor = str(SERVICES["gpu-worker"]["build"]["args"]["TORCH_FLAVOR"])
     assert re.search(r"cu1\d\d", gpu_flavor), gpu_flavor
 

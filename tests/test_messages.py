@@ -5,19 +5,23 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from commands.celery_app import make_app
 from tunepool import messages
-from tunepool.app import make_app
 from tunepool.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCTION = ("api", "worker", "scheduler", "storage", "tunepool")
+PRODUCTION = ("commands", "api", "worker", "scheduler", "storage", "tunepool")
 TASK_NAMES = {v for k, v in vars(messages).items() if k.endswith("_TASK")}
 QUEUE_PREFIX = messages.worker_queue("")
 
 
 def _spelled_names(path: Path) -> list[str]:
     """Literals in a module that spell a task or queue name (an f-string's fixed parts too)."""
-    names = TASK_NAMES | {messages.CONTROL_QUEUE}
+    names = TASK_NAMES | {
+        messages.CONTROL_QUEUE,
+        messages.HOUSEKEEPING_QUEUE,
+        messages.DATASET_QUEUE,
+    }
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if (

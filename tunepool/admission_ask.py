@@ -3,7 +3,7 @@ the scheduler.
 
 A pass reads the whole pending queue, so running one inside every submit makes each
 submit cost O(queue) and a burst of N submits O(N x queue). Instead a caller commits
-its job and asks for a pass; the first ask in a window sends one ``tunepool.admit``
+its job and asks for a pass; the first ask in a window sends one ``ADMIT_TASK``
 to the control queue, due when the window closes, and later asks in that window are
 already covered by it: each of them committed before the window closed, and the pass
 reads the queue after it. The ask also reads how long the window has left (one round
@@ -23,22 +23,38 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 from weakref import WeakKeyDictionary
 
 from tunepool.messages import ADMIT_TASK, CONTROL_QUEUE
-from tunepool.platform import Platform
 from tunepool.redis_client import redis_client
+from tunepool.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """What an ask needs of a process's handles (``storage.platform.Platform`` is one):
+    the settings and an app to send by task name. The core names no storage type."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def celery(self) -> Celery: ...
+
 
 ASK_KEY = "tunepool:admission:asked"
 
 # Per platform (so per process), until when a pass already sent will still see a new
 # commit: asks before then skip Redis, one round trip less on nearly every submit.
-_covered_until: WeakKeyDictionary[Platform, float] = WeakKeyDictionary()
+_covered_until: WeakKeyDictionary[Publisher, float] = WeakKeyDictionary()
 
 
-def ask_for_admission(platform: Platform, run_inline: Callable[[], object]) -> bool:
+def ask_for_admission(platform: Publisher, run_inline: Callable[[], object]) -> bool:
     """True if a pass ran here and then (the caller's rows may have changed), else False."""
     settings = platform.settings
     window = settings.admission_coalesce_s

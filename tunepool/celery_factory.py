@@ -1,7 +1,7 @@
 """The Celery application factory and the settings that matter (DESIGN §10).
 
 An app built here publishes by task name (``tunepool.messages``) and registers no
-tasks: the API, the scheduler and the worker use it to send; ``tunepool.app``, the
+tasks: the API, the scheduler and the worker use it to send; ``commands.celery_app``, the
 composition root, adds the beat schedule and both sides' task modules for the
 ``celery`` command line. No torch here: the worker's parent process must never
 initialise CUDA (a forked child cannot use a CUDA context created before the fork).

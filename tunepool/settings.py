@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # A queued job whose worker never claimed it goes back to pending after this long.
     claim_timeout_s: float = 120.0
 
+    log_max_bytes: int = Field(
+        10_000_000, ge=1024, description="`tunepool up`: a service log rotates at this size."
+    )
+    log_backups: int = Field(5, ge=1, description="`tunepool up`: rotated files kept per service.")
     worker_name: str = Field("", description="Empty means <hostname>-<pid>.")
     worker_slots: int = Field(0, description="Slots this worker offers; 0 means GPU count or 1.")
     worker_heartbeat_s: float = 10.0
@@ -106,6 +110,27 @@ class Settings(BaseSettings):
     # /metrics (api/metrics.py): empty means open, for a network only operators reach;
     # else scrapes must send "Authorization: Bearer <token>".
     metrics_token: str = Field("", description="Bearer token /metrics requires; empty: none.")
+
+    # PostgreSQL bounds of the API's connections (storage.db.make_engine; 0: none): a
+    # request that waits longer for a row lock answers 503 (retry); a transaction idle
+    # that long, its client gone, is ended by the server and its locks freed.
+    api_sql_lock_timeout_s: float = 10.0
+    api_sql_idle_in_transaction_timeout_s: float = 30.0
+    # Online serving (worker/serving, api/serving.py): a serving worker batches up to
+    # serve_max_batch inputs per forward pass, the first waiting serve_max_wait_ms for
+    # company; it keeps serve_cache_bytes of models; serve_threads requests run at once
+    # and serve_queue_limit may wait or run before the API answers 503 (Retry-After).
+    serve_max_batch: int = Field(32, ge=1)
+    serve_max_wait_ms: float = Field(10.0, ge=0)
+    serve_cache_bytes: int = 2 * 1024**3
+    serve_threads: int = Field(64, ge=1)
+    serve_queue_limit: int = Field(256, ge=1)
+    # A serving worker beats this often; one silent for serve_lost_after_s is dead: the
+    # API stops waiting for its answers and routes elsewhere.
+    serve_heartbeat_s: float = Field(1.0, gt=0)
+    serve_lost_after_s: float = Field(5.0, gt=0)
+    # The longest the API waits for an answer (a first model load included).
+    serve_timeout_s: float = Field(120.0, gt=0)
 
     max_upload_bytes: int = 512 * 1024 * 1024
     # Per API key, per API process (api/guards.py): a token bucket; 0 turns it off.

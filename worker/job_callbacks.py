@@ -21,10 +21,13 @@ from storage.db import transaction
 from storage.layout import checkpoint_prefix
 from storage.lease import renew_lease, update_leased
 from storage.models import Checkpoint, Job
+from storage.platform import Platform
 from storage.retention import prune_checkpoints
 from storage.states import record_event
-from tunepool.platform import Platform
+from tunepool.redis_client import redis_client
+from tunepool.startup_times import record_startup
 from worker import shutdown as worker_shutdown
+from worker.identity import worker_name
 from worker.lease_keeper import LeaseKeeper
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ class JobCallbacks:
         self.settings = platform.settings
         # The lease is held by the one keeper every job kind uses (worker.lease_keeper).
         self.keeper = LeaseKeeper(platform, job_id, owner)
+        self._first_report = True
 
     @property
     def lease_lost(self) -> bool:
@@ -78,13 +82,30 @@ class JobCallbacks:
             return
         if "step" not in event:
             return  # not a training step (batch inference logs its own progress line)
+        if self._first_report:
+            self._first_report = False
+            self._record_startup()
         log.info(
-            "step %s epoch %.2f loss %.4f %.0f tokens/s",
+            "step %s/%s epoch %s/%s loss %.4f %.0f tokens/s",
             event.get("step"),
-            float(event.get("epoch") or 0),
+            event.get("total_steps", "?"),
+            event.get("epoch"),
+            event.get("epochs", "?"),
             float(event.get("loss") or 0),
             float(event.get("tokens_per_s") or 0),
         )
+
+    def _record_startup(self) -> None:
+        """Admission to first step: this worker's start-up time, a sample of the average
+        that estimated starts count (tunepool.startup_times)."""
+        with self.platform.sessions() as session:
+            queued_at = session.scalar(select(Job.queued_at).where(Job.id == self.job_id))
+        if queued_at is not None:
+            record_startup(
+                redis_client(self.settings.redis_url),
+                worker_name(self.settings),
+                time.time() - queued_at,
+            )
 
     def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
         self.keeper.alive()

@@ -14,8 +14,9 @@ from typing import Any
 
 from storage.db import transaction
 from storage.lease import run_not_taken
+from storage.platform import Platform
 from storage.states import record_event
-from tunepool.platform import Platform
+from worker.log_noise import grade
 
 FLUSH_S = 1.0
 BATCH_LINES = 200
@@ -55,13 +56,16 @@ class JobLogHandler(logging.Handler):
         if getattr(self._writing, "active", False) or record.name.startswith(_SKIP):
             return
         try:
-            message = self.format(record)
+            # Library decoration (load reports, progress bars) is debug: worker.log_noise.
+            level, message = grade(record.levelno, self.format(record))
         except Exception:
             self.handleError(record)
             return
+        if level < self.level:
+            return
         line = {
             "at": record.created,
-            "level": record.levelname.lower(),
+            "level": logging.getLevelName(level).lower(),
             "logger": record.name,
             "message": message[:MAX_LINE],
         }

@@ -25,8 +25,8 @@ from storage.attempts import StopReason
 from storage.db import transaction
 from storage.lease import renew_lease
 from storage.models import Job
+from storage.platform import Platform
 from storage.states import JobState
-from tunepool.platform import Platform
 
 log = logging.getLogger(__name__)
 

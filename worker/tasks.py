@@ -13,16 +13,21 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
+from sqlalchemy import select
 from sqlalchemy.orm import configure_mappers
 
 from storage.attempts import AttemptOutcome
 from storage.db import transaction
+from storage.models import Job
+from storage.objects.base import ObjectStoreError
+from storage.platform import Platform, current_platform
 from storage.scratch import sweep_scratch
 from storage.workers import heartbeat, register, retire
 from tunepool.admission_ask import ask_for_admission
 from tunepool.gpu_stats import sample_gpus
 from tunepool.messages import (
     ADMIT_TASK,
+    CHECK_DATASET_TASK,
     COMPRESS_TASK,
     CONTROL_QUEUE,
     EVALUATE_TASK,
@@ -30,7 +35,6 @@ from tunepool.messages import (
     TRAIN_TASK,
 )
 from tunepool.observations import publish_gpu_samples
-from tunepool.platform import Platform, current_platform
 from worker import fork_guard
 from worker.cancellation import enforce_cancellations
 from worker.identity import describe, worker_name
@@ -40,25 +44,50 @@ log = logging.getLogger(__name__)
 _stop_heartbeat = threading.Event()
 
 
-@shared_task(name=TRAIN_TASK, ignore_result=True)
+class JobFailed(Exception):
+    """The job failed; raised once the failure is recorded, so Celery's own state for the
+    task (and so Flower's) is FAILURE, not SUCCESS.
+
+    Listed in each job task's ``throws`` (Celery's documented "expected errors"): the
+    worker logs it as one line, no traceback. Nothing retries it: no task sets retries,
+    and messages are acknowledged on receipt (tunepool.celery_factory); the job's row, not
+    the task, decides whether it runs again.
+    """
+
+
+@shared_task(name=TRAIN_TASK, ignore_result=True, throws=(JobFailed,))
 def train(job_id: str, team: str = "") -> str:
     # `team` only labels the task for operators (Flower shows its arguments).
     return _run_job(job_id)
 
 
-@shared_task(name=INFER_TASK, ignore_result=True)
+@shared_task(name=INFER_TASK, ignore_result=True, throws=(JobFailed,))
 def infer(job_id: str, team: str = "") -> str:
     return _run_job(job_id)
 
 
-@shared_task(name=COMPRESS_TASK, ignore_result=True)
+@shared_task(name=COMPRESS_TASK, ignore_result=True, throws=(JobFailed,))
 def compress(job_id: str, team: str = "") -> str:
     return _run_job(job_id)
 
 
-@shared_task(name=EVALUATE_TASK, ignore_result=True)
+@shared_task(name=EVALUATE_TASK, ignore_result=True, throws=(JobFailed,))
 def evaluate(job_id: str, team: str = "") -> str:
     return _run_job(job_id)
+
+
+@shared_task(
+    name=CHECK_DATASET_TASK,
+    ignore_result=True,
+    # The object store briefly unreachable is no fault of the data: try again later.
+    autoretry_for=(ObjectStoreError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def check_dataset(dataset_id: str) -> str:
+    from worker.dataset_checks import check_dataset as run_check
+
+    return run_check(current_platform(), dataset_id)
 
 
 def _run_job(job_id: str) -> str:
@@ -73,6 +102,10 @@ def _run_job(job_id: str) -> str:
             _request_admission(platform)
         except Exception:
             log.exception("admission after job %s failed; the beat tick will retry", job_id)
+    if outcome == AttemptOutcome.FAILED:
+        with platform.sessions() as session:
+            error = session.scalar(select(Job.error).where(Job.id == job_id))
+        raise JobFailed(f"job {job_id} failed: {error or 'see its log'}")
     return outcome.value
 
 
@@ -81,7 +114,7 @@ def _request_admission(platform: Platform) -> None:
 
     The worker never imports the scheduler. Inline mode (``admission_coalesce_s = 0``,
     no control worker) runs the admit task in this process, where the Celery app
-    (``tunepool.app``) registered it under its name beside this module's tasks; a
+    (``commands.celery_app``) registered it under its name beside this module's tasks; a
     process that loaded only the worker's tasks publishes it to the control queue.
     """
 
@@ -107,7 +140,7 @@ def _preload_for_children() -> None:
 
     configure_mappers()
     # The engine (not a connection): its driver imported and its compiled-statement
-    # cache shared with every child (tunepool.platform adopts it after the fork).
+    # cache shared with every child (storage.platform adopts it after the fork).
     current_platform().engine  # noqa: B018
 
 

@@ -10,9 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Blueprint, Response, redirect, send_from_directory
+from flask.blueprints import BlueprintSetupState
 
 STATIC = Path(__file__).parent / "static"
 bp = Blueprint("ui", __name__, url_prefix="/ui")
+
+
+@bp.record_once
+def _site_root(state: BlueprintSetupState) -> None:
+    """``/`` leads to the dashboard: what a person opening the API's address wants."""
+    state.app.add_url_rule("/", "dashboard_home", lambda: redirect("/ui/", code=302))
 
 
 @bp.get("")

@@ -26,7 +26,7 @@ from scheduler.alerts.channels import Channel, configured
 from scheduler.alerts.rules import RULES, Context, Firing, Rule
 from storage.alerts import Incident
 from storage.objects.base import ObjectStore
-from tunepool.platform import Platform
+from storage.platform import Platform
 from tunepool.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from scheduler.backup.catalog import (
 from scheduler.backup.dump import default_method, dump_database
 from storage.layout import backup_manifest_key, backup_object_key
 from storage.objects.base import ObjectStore
-from tunepool.platform import Platform
+from storage.platform import Platform
 
 log = logging.getLogger(__name__)
 

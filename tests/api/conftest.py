@@ -10,11 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from commands.redis_server import RedisServer
 from storage.db import transaction
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.teams import create_team, issue_key
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 from tunepool.synthetic import conll_text
 
@@ -25,15 +25,17 @@ def platform(
     tmp_path: Path,
     redis_server: RedisServer,
     tiny_base_models: dict[str, str],
+    serving_objects: Path,
 ) -> Iterator[Platform]:
     settings = Settings(
         home=tmp_path / "home",
         database_url=database_url,
-        object_store_url=(tmp_path / "objects").as_uri(),
+        # Shared with the session's serving worker (tests/conftest.py: serving_worker).
+        object_store_url=serving_objects.as_uri(),
         redis_url=redis_server.url,
         base_models=tiny_base_models,
     )
-    platform = Platform(settings)
+    platform = Platform(settings, for_api=True)  # as api.app.create_app builds its own
     upgrade(platform.engine)
     yield platform
     platform.close()
@@ -92,4 +94,5 @@ def upload_ner(
             "file": (__import__("io").BytesIO(body.encode()), f"{name}.{fmt}"),
         },
     )
-    return {"status": resp.status_code, **resp.get_json()}
+    # "status" is the HTTP status here; the dataset's own status is read with a GET.
+    return {**resp.get_json(), "status": resp.status_code}

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from storage.blobs import store_dir
 from storage.db import transaction
 from storage.models import ModelVersion, Team
+from storage.platform import Platform
 from storage.registry import next_version
-from tunepool.platform import Platform
 
 
 def publish_version(

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from storage.alerts import Incident
 from storage.models import Team
-from tunepool.platform import Platform
+from storage.platform import Platform
 
 
 def _incident(rule: str, subject: str, team_id: str | None, state: str = "open") -> Incident:

@@ -10,11 +10,11 @@ import pytest
 from flask.testing import FlaskClient
 
 from storage.db import transaction
+from storage.platform import Platform
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory
 from tests.conftest import TINY_BASE_MODEL
 from tests.training.causal_lm_fixtures import colour_chats, store_chat_dataset, write_chats
-from tunepool.platform import Platform
 
 
 @pytest.fixture

@@ -23,12 +23,12 @@ from storage.alerts import Incident
 from storage.db import transaction
 from storage.ids import new_id
 from storage.models import ApiKey, Checkpoint, Job, Team
+from storage.platform import Platform
 from storage.schedules import Schedule, ScheduleRun
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
 from tests.conftest import TINY_BASE_MODEL
-from tunepool.platform import Platform
 
 A_TEAM, B_TEAM = "team-a-private", "team-b"
 A_MODEL = "a-secret-ner"

@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 
 from storage.blobs import verify
 from storage.models import Dataset, StoredObject
+from storage.platform import Platform
 from tests.api.conftest import KeyFactory, upload_ner
-from tunepool.platform import Platform
 
 
 def test_upload_stores_the_file_with_its_checksum_and_returns_stats(

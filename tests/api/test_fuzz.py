@@ -24,11 +24,11 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from api.app import create_app
 from api.openapi import build_document
+from commands.redis_server import RedisServer
 from storage.db import transaction
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.teams import create_team
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 KEY: dict[str, str] = {}

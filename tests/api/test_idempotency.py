@@ -11,19 +11,18 @@ from contextlib import contextmanager
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import OperationalError
 
 import api.after_writes as after_writes
-import api.commit_answer as commit_answer
 import api.jobs as api_jobs
 from scheduler.ticks import run_key_expiry
 from storage import idempotency
 from storage.audit import AuditEvent
 from storage.idempotency import IdempotencyKey
 from storage.models import ApiKey, Dataset, Job, JobEvent, Team
+from storage.platform import Platform
 from tests.api.conftest import KeyFactory, upload_ner
-from tunepool.platform import Platform
 from tunepool.synthetic import conll_text
 
 
@@ -263,42 +262,45 @@ def _drain(platform: Platform, team: str, state: str) -> None:
         session.execute(update(Team).where(Team.name == team).values(queue_state=state))
 
 
-def test_a_retry_replays_the_first_job_even_where_the_view_would_now_refuse(
+def test_a_failed_first_call_frees_its_key_and_no_later_refusal_replaces_the_answer(
     client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
-    """The key is written with the job, not on arrival: a retry runs the view again. A
-    refusal it meets now (the queue drains) must not replace the first answer, and a
-    server error must not free the key."""
+    """A first call whose job's INSERT fails (503) writes nothing, its key's reservation
+    included: the retry creates the job. Later retries are answered from the key before
+    the view runs, so a refusal the view would meet now (the queue drains) never
+    replaces that answer."""
     plain = make_key()
     body = {"task": "token-classification", "train_dataset": upload_ner(client, plain)["id"]}
     headers = {**plain, "Idempotency-Key": "late-1"}
+
+    def down(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("INSERT INTO jobs"):
+            raise OperationalError(statement, {}, Exception("the database went away"))
+
+    event.listen(platform.engine, "before_cursor_execute", down)
+    try:
+        failed = client.post("/v1/jobs", headers=headers, json=body)
+    finally:
+        event.remove(platform.engine, "before_cursor_execute", down)
+    assert failed.status_code == 503
+    assert count(platform, Job) == count(platform, IdempotencyKey) == 0
+
     first = client.post("/v1/jobs", headers=headers, json=body)
-    assert first.status_code == 201
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
     _drain(platform, "alpha", "draining")
     again = client.post("/v1/jobs", headers=headers, json=body)
+    _drain(platform, "alpha", "open")
     assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json()["id"] == first.get_json()["id"]
-    _drain(platform, "alpha", "open")
-
-    def down(*_: object) -> bool:
-        raise OperationalError("INSERT", {}, Exception("the database went away"))
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(commit_answer, "write_accepted", down)
-        failed = client.post("/v1/jobs", headers=headers, json=body)
-    assert failed.status_code == 503
-    last = client.post("/v1/jobs", headers=headers, json=body)
-    assert last.status_code == 201 and last.get_json()["id"] == first.get_json()["id"]
-    with platform.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Job)) == 1
+    assert count(platform, Job) == 1
 
 
 def test_a_refusal_kept_under_a_key_is_replayed_once_the_view_would_accept(
     client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
-    """The first call was refused (the queue drained) and its answer kept. The retry now
-    passes the checks, and its write finds the key taken: it writes nothing and replays
-    the refusal, as a key reserved on arrival would have."""
+    """The first call was refused (the queue drained) and its answer kept. The retry would
+    now pass the checks, but it is answered from its key before the view runs: it writes
+    nothing and replays the refusal."""
     plain = make_key()
     body = {"task": "token-classification", "train_dataset": upload_ner(client, plain)["id"]}
     headers = {**plain, "Idempotency-Key": "late-2"}

@@ -15,11 +15,12 @@ from flask.testing import FlaskClient
 
 from api.datasets import FORMATS
 from storage.db import transaction
+from storage.platform import Platform
 from storage.states import JobState, transition
 from tests.api.conftest import KeyFactory
 from tests.api.models_helpers import publish_version
 from tests.inference.tiny import CLASS_LABELS, NER_LABELS, tiny_model_dir
-from tunepool.platform import Platform
+from tests.serving_process import ServingProcess
 from worker.envelope import run_job
 
 TOKEN, SEQUENCE = "token-classification", "sequence-classification"
@@ -173,6 +174,7 @@ def test_every_model_task_compresses_scored_on_its_validation_format(
     make_key: KeyFactory,
     platform: Platform,
     models: dict[str, Path],
+    serving: ServingProcess,
     task: str,
     fmt: str,
 ) -> None:

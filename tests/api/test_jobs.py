@@ -7,9 +7,10 @@ import time
 from flask.testing import FlaskClient
 
 from storage.db import transaction
+from storage.platform import Platform
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
-from tunepool.platform import Platform
+from tests.serving_process import ServingProcess
 
 
 def submit(client: FlaskClient, headers: dict[str, str], **spec: object) -> tuple[int, dict]:
@@ -66,7 +67,9 @@ def test_invalid_specs_name_the_field(client: FlaskClient, make_key: KeyFactory)
     assert resp.status_code == 400
 
 
-def test_validate_only_creates_nothing(client: FlaskClient, make_key: KeyFactory) -> None:
+def test_validate_only_creates_nothing(
+    client: FlaskClient, make_key: KeyFactory, serving: ServingProcess
+) -> None:
     headers = make_key()
     ds = upload_ner(client, headers)
     status, body = submit(client, headers, train_dataset=ds["id"], validate_only=True)

@@ -13,11 +13,12 @@ from flask.testing import FlaskClient
 
 from storage.db import transaction
 from storage.lease import reap_expired
+from storage.platform import Platform
 from storage.states import JobState, transition
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
 from tests.inference.tiny import NER_LABELS, tiny_model_dir
-from tunepool.platform import Platform
+from tests.serving_process import ServingProcess
 from worker.envelope import run_job
 
 
@@ -91,7 +92,11 @@ def test_inference_job_writes_checksummed_jsonl_output(
 
 
 def test_compress_job_adds_an_int8_version_with_its_report(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, ner_dir: Path
+    client: FlaskClient,
+    make_key: KeyFactory,
+    platform: Platform,
+    ner_dir: Path,
+    serving: ServingProcess,
 ) -> None:
     alpha = make_key("alpha")
     dataset = upload_ner(client, alpha)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterator
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api.serving import EXTENSION, Server, ServingConfig
+from storage.platform import Platform
 from tests.api.conftest import KeyFactory
 from tests.api.models_helpers import publish_version
 from tests.inference.tiny import CLASS_LABELS, NER_LABELS, tiny_model_dir
-from tunepool.platform import Platform
+from tests.serving_process import ServingProcess
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,6 @@ def ner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model_dir(tmp_path_factory.mktemp("cls"), CLASS_LABELS, task="sequence")
-
-
-@pytest.fixture
-def server(app: Flask, platform: Platform) -> Iterator[Server]:
-    server = Server(platform, ServingConfig(max_batch_size=32, max_wait_ms=100))
-    app.extensions[EXTENSION] = server
-    yield server
-    server.close()
 
 
 def test_versions_aliases_move_and_roll_back(
@@ -101,7 +93,7 @@ def test_predictions_for_ner_and_classification(
     client: FlaskClient,
     make_key: KeyFactory,
     platform: Platform,
-    server: Server,
+    serving: ServingProcess,
     ner_dir: Path,
     cls_dir: Path,
 ) -> None:
@@ -135,7 +127,11 @@ def test_predictions_for_ner_and_classification(
 
 
 def test_unknown_models_are_404_and_malformed_inputs_422(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, server: Server, ner_dir: Path
+    client: FlaskClient,
+    make_key: KeyFactory,
+    platform: Platform,
+    serving: ServingProcess,
+    ner_dir: Path,
 ) -> None:
     alpha = make_key("alpha")
     publish_version(platform, "alpha", "ner", ner_dir)
@@ -164,7 +160,11 @@ def test_unknown_models_are_404_and_malformed_inputs_422(
 
 
 def test_one_team_cannot_see_or_call_another_teams_model(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, server: Server, ner_dir: Path
+    client: FlaskClient,
+    make_key: KeyFactory,
+    platform: Platform,
+    serving: ServingProcess,
+    ner_dir: Path,
 ) -> None:
     alpha, beta = make_key("alpha"), make_key("beta")
     publish_version(platform, "alpha", "ner", ner_dir)
@@ -189,7 +189,7 @@ def test_one_team_cannot_see_or_call_another_teams_model(
 
 
 def test_concurrent_requests_share_forward_passes_and_wait_for_the_load(
-    app: Flask, make_key: KeyFactory, platform: Platform, server: Server, ner_dir: Path
+    app: Flask, make_key: KeyFactory, platform: Platform, serving: ServingProcess, ner_dir: Path
 ) -> None:
     alpha = make_key("alpha")
     mv = publish_version(platform, "alpha", "ner", ner_dir)
@@ -208,7 +208,18 @@ def test_concurrent_requests_share_forward_passes_and_wait_for_the_load(
     for text, (_, body) in zip(texts, results, strict=True):
         words = [e["text"] for e in body["predictions"][0]["entities"]]
         assert words == text.split()  # each answer belongs to its own request
-    stats = server.stats(mv.id)
-    assert stats is not None and stats.requests == 32
-    assert stats.forward_passes < 32, stats.batch_sizes
-    assert server.cache.loads == 1
+    # The serving worker's advert tells what it served (refreshed at each beat).
+    deadline = time.monotonic() + 10
+    while serving.model_stats(mv.id).get("requests", 0) < 32 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stats = serving.model_stats(mv.id)
+    assert stats["requests"] == 32
+    assert stats["forward_passes"] < 32, stats
+    assert stats["loads"] == 1
+
+
+def test_readiness_lists_the_serving_workers(client: FlaskClient, serving: ServingProcess) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.get_json()
+    workers = {w["name"]: w for w in ready.get_json()["serving_workers"]}
+    assert workers[serving.name]["capacity"] == 256 and not workers[serving.name]["draining"]

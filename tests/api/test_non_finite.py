@@ -18,9 +18,9 @@ from scheduler.reconciler import run_reconciler
 from scheduler.ticks import run_reaper
 from storage.db import transaction
 from storage.models import Job, JobEvent, Team
+from storage.platform import Platform
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
-from tunepool.platform import Platform
 
 BAD_NUMBERS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]
 

@@ -3,19 +3,18 @@ words; a token classifier answers one label per given word, spans index those wo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from api.serving import EXTENSION, Server, ServingConfig
+from storage.platform import Platform
 from tests.api.conftest import KeyFactory
 from tests.api.models_helpers import publish_version
 from tests.inference.tiny import CLASS_LABELS, NER_LABELS, tiny_model_dir
-from tunepool.platform import Platform
+from tests.serving_process import ServingProcess
 
 WORDS = ["Åse", "Kristiansand-Ødegård", "e-mail", "New York", "don't", "U.S.A."]
 
@@ -32,16 +31,12 @@ def cls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.fixture
-def server(app: Flask, platform: Platform) -> Iterator[Server]:
-    server = Server(platform, ServingConfig(max_batch_size=4, max_wait_ms=5))
-    app.extensions[EXTENSION] = server
-    yield server
-    server.close()
-
-
 def test_words_get_one_label_each_and_spans_over_the_given_words(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, server: Server, ner_dir: Path
+    client: FlaskClient,
+    make_key: KeyFactory,
+    platform: Platform,
+    serving: ServingProcess,
+    ner_dir: Path,
 ) -> None:
     alpha = make_key("alpha")
     publish_version(platform, "alpha", "ner", ner_dir)
@@ -63,7 +58,11 @@ def test_words_get_one_label_each_and_spans_over_the_given_words(
 
 
 def test_a_sequence_classifier_takes_words_too(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, server: Server, cls_dir: Path
+    client: FlaskClient,
+    make_key: KeyFactory,
+    platform: Platform,
+    serving: ServingProcess,
+    cls_dir: Path,
 ) -> None:
     alpha = make_key("alpha")
     publish_version(platform, "alpha", "mood", cls_dir, task="sequence-classification")
@@ -74,7 +73,11 @@ def test_a_sequence_classifier_takes_words_too(
 
 
 def test_malformed_word_lists_are_422(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, server: Server, ner_dir: Path
+    client: FlaskClient,
+    make_key: KeyFactory,
+    platform: Platform,
+    serving: ServingProcess,
+    ner_dir: Path,
 ) -> None:
     alpha = make_key("alpha")
     publish_version(platform, "alpha", "ner", ner_dir)
@@ -94,12 +97,19 @@ def test_malformed_word_lists_are_422(
 
 
 def test_a_masked_lm_version_is_refused_with_a_422_naming_the_model(
-    client: FlaskClient, make_key: KeyFactory, platform: Platform, server: Server, ner_dir: Path
+    client: FlaskClient,
+    make_key: KeyFactory,
+    platform: Platform,
+    serving: ServingProcess,
+    ner_dir: Path,
 ) -> None:
     alpha = make_key("alpha")
-    publish_version(platform, "alpha", "mlm", ner_dir, task="masked-lm")
+    mlm = publish_version(platform, "alpha", "mlm", ner_dir, task="masked-lm")
     resp = client.post("/v1/models/mlm/predict", headers=alpha, json={"inputs": ["Ola"]})
     assert resp.status_code == 422, resp.get_json()
     error = resp.get_json()["error"]
     assert error["field"] == "model" and "masked-lm" in error["message"]
-    assert server.cache.loads == 0  # refused before anything was fetched or loaded
+    # Refused before anything was sent: the serving worker never fetched or loaded it.
+    time.sleep(0.5)  # past a heartbeat, which would show a load begun
+    advert = serving.advert()
+    assert advert is not None and not advert.holds(mlm.id)

@@ -23,13 +23,13 @@ from scheduler.model_updates import fire, fire_due, run_model_updates
 from storage.db import transaction
 from storage.lease import claim
 from storage.models import Job
+from storage.platform import Platform
 from storage.schedules import Schedule, ScheduleRun
 from storage.states import JobState, transition
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
 from tests.conftest import TINY_BASE_MODEL
 from tests.inference.tiny import NER_LABELS, tiny_model_dir
-from tunepool.platform import Platform
 from worker.envelope import run_job
 
 EVAL_CONLL = "Alice B-PER\nwent O\nhome O\n\nBob B-PER\nsaw O\nMaria B-PER\n\n"
@@ -307,7 +307,7 @@ def test_crud_roles_and_team_isolation(client: FlaskClient, make_key: KeyFactory
     sid = schedule["id"]
     assert schedule["name"] == "ner" and schedule["task"] == "token-classification"
     assert schedule["promotion"] == {"metric": "f1", "min_margin": 0.1}
-    assert schedule["next_fire_at"].endswith("03:00:00+00:00")
+    assert schedule["next_fire_at"].endswith("03:00:00Z")
 
     assert client.get("/v1/schedules", headers=viewer).get_json()["data"][0]["id"] == sid
     assert client.get(f"/v1/schedules/{sid}/runs", headers=viewer).get_json()["data"] == []

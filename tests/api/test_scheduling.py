@@ -14,10 +14,12 @@ from sqlalchemy import select
 
 from storage.db import transaction
 from storage.models import Job, ModelVersion, Team
+from storage.platform import Platform
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.messages import worker_queue
-from tunepool.platform import Platform
+from tunepool.redis_client import redis_client
+from tunepool.startup_times import STARTUP_KEY, record_startup
 
 
 def _worker(platform: Platform, name: str = "w1", slots: int = 1) -> None:
@@ -92,6 +94,44 @@ def test_a_running_jobs_estimate_counts_from_its_start(
         row.state, row.started_at = "running", time.time() - 4000  # ran 4000 of its 5000 s
     _, second = _finetune(client, alpha, train)
     assert abs(_starts_in(second) - 1000) < 60
+
+
+def test_a_running_jobs_reported_eta_counts_from_when_it_was_reported(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    _worker(platform, slots=1)
+    alpha = make_key("alpha")
+    train = upload_ner(client, alpha)["id"]
+    _, first = _finetune(client, alpha, train)
+    with transaction(platform.sessions) as session:
+        row = session.get(Job, first["id"])
+        assert row is not None
+        # 1000 s left, said 400 s ago (then it went quiet: an evaluation pass).
+        row.state, row.started_at = "running", time.time() - 500
+        row.progress = {"step": 50, "eta_s": 1000.0, "at": time.time() - 400}
+    _, second = _finetune(client, alpha, train)
+    assert abs(_starts_in(second) - 600) < 20
+
+
+def test_estimated_starts_count_the_workers_measured_start_up_time(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform
+) -> None:
+    """A job admitted to w1 trains only once w1 has started its process (40 s here); the
+    job behind it waits for that and for its own start on w1 (issue 24, item 16)."""
+    _worker(platform, slots=1)
+    board = redis_client(platform.settings.redis_url)
+    board.delete(STARTUP_KEY)
+    try:
+        assert record_startup(board, "w1", 40.0) == 40.0
+        alpha = make_key("alpha")
+        train = upload_ner(client, alpha)["id"]
+        _, first = _finetune(client, alpha, train, estimated_runtime_s=5000)
+        assert first["state"] == "queued"
+        _, second = _finetune(client, alpha, train)
+        # 40 s for the first to start, its 5000 s, then 40 s for the second to start.
+        assert abs(_starts_in(second) - 5080) < 20
+    finally:
+        board.delete(STARTUP_KEY)
 
 
 def test_backfill_starts_a_job_only_if_its_estimate_ends_before_the_reservation(

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from api.app import create_app
 from storage.audit import AuditEvent
 from storage.models import ApiKey, Job, Team
+from storage.platform import Platform
 from tests.api.conftest import KeyFactory, upload_ner
 from tests.api.models_helpers import publish_version
-from tunepool.platform import Platform
 from tunepool.settings import Settings
 
 _CONVERTER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 
 from storage.db import transaction
+from storage.platform import Platform
 from storage.teams import create_team
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
-from tunepool.platform import Platform
 
 
 def operator(platform: Platform) -> dict[str, str]:

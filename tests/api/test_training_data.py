@@ -12,12 +12,14 @@ from storage.blobs import store_file
 from storage.db import transaction
 from storage.ids import new_id
 from storage.models import Dataset
+from storage.platform import Platform
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory
 from tests.conftest import TINY_BASE_MODEL
 from tests.data.corpus_cases import CASES, CORPUS, UNKNOWN_LABEL
-from tunepool.platform import Platform
+from tests.serving_process import ServingProcess
 from tunepool.synthetic import conll_text
+from worker.dataset_checks import check_dataset
 from worker.envelope import run_job
 
 WNUT_DEV = Path(__file__).resolve().parents[2].parent / "shared/data/ner/wnut17/dev.conll"
@@ -47,7 +49,7 @@ SMS_LIKE = "Label\tSMS\n" + "".join(
 
 
 def test_classification_upload_reports_labels_and_a_job_validates(
-    client: FlaskClient, make_key: KeyFactory
+    client: FlaskClient, make_key: KeyFactory, serving: ServingProcess
 ) -> None:
     headers = make_key()
     status, dataset = upload(client, headers, "sequence-classification", "tsv", SMS_LIKE)
@@ -131,14 +133,16 @@ def test_evaluation_labels_unknown_to_training_are_refused_naming_the_line(
 
 
 def test_validate_only_reports_pieces_truncation_auto_values_and_an_estimate(
-    client: FlaskClient, make_key: KeyFactory
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, serving: ServingProcess
 ) -> None:
     headers = make_key()
     long_sentence = "".join(f"Tunepoolification{i}\tO\n" for i in range(40)) + "Ada\tB-PER\n"
     text = conll_text(30, seed=1) + "\n" + long_sentence
     status, dataset = upload(client, headers, "token-classification", "conll", text)
     assert status == 201, dataset
-    # The upload itself already counts word pieces with the default model.
+    # The worker's check of the upload counts word pieces with the default model.
+    assert check_dataset(platform, dataset["id"]) == "ready"
+    dataset = client.get(f"/v1/datasets/{dataset['id']}", headers=headers).get_json()
     assert dataset["stats"]["sentence_length_pieces"]["max"] > 128
     assert dataset["stats"]["truncation"]["labelled_words_cut"] == 1
     resp = client.post(

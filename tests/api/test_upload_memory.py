@@ -17,12 +17,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from commands.netutil import answers
+from commands.redis_server import RedisServer
 from storage.db import transaction
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.teams import create_team
-from tunepool.netutil import answers
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from storage.blobs import store_stream
 from storage.db import transaction
 from storage.models import Dataset, StoredObject
+from storage.platform import Platform
 from tests.api.conftest import KeyFactory, upload_ner
-from tunepool.platform import Platform
 from tunepool.synthetic import conll_text
 
 

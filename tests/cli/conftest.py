@@ -11,11 +11,11 @@ import pytest
 from werkzeug.serving import make_server
 
 from api.app import create_app
+from commands.netutil import free_port
 from storage.db import transaction
 from storage.teams import create_team
 from tests.conftest import TINY_BASE_MODEL
 from tests.e2e.conftest import WorkerProcs, e2e_database_url, live  # noqa: F401
-from tunepool.netutil import free_port
 
 
 @dataclass

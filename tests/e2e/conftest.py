@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from commands.embedded import child_env
+from commands.redis_server import RedisServer
+from storage.platform import Platform
 from storage.schema import upgrade
-from tunepool.embedded import child_env
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 
@@ -33,7 +33,7 @@ class WorkerProcs:
             [
                 sys.executable,
                 "-m",
-                "tunepool",
+                "commands",
                 "worker",
                 "--name",
                 name,
@@ -54,13 +54,26 @@ class WorkerProcs:
         """The control worker that runs deferred admission passes (``tunepool control``)."""
         log = (self.logs / "control.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tunepool", "control", "--loglevel", "info"],
+            [sys.executable, "-m", "commands", "control", "--loglevel", "info"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs["control"] = proc
+        return proc
+
+    def start_serving(self, name: str = "serve") -> subprocess.Popen[bytes]:
+        """A serving worker (``tunepool serve``) for this platform's online predictions."""
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "commands", "serve", "--name", name],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
         return proc
 
     def allow_noop_engine(self) -> None:

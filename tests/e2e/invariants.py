@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from storage.blobs import verify
 from storage.models import Job, JobEvent, JobRun, StoredObject
+from storage.platform import Platform
 from storage.states import TERMINAL
-from tunepool.platform import Platform
 
 TERMINAL_STATES = [s.value for s in TERMINAL]
 

@@ -21,18 +21,18 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, event, func, select
 
 from api.app import create_app
+from commands.embedded import child_env
+from commands.redis_server import RedisServer
 from scheduler.ticks import run_reaper
 from storage.db import transaction
 from storage.models import Checkpoint, Job, JobEvent
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.teams import create_team
 from tests.e2e.conftest import WorkerProcs, wait_until
 from tests.e2e.invariants import assert_invariants, runs_of
 from tests.e2e.tcp_proxy import TcpProxy
 from tests.e2e.test_training_job import api, job_state, tiny_model, upload
-from tunepool.embedded import child_env
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 pytestmark = pytest.mark.chaos
@@ -352,15 +352,19 @@ def test_database_unavailable_answers_503_with_retry_after_and_writes_nothing(
             database_url=f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/{name}",
             object_store_url=(tmp_path / "objects").as_uri(),
             redis_url=redis_server.url,
+            # The admission pass runs in the request, after the job's commit (step 3).
+            admission_coalesce_s=0,
+            # Short, so that step 3 waits briefly for the server to end step 2's orphan.
+            api_sql_idle_in_transaction_timeout_s=2,
         )
-        platform = Platform(settings)
+        platform = Platform(settings, for_api=True)
         upgrade(platform.engine)
         client = create_app(platform=platform).test_client()
         with transaction(platform.sessions) as session:
             _, key = create_team(session, "dbdown", role="member")
         headers = {"Authorization": f"Bearer {key}"}
         train = _upload(client, headers)
-        # An allow-listed base model: the submit's one statement is the job's intake.
+        # An allow-listed base model: the submit writes the job without reading a model.
         body = {"task": "token-classification", "train_dataset": train, "base_model": "minilm"}
 
         def counts() -> tuple[int, int]:
@@ -380,28 +384,34 @@ def test_database_unavailable_answers_503_with_retry_after_and_writes_nothing(
         proxy.restore()
         assert counts() == (0, 0)
 
-        # 2. The connection dies as the job's one statement (storage.intake) is sent: it
-        #    writes the job, its event, the audit row and the key's answer, or none.
+        # 2. The connection dies as the job's row is sent, inside the transaction that also
+        #    holds the key's reservation: the job, its event, the audit row and the key's
+        #    answer are all written, or none. (The server may not see the cut, as after a
+        #    dropped route: it ends the orphaned transaction, and frees the reservation,
+        #    once it has been idle api_sql_idle_in_transaction_timeout_s.)
         keyed = {**headers, "Idempotency-Key": "dbdown-1"}
 
-        def cut(_conn: Connection, _cursor: object, statement: str, *_: object) -> None:
-            if statement.startswith("WITH"):
+        def cut_at_job(_conn: Connection, _cursor: object, statement: str, *_: object) -> None:
+            if statement.startswith("INSERT INTO jobs"):
                 proxy.cut()
 
-        event.listen(platform.engine, "before_cursor_execute", cut)
+        event.listen(platform.engine, "before_cursor_execute", cut_at_job)
         resp = client.post("/v1/jobs", headers=keyed, json=body)
-        event.remove(platform.engine, "before_cursor_execute", cut)
+        event.remove(platform.engine, "before_cursor_execute", cut_at_job)
         proxy.restore()
         assert resp.status_code == 503, resp.get_data(as_text=True)
         assert "Retry-After" in resp.headers
         assert counts() == (0, 0), "a half-written job survived the failed statement"
 
-        # 3. It dies once the statement has committed, before the answer: the client sees
-        #    503 (the admission pass that follows fails), and its retry with the same key
-        #    gets that job, once.
-        event.listen(platform.engine, "after_cursor_execute", cut)
+        # 3. It dies once the job has committed, before the answer: the client sees 503
+        #    (the admission pass that follows fails), and its retry with the same key gets
+        #    that job, once.
+        def cut_after_commit(_session: object) -> None:
+            proxy.cut()
+
+        event.listen(platform.sessions, "after_commit", cut_after_commit)
         lost = client.post("/v1/jobs", headers=keyed, json=body)
-        event.remove(platform.engine, "after_cursor_execute", cut)
+        event.remove(platform.sessions, "after_commit", cut_after_commit)
         proxy.restore()
         assert lost.status_code == 503, lost.get_data(as_text=True)
         assert counts() == (1, 1)

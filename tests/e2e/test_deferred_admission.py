@@ -7,12 +7,12 @@ import pytest
 
 from api.app import create_app
 from storage.db import transaction
+from storage.platform import Platform
 from storage.teams import create_team
 from tests.e2e.conftest import WorkerProcs, wait_until
 from tests.e2e.invariants import assert_invariants
 from tests.e2e.test_training_job import job_state, upload
 from tunepool.observations import admission_pass_histogram
-from tunepool.platform import Platform
 
 pytestmark = pytest.mark.chaos
 
@@ -55,6 +55,15 @@ def test_a_burst_of_submits_is_admitted_by_the_control_worker_in_few_passes(
         lambda: all(job_state(live, j).state == "succeeded" for j in jobs),
         120,
         "the burst to be admitted and run",
+    )
+    # The upload's word-piece check waited on the datasets queue, which the control
+    # worker consumes beside its own: the dataset leaves `validating`.
+    wait_until(
+        lambda: (
+            client.get(f"/v1/datasets/{train}", headers=headers).get_json()["status"] == "ready"
+        ),
+        60,
+        "the control worker to check the upload",
     )
     histogram = admission_pass_histogram(settings.redis_url)
     assert histogram is not None

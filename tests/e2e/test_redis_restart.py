@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from commands.embedded import child_env
+from commands.redis_server import RedisServer, start_redis
 from scheduler.reconciler import run_reconciler
 from scheduler.ticks import run_admission, run_reaper
 from storage.db import transaction
 from storage.models import JobEvent
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.workers import WorkerInfo, register
 from tests.e2e.conftest import WorkerProcs, wait_until
 from tests.e2e.test_training_job import api, job_state, submit, tiny_model, upload
-from tunepool.embedded import child_env
 from tunepool.messages import worker_queue
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer, start_redis
 from tunepool.settings import Settings
 
 pytestmark = pytest.mark.chaos

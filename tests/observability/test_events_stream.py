@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from storage.db import transaction
+from storage.platform import Platform
 from storage.states import JobState, record_event, transition
 from tests.api.conftest import KeyFactory, upload_ner
-from tunepool.platform import Platform
 from worker.job_logs import JobLogHandler
 
 

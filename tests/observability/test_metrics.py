@@ -16,11 +16,11 @@ from scheduler.ticks import run_admission
 from storage.db import transaction
 from storage.lease import claim
 from storage.models import Job
+from storage.platform import Platform
 from storage.workers import WorkerInfo, register
 from tests.api.conftest import KeyFactory, upload_ner
 from tunepool.gpu_stats import sample_gpus
 from tunepool.observations import ADMISSION_KEY, GPU_KEY_PREFIX, publish_gpu_samples
-from tunepool.platform import Platform
 from worker.job_callbacks import JobCallbacks
 
 

@@ -13,6 +13,7 @@ from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
 from tests.cli.conftest import LiveApi
 from tunepool.synthetic import conll_text
+from worker.dataset_checks import check_dataset
 
 
 def jsonl(n: int, seed: int) -> bytes:
@@ -34,7 +35,7 @@ def assert_checkpoint_metrics_are_those_of_their_step(
 ) -> None:
     """The step's training loss, and validation scores only where an evaluation ran at
     that very step, never the best so far (issue 20, item 12)."""
-    (evaluation,) = [e for e in events if e.message == "Epoch 0 evaluated"]
+    (evaluation,) = [e for e in events if e.message == "Epoch 1 evaluated"]  # counted from 1
     assert evaluation.data is not None
     by_step = {c.step_number: c.metrics for c in checkpoints}
     assert {15, 16} <= set(by_step), sorted(by_step)
@@ -61,6 +62,10 @@ def test_openai_client_uploads_creates_follows_retrieves_and_cancels(
     )
     assert train.object == "file" and train.purpose == "fine-tune" and train.bytes > 0
     assert client.files.retrieve(train.id).filename == "train.jsonl"
+    # Format checked at upload; "processed" once a worker has read it with a tokenizer.
+    assert train.status == "uploaded" and train.status_details is None
+    assert check_dataset(live_api.workers.platform, train.id) == "ready"
+    assert client.files.retrieve(train.id).status == "processed"
 
     with pytest.raises(openai.UnprocessableEntityError) as bad:
         client.fine_tuning.jobs.create(model=tiny_model, training_file="ds_missing")

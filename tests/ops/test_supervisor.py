@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from commands.supervisor import Backoff, Supervisor
 from tunepool.processes import process_alive
-from tunepool.supervisor import Backoff, Supervisor
 
 
 def sleeper() -> subprocess.Popen[bytes]:
@@ -39,7 +39,7 @@ def restart_within(sup: Supervisor, name: str, timeout_s: float) -> float:
 def test_a_killed_child_is_restarted_and_logged(
     supervisor: Supervisor, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="tunepool.supervisor")
+    caplog.set_level(logging.WARNING, logger="commands.supervisor")
     first = supervisor.add("sleeper", sleeper)
     assert supervisor.check() == []  # alive: nothing to do
     first.send_signal(signal.SIGKILL)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import redis
 
+from commands.redis_server import RedisServer
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import BOARD_KEY, Place, post_board, read_board
+from storage.platform import Platform
 from tunepool.admission_ask import ASK_KEY
 from tunepool.messages import ADMIT_TASK, CONTROL_QUEUE
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 

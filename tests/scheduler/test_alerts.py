@@ -15,6 +15,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.netutil import free_port
+from commands.redis_server import RedisServer
 from scheduler.alerts.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, configured, signature
 from scheduler.alerts.engine import deliver, evaluate
 from scheduler.alerts.rules import RULES
@@ -22,9 +24,7 @@ from scheduler.wait_board import Place, post_board
 from storage.alerts import Incident
 from storage.models import Job, Worker
 from storage.teams import create_team
-from tunepool.netutil import free_port
 from tunepool.redis_client import redis_client
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 SECRET = "webhook-secret"
@@ -201,8 +201,8 @@ def test_a_lasting_condition_repeats_after_the_interval_and_a_dead_webhook_is_re
 def test_every_rule_runs_on_a_real_platform_and_a_missing_backup_alerts(tmp_path) -> None:
     from scheduler.alerts.engine import run_alerts
     from scheduler.backup import run_backup
+    from storage.platform import Platform
     from storage.schema import upgrade
-    from tunepool.platform import Platform
 
     platform = Platform(Settings(home=tmp_path / "home", alert_resolve_after_s=0))
     upgrade(platform.engine)

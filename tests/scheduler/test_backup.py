@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from commands.cli import main
 from scheduler.backup import (
     BackupError,
     create_backup,
@@ -33,7 +34,6 @@ from storage.states import record_event
 from storage.tables import metadata
 from storage.teams import create_team
 from tests.conftest import _reset_postgres
-from tunepool.cli import main
 
 
 def _populate(engine: Engine, store: ObjectStore) -> None:
@@ -187,7 +187,7 @@ def test_prune_deletes_what_retention_drops(tmp_path: Path, database_url: str) -
 
 def test_the_scheduled_backup_records_its_outcome_for_the_alerts(tmp_path: Path) -> None:
     from scheduler.backup import read_status, run_backup
-    from tunepool.platform import Platform
+    from storage.platform import Platform
     from tunepool.settings import Settings
 
     platform = Platform(Settings(home=tmp_path / "home"))

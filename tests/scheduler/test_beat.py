@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 import redis
 
+from commands.celery_app import make_app
+from commands.embedded import child_env
+from commands.redis_server import start_redis
 from scheduler.beat import system_schedule
-from tunepool.app import make_app
-from tunepool.embedded import child_env
-from tunepool.messages import ADMIT_TASK, CONTROL_QUEUE, REAP_TASK
-from tunepool.redis_server import start_redis
+from tunepool.messages import ADMIT_TASK, HOUSEKEEPING_QUEUE, REAP_TASK
 from tunepool.settings import Settings
 
 
-def test_system_schedule_is_data_with_registered_tasks_on_the_control_queue() -> None:
+def test_system_schedule_is_data_with_registered_tasks_on_the_housekeeping_queue() -> None:
     settings = Settings(admission_interval_s=3, reaper_interval_s=7)
     schedule = system_schedule(settings)
     app = make_app(settings)
@@ -33,7 +33,11 @@ def test_system_schedule_is_data_with_registered_tasks_on_the_control_queue() ->
     assert schedule["reaper"]["schedule"] == 7
     for name, entry in schedule.items():
         assert entry["task"] in app.tasks, name
-        assert entry["options"]["queue"] == CONTROL_QUEUE, name
+        # Apart from the jobs and the admission passes asked for, under readable names.
+        assert entry["options"]["queue"] == HOUSEKEEPING_QUEUE, name
+        assert entry["task"] == ADMIT_TASK or entry["task"].startswith("tunepool.housekeeping."), (
+            name
+        )
         # A tick that waited longer than its interval is dropped: the next one does its work.
         assert 0 < entry["options"]["expires"] <= entry["schedule"], name
     assert app.conf.beat_schedule == schedule
@@ -41,13 +45,13 @@ def test_system_schedule_is_data_with_registered_tasks_on_the_control_queue() ->
 
 
 def _sends(client: redis.Redis) -> dict[str, list[float]]:
-    """Send time of every tick message waiting on the control queue, by task name.
+    """Send time of every tick message waiting on the housekeeping queue, by task name.
 
     Nothing consumes the queue here, so every message beat sent is still in it; each
     carries its absolute expiry (send time + the entry's ``expires``).
     """
     out: dict[str, list[float]] = {}
-    for raw in client.lrange(CONTROL_QUEUE, 0, -1):
+    for raw in client.lrange(HOUSEKEEPING_QUEUE, 0, -1):
         headers = json.loads(raw)["headers"]
         out.setdefault(headers["task"], []).append(
             datetime.fromisoformat(headers["expires"]).timestamp()
@@ -71,7 +75,7 @@ def test_two_beats_fire_each_tick_once_and_the_standby_takes_over(tmp_path: Path
         for name in ("b1", "b2"):
             with (tmp_path / f"{name}.log").open("wb") as log:
                 procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "tunepool", "beat"],
+                    [sys.executable, "-m", "commands", "beat"],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -127,7 +131,7 @@ def test_beat_carries_on_after_redis_restarts_empty(tmp_path: Path) -> None:
     )
     with (tmp_path / "beat.log").open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tunepool", "beat"],
+            [sys.executable, "-m", "commands", "beat"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -157,6 +157,15 @@ def test_waiting_jobs_have_positions_and_monotone_estimates() -> None:
     assert starts == [NOW + 300, NOW + 900, NOW + 1500]
 
 
+def test_estimates_count_each_workers_start_up_time() -> None:
+    busy = [running("r", "w0", (0,), ends_in=300)]
+    jobs = [pending(f"j{i}", age=-i) for i in range(2)]
+    slow = [WorkerCapacity("w0", "q0", 1, startup_s=30.0)]
+    result = plan(jobs, busy, {}, slow, NOW)
+    # Each waiting job trains 30 s after its slot frees: the process has to start first.
+    assert [result.waits[f"j{i}"].estimated_start for i in range(2)] == [NOW + 330, NOW + 960]
+
+
 def test_held_team_is_not_admitted() -> None:
     result = plan([pending("a1")], [], {"a": TeamState("a", held=True)}, workers(1), NOW)
     assert result.placements == [] and result.waits["a1"].reason_code == "quota"

@@ -9,13 +9,13 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.redis_server import RedisServer
 from scheduler.dispatch import celery_publisher
 from scheduler.reconciler import job_id_of, redis_messages, republish_lost
 from storage.models import Job, JobEvent
 from storage.teams import create_team
 from tunepool.celery_factory import make_celery
 from tunepool.messages import worker_queue
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 

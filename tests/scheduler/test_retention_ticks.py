@@ -15,10 +15,10 @@ from storage.blobs import store_stream
 from storage.db import transaction
 from storage.layout import checkpoint_prefix
 from storage.models import Checkpoint, Job, Team
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.states import JobState, record_event, transition
 from tunepool.messages import RETAIN_CHECKPOINTS_TASK, SWEEP_SCRATCH_TASK
-from tunepool.platform import Platform
 from tunepool.settings import Settings
 
 

@@ -7,12 +7,12 @@ import json
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands.embedded import child_env
 from storage import base_models
 from storage.base_models import BaseModelRefused, Listed, Noop
 from storage.models import ModelVersion
 from storage.registry import ModelRef
 from storage.teams import create_team
-from tunepool.embedded import child_env
 from tunepool.settings import Settings
 
 

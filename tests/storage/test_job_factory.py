@@ -13,7 +13,7 @@ from storage.refusals import Refusal
 from tunepool.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCTION = ("api", "scheduler", "storage", "worker", "tunepool", "bench")
+PRODUCTION = ("commands", "api", "scheduler", "storage", "worker", "tunepool", "bench")
 
 
 def _job_constructions() -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from storage import layout
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("api", "worker", "scheduler", "storage", "tunepool", "bench")
+PACKAGES = ("commands", "api", "worker", "scheduler", "storage", "tunepool", "bench")
 # A key's first segment, or a layout folder after an f-string field (``{root}models/``).
 # URL routes (``/v1/models/...``, ``/teams/me``) have a ``/`` before the word and pass, as
 # do rates (``jobs/s``).

@@ -59,6 +59,7 @@ def store_chat_dataset(sessions: Any, store: Any, team_name: str, path: Path) ->
                 size=stored.size,
                 sha256=stored.sha256,
                 stats={"examples": sum(1 for line in path.open() if line.strip())},
+                status="ready",
             )
         )
     return dataset_id

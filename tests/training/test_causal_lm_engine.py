@@ -50,7 +50,7 @@ def test_lora_run_writes_a_plain_peft_adapter(tiny_llama, chat_files, tmp_path):
     assert (result.model_dir / "adapter_model.safetensors").exists()
     assert json.loads((result.model_dir / "adapter_config.json").read_text())["r"] == 16
     # Held-out loss and perplexity after each epoch; answers are labels, so they are scored.
-    assert [epoch for epoch, _ in recorder.evaluations] == [0, 1]
+    assert [epoch for epoch, _ in recorder.evaluations] == [1, 2]
     assert {"loss", "perplexity", "accuracy", "macro_f1"} <= result.metrics.keys()
     assert result.report["samples"] and "answer" in result.report["samples"][0]
     assert result.report["data"]["train"]["examples"] == 48

@@ -44,7 +44,7 @@ def test_two_gloo_ranks_train_like_one_process_with_the_same_global_batch(
     assert got == pytest.approx(expected, rel=0.05)
     assert got[0] == pytest.approx(expected[0], rel=0.02)  # identical weights at step 1
     # Rank 0 reports progress and evaluations, and writes the one model directory.
-    assert [epoch for epoch, _ in recorder.evaluations] == [0, 1]
+    assert [epoch for epoch, _ in recorder.evaluations] == [1, 2]
     assert recorder.progress[-1]["step"] == 10
     assert (parallel.model_dir / "README.md").exists()
     AutoModelForTokenClassification.from_pretrained(parallel.model_dir)

@@ -63,7 +63,7 @@ def test_output_is_a_hugging_face_model_with_label_maps(tiny_model, train_file, 
     assert card.startswith("---\npipeline_tag: token-classification")
     assert "- train sentences: 36" in card and "- validation source: split" in card
     assert f"| f1 | {result.metrics['f1']:.4f} |" in card and "| batch_size | 4 |" in card
-    assert [epoch for epoch, _ in recorder.evaluations] == [0, 1]
+    assert [epoch for epoch, _ in recorder.evaluations] == [1, 2]  # as people count
     # Checkpoints and the best-weights copy are superseded by the final model.
     assert not (result.model_dir / "checkpoints").exists()
     assert not (result.model_dir / ".best").exists()
@@ -72,38 +72,46 @@ def test_output_is_a_hugging_face_model_with_label_maps(tiny_model, train_file, 
 def test_progress_events_are_complete_and_count_real_tokens(tiny_model, train_file, tmp_path):
     recorder = Recorder()
     finetune(tiny_spec(tiny_model, train_file, tmp_path / "out", log_every_steps=3), recorder)
-    assert [event["step"] for event in recorder.progress] == [3, 6, 9, 12, 15, 18]
+    # From the first step (a bar from the start) to the last (a bar that reaches 100 %).
+    assert [event["step"] for event in recorder.progress] == [1, 3, 6, 9, 12, 15, 18]
     for event in recorder.progress:
         assert set(event) == {
             "step",
+            "total_steps",
             "epoch",
+            "epochs",
+            "epochs_done",
             "loss",
             "learning_rate",
             "samples_per_s",
             "tokens_per_s",
+            "trained_tokens",
             "eta_s",
         }
-    # Each event covers 3 steps of 4 sentences; over both epochs the tokens counted
-    # must be exactly the real word pieces of the training split twice, no padding.
+    # Epochs as people count them: the first nine steps are epoch 1 of 2.
+    assert [(e["epoch"], e["epochs"]) for e in recorder.progress] == [(1, 2)] * 4 + [(2, 2)] * 3
+    assert recorder.progress[-1]["epochs_done"] == 2.0
+    assert {e["total_steps"] for e in recorder.progress} == {18}
+    # Over both epochs the tokens counted must be exactly the real word pieces of the
+    # training split twice, no padding.
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     train, _ = seeded_split(read_token_examples(train_file, "jsonl"), seed=42)
     pieces = sum(len(tokenizer(e.tokens, is_split_into_words=True)["input_ids"]) for e in train)
-    counted = sum(e["tokens_per_s"] / e["samples_per_s"] * 12 for e in recorder.progress)
-    assert counted == pytest.approx(2 * pieces)
+    assert recorder.progress[-1]["trained_tokens"] == 2 * pieces
     assert recorder.progress[-1]["learning_rate"] == 0.0  # linear decay ends at 0
     assert recorder.progress[-1]["eta_s"] == 0.0
 
 
 def test_best_epoch_is_kept_not_the_last(tiny_model, train_file, tmp_path):
-    # With this seed and rate, f1 reaches 1.0 at epoch 1 and stays there while the
-    # loss keeps falling: the ties keep epoch 1, whose weights differ from epoch 3's.
+    # With this seed and rate, f1 reaches 1.0 at epoch 2 and stays there while the
+    # loss keeps falling: the ties keep epoch 2, whose weights differ from epoch 4's.
     spec = tiny_spec(tiny_model, train_file, tmp_path / "out", epochs=4, learning_rate=1e-2)
     result = finetune(spec, Recorder())
     history = result.report["history"]
-    assert result.report["best_epoch"] == 1
+    assert result.report["best_epoch"] == 2 and history[1]["epoch"] == 2
     assert history[1]["loss"] > history[3]["loss"] * 2
 
-    # Re-scoring the saved model reproduces epoch 1, not epoch 3.
+    # Re-scoring the saved model reproduces epoch 2, not epoch 4.
     model = AutoModelForTokenClassification.from_pretrained(result.model_dir)
     tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
     _, validation = seeded_split(read_token_examples(train_file, "jsonl"), seed=42)
@@ -250,5 +258,5 @@ def test_early_stopping_ends_after_patience_evaluations_without_improvement(
     # Stopped at the first evaluation that did not improve on the best one.
     assert len(history) < 8 and result.epochs_completed == len(history)
     assert history[-1]["epoch"] == best + 1
-    assert history[-1]["f1"] <= history[best]["f1"]
+    assert history[-1]["f1"] <= history[best - 1]["f1"]  # epochs count from 1
     assert not (result.model_dir / "checkpoints").exists()

@@ -81,7 +81,7 @@ def test_masked_lm_reports_loss_and_perplexity_and_feeds_a_later_ner_job(
     train = corpus(tmp_path / "corpus.text", 80)
     result = finetune(mlm_spec(tiny_model, train, tmp_path / "mlm", epochs=3), Recorder())
     history = result.report["history"]
-    assert [entry["epoch"] for entry in history] == [0, 1, 2]
+    assert [entry["epoch"] for entry in history] == [1, 2, 3]
     for entry in history:
         assert entry["perplexity"] == pytest.approx(math.exp(entry["loss"]))
     assert history[-1]["loss"] < history[0]["loss"]  # a 12-word vocabulary is learnable

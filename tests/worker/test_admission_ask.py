@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 import redis
 
+from commands.redis_server import RedisServer
 from tunepool.messages import ADMIT_TASK, CONTROL_QUEUE
 from tunepool.observations import ADMISSION_KEY
-from tunepool.redis_server import RedisServer
 
 ASK = """
 import sys
 from storage.schema import upgrade
-from tunepool.platform import Platform
+from storage.platform import Platform
 from tunepool.settings import Settings
 import worker.tasks
 if sys.argv[1] == "root":
-    import tunepool.app
-    tunepool.app.app.loader.import_default_modules()  # what `celery -A tunepool.app` does
+    import commands.celery_app
+    commands.celery_app.app.loader.import_default_modules()  # as `celery -A commands.celery_app`
 platform = Platform(Settings(admission_coalesce_s=0))
 upgrade(platform.engine)
 worker.tasks._request_admission(platform)

@@ -13,11 +13,11 @@ from sqlalchemy import select
 from storage.db import transaction
 from storage.job_factory import JobOrder, create
 from storage.models import Checkpoint, Job, JobRun, ModelVersion
+from storage.platform import Platform
 from storage.schema import upgrade
 from storage.states import JobState, transition
 from storage.teams import create_team
 from tests.training.causal_lm_fixtures import colour_chats, store_chat_dataset, write_chats
-from tunepool.platform import Platform
 from tunepool.settings import Settings
 from worker.envelope import run_job
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tunepool.redis_server import RedisServer
+from commands.redis_server import RedisServer
 from worker.cuda_check import gpu_torch_mismatch, torch_cuda_build
 
 H100 = [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559}]
@@ -46,7 +46,7 @@ def test_the_worker_command_refuses_on_a_gpu_host_with_cpu_torch(
         "TUNEPOOL_REDIS_URL": redis_server.url,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "tunepool", "worker", "--name", "gpu-test"],
+        [sys.executable, "-m", "commands", "worker", "--name", "gpu-test"],
         env=env,
         capture_output=True,
         text=True,

@@ -1,5 +1,5 @@
 """A one-job child forked by Celery keeps its parent's settings and SQL engine, not its
-connections (tunepool.platform)."""
+connections (storage.platform)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tunepool import platform as platforms
-from tunepool.platform import Platform, current_platform
+from storage import platform as platforms
+from storage.platform import Platform, current_platform
 from tunepool.settings import Settings
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from storage.db import transaction
 from storage.lease import claim
 from storage.models import Job
+from storage.platform import Platform
 from storage.schema import upgrade
 from tests.storage.test_lease import queued_job
-from tunepool.platform import Platform
 from tunepool.settings import Settings
 from worker.job_callbacks import JobCallbacks
 

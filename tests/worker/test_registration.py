@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 import worker.tasks as tasks
+from commands.redis_server import RedisServer
 from storage.models import Worker
+from storage.platform import Platform
 from storage.schema import upgrade
-from tunepool.platform import Platform
-from tunepool.redis_server import RedisServer
 from tunepool.settings import Settings
 
 

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from storage.db import transaction
 from storage.lease import claim, reap_expired
 from storage.models import Job, JobEvent
+from storage.platform import Platform
 from storage.schema import upgrade
 from tests.storage.test_lease import queued_job
-from tunepool.platform import Platform
 from tunepool.settings import Settings
 from worker.job_callbacks import JobCallbacks
 from worker.job_logs import JobLogHandler

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from tunepool.app import make_app
+from commands.celery_app import make_app
 from tunepool.messages import ADMIT_TASK, EVALUATE_TASK, TRAIN_TASK
 from tunepool.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("api", "scheduler", "worker", "storage", "tunepool")
+PACKAGES = ("commands", "api", "scheduler", "worker", "storage", "tunepool")
 # Calls that send a task message: by name (``app.send_task``) or on a task object.
 BY_NAME = {"send_task"}
 ON_TASK = {"apply_async", "delay", "s", "si", "signature"}

@@ -17,9 +17,9 @@ from storage.blobs import fetch_dir, fetch_file
 from storage.db import transaction
 from storage.lease import Claim, set_start_step
 from storage.models import Checkpoint, Dataset, ModelVersion
+from storage.platform import Platform
 from storage.promotion import PRODUCTION
 from storage.registry import aliases, get_version
-from tunepool.platform import Platform
 from worker.engines.context import BaseModel, InputMissing, LocalDataset, LocalModel
 from worker.lease_keeper import LeaseKeeper
 

@@ -15,10 +15,10 @@ from storage.db import transaction
 from storage.layout import model_prefix, predictions_key
 from storage.lease import Claim, end_run, release
 from storage.models import Job, ModelVersion
+from storage.platform import Platform
 from storage.promotion import record_decision
 from storage.registry import next_version
 from storage.states import JobState, transition
-from tunepool.platform import Platform
 from worker.engines.context import EngineResult, JobView, ModelOutput
 from worker.shutdown import give_back
 

@@ -23,10 +23,10 @@ from storage.attempts import ENDED, AttemptOutcome, StopReason
 from storage.db import transaction
 from storage.lease import Claim, claim
 from storage.models import Job
+from storage.platform import Platform
 from storage.retention import retain_finished
 from storage.scratch import attempt_dir, release_scratch
 from tunepool.data.errors import DataError
-from tunepool.platform import Platform
 from worker.engines.context import EngineSettings, InputMissing, JobView, RunContext
 from worker.engines.kinds import registration_for_job
 from worker.engines.registry import Registration, UnknownJobKind

@@ -13,11 +13,13 @@ from typing import Any, Protocol
 
 class TrainCallbacks(Protocol):
     def on_progress(self, event: dict[str, Any]) -> None:
-        """Every `log_every_steps` optimizer steps: step, epoch, loss (mean since the
-        last event), learning_rate, samples_per_s, tokens_per_s (non-pad tokens), eta_s."""
+        """At the first step, every `log_every_steps` optimizer steps and at the last:
+        step, total_steps, epoch (1-based) of epochs, epochs_done, loss (mean since the
+        last event), learning_rate, samples_per_s and tokens_per_s (non-pad tokens) and
+        eta_s, both smoothed over time (worker.training.progress)."""
 
     def on_evaluate(self, epoch: int, metrics: dict[str, Any]) -> None:
-        """After the validation pass that ends 0-based `epoch`."""
+        """After the validation pass that ends `epoch`, counted from 1 as people do."""
 
     def on_checkpoint(self, step: int, epoch: float, path: Path, metrics: dict[str, Any]) -> None:
         """`path` is a complete checkpoint directory. The caller may upload and delete

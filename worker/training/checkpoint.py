@@ -39,11 +39,11 @@ class TrainerState:
     epochs_completed: int = 0
     best_metric: float | None = None
     best_step: int | None = None
-    best_epoch: int | None = None
+    best_epoch: int | None = None  # 1-based, as reports and events name epochs
     best_metrics: dict[str, float] = field(default_factory=dict)
     best_report: dict[str, Any] = field(default_factory=dict)
     loss_history: list[dict[str, float]] = field(default_factory=list)  # one per step
-    eval_history: list[dict[str, Any]] = field(default_factory=list)
+    eval_history: list[dict[str, Any]] = field(default_factory=list)  # epochs 1-based
     labels: list[str] = field(default_factory=list)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 

@@ -8,7 +8,6 @@ The only syncs are at logging, epoch ends and checkpoints.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,13 @@ from typing import Any
 import torch
 from safetensors.torch import save_model
 
+from tunepool.progress_rate import SmoothedRate
 from worker.training.batching import epoch_seed, length_grouped_batches
 from worker.training.callbacks import TrainCallbacks
 from worker.training.checkpoint import TrainerState, save_checkpoint
 from worker.training.distributed import DistContext
 from worker.training.evaluation import autocast
+from worker.training.progress import progress_event, report_due
 from worker.training.spec import LOWER_IS_BETTER, Hyperparameters
 from worker.training.token_classification import IGNORE_INDEX
 
@@ -85,8 +86,8 @@ class TrainingLoop:
         self._pending: list[torch.Tensor] = []  # per-step losses not yet read back
         self._interval_losses: list[float] = []
         self._interval_samples = self._interval_tokens = 0
-        self._interval_start = self._run_start = time.perf_counter()
-        self._steps_this_run = 0
+        self._steps_this_run = self._interval_steps = 0
+        self._rate = SmoothedRate()
 
     def run(self) -> str | None:
         hp, state = self.hp, self.state
@@ -100,7 +101,10 @@ class TrainingLoop:
                 window = order[state.batches_done : state.batches_done + hp.gradient_accumulation]
                 self._step(window)
                 state.batches_done += len(window)
-                if state.global_step % hp.log_every_steps == 0:
+                due = report_due(
+                    state.global_step, self._steps_this_run, self.total_steps, hp.log_every_steps
+                )
+                if due:
                     self._report_progress()
                 reason = self.callbacks.should_stop()
                 if reason is not None:
@@ -178,9 +182,6 @@ class TrainingLoop:
 
     def _report_progress(self) -> None:
         self._flush_losses()
-        now = time.perf_counter()
-        elapsed = max(now - self._interval_start, 1e-9)
-        per_step = (now - self._run_start) / max(self._steps_this_run, 1)
         losses = self._interval_losses
         if self.context is not None:
             counts = torch.tensor(
@@ -189,19 +190,21 @@ class TrainingLoop:
             samples, tokens = self.context.total(counts).tolist()
             self._interval_samples, self._interval_tokens = int(samples), int(tokens)
         self.callbacks.on_progress(
-            {
-                "step": self.state.global_step,
-                "epoch": round(self.state.fractional_epoch, 4),
-                "loss": sum(losses) / len(losses) if losses else float("nan"),
-                "learning_rate": self.scheduler.get_last_lr()[0],
-                "samples_per_s": self._interval_samples / elapsed,
-                "tokens_per_s": self._interval_tokens / elapsed,
-                "eta_s": max(self.total_steps - self.state.global_step, 0) * per_step,
-            }
+            progress_event(
+                self.state,
+                self.hp.epochs,
+                self.total_steps,
+                loss=sum(losses) / len(losses) if losses else None,
+                learning_rate=float(self.scheduler.get_last_lr()[0]),
+                rate=self._rate,
+                steps=self._steps_this_run - self._interval_steps,
+                samples=self._interval_samples,
+                tokens=self._interval_tokens,
+            )
         )
         self._interval_losses = []
         self._interval_samples = self._interval_tokens = 0
-        self._interval_start = now
+        self._interval_steps = self._steps_this_run
 
     def _end_epoch(self) -> None:
         self._flush_losses()
@@ -210,11 +213,12 @@ class TrainingLoop:
         last = epoch == hp.epochs - 1
         if hp.eval_every_epoch or last:
             metrics, report = self.evaluate()
-            self.callbacks.on_evaluate(epoch, metrics)
-            state.eval_history.append({"epoch": epoch, "step": state.global_step, **metrics})
+            number = epoch + 1  # what reports, events and people call this epoch
+            self.callbacks.on_evaluate(number, metrics)
+            state.eval_history.append({"epoch": number, "step": state.global_step, **metrics})
             if self._improves(metrics[hp.metric_for_best]):
                 state.best_metric = metrics[hp.metric_for_best]
-                state.best_step, state.best_epoch = state.global_step, epoch
+                state.best_step, state.best_epoch = state.global_step, number
                 state.best_metrics, state.best_report = metrics, report
                 if self.is_main:
                     self.best_path.parent.mkdir(parents=True, exist_ok=True)

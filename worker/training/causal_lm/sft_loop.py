@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from tunepool.progress_rate import SmoothedRate
 from worker.training.batching import epoch_seed
 from worker.training.callbacks import TrainCallbacks
 from worker.training.causal_lm.batches import Batch, summed_loss, target_count
@@ -23,6 +24,7 @@ from worker.training.causal_lm.rendering import EncodedChat
 from worker.training.causal_lm.spec import SFTHyperparameters
 from worker.training.checkpoint import TrainerState
 from worker.training.evaluation import autocast
+from worker.training.progress import progress_event, report_due
 
 # epoch seed -> the epoch's optimizer steps (lists of example indices)
 EpochOrder = Callable[[int], list[list[int]]]
@@ -63,7 +65,8 @@ class SFTLoop:
         self._pending: list[torch.Tensor] = []
         self._interval: list[float] = []
         self._interval_tokens = self._interval_samples = 0
-        self._interval_start = time.perf_counter()
+        self._steps = self._interval_steps = 0  # optimizer steps of this run; at last report
+        self._rate = SmoothedRate()
 
     def run(self) -> str | None:
         hp, state = self.hp, self.state
@@ -76,7 +79,7 @@ class SFTLoop:
             while state.batches_done < len(steps):
                 self._step(self.split(steps[state.batches_done]))
                 state.batches_done += 1
-                if state.global_step % hp.log_every_steps == 0:
+                if report_due(state.global_step, self._steps, self.total_steps, hp.log_every_steps):
                     self._report()
                 reason = self.callbacks.should_stop()
                 if reason is not None:
@@ -87,8 +90,9 @@ class SFTLoop:
                     self._checkpoint()
             self._flush()
             metrics = self.evaluate(state.epoch)
-            self.callbacks.on_evaluate(state.epoch, metrics)
-            state.eval_history.append({"epoch": state.epoch, "step": state.global_step, **metrics})
+            number = state.epoch + 1  # what reports, events and people call this epoch
+            self.callbacks.on_evaluate(number, metrics)
+            state.eval_history.append({"epoch": number, "step": state.global_step, **metrics})
             state.epoch, state.batches_done = state.epoch + 1, 0
             state.epochs_completed = state.epoch
             if state.epoch < hp.epochs:
@@ -118,6 +122,7 @@ class SFTLoop:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.global_step += 1
+        self._steps += 1
         self._pending.append(step_loss)
         self.train_seconds += time.perf_counter() - started
 
@@ -134,21 +139,20 @@ class SFTLoop:
 
     def _report(self) -> None:
         self._flush()
-        now = time.perf_counter()
-        elapsed = max(now - self._interval_start, 1e-9)
-        per_step = self.train_seconds / max(self.state.global_step, 1)
         self.callbacks.on_progress(
-            {
-                "step": self.state.global_step,
-                "epoch": round(self.state.fractional_epoch, 4),
-                "loss": sum(self._interval) / len(self._interval) if self._interval else None,
-                "learning_rate": self.scheduler.get_last_lr()[0],
-                "samples_per_s": self._interval_samples / elapsed,
-                "tokens_per_s": self._interval_tokens / elapsed,
-                "eta_s": max(self.total_steps - self.state.global_step, 0) * per_step,
-            }
+            progress_event(
+                self.state,
+                self.hp.epochs,
+                self.total_steps,
+                loss=sum(self._interval) / len(self._interval) if self._interval else None,
+                learning_rate=float(self.scheduler.get_last_lr()[0]),
+                rate=self._rate,
+                steps=self._steps - self._interval_steps,
+                samples=self._interval_samples,
+                tokens=self._interval_tokens,
+            )
         )
-        self._interval, self._interval_start = [], now
+        self._interval, self._interval_steps = [], self._steps
         self._interval_tokens = self._interval_samples = 0
 
     def _checkpoint(self) -> None:

@@ -39,7 +39,5 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"{'accuracy':>16} {token['accuracy']:9.4f}")
     if report.get("best_epoch") is not None:
         lines.append("")
-        # The engine counts epochs from 0; people count them from 1.
-        best = int(report["best_epoch"]) + 1
-        lines.append(f"best epoch {best} by {report.get('metric_for_best', 'f1')}")
+        lines.append(f"best epoch {report['best_epoch']} by {report.get('metric_for_best', 'f1')}")
     return "\n".join(lines) if lines else "(no evaluation report)"

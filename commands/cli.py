@@ -12,12 +12,14 @@ from typing import Any
 
 import click
 
+from tunepool import __version__
 from tunepool.settings import load_settings
 
-CELERY_APP = "tunepool.app:app"
+CELERY_APP = "commands.celery_app:app"
 
 
 @click.group()
+@click.version_option(__version__, prog_name="tunepool", message="%(prog)s %(version)s")
 def main() -> None:
     """tunepool: several teams share one GPU pool to fine-tune and serve transformer models."""
 
@@ -28,7 +30,7 @@ def main() -> None:
 @click.option("--slots", type=int, default=1, show_default=True, help="Slots of the local worker.")
 def up(port: int | None, flower_port: int | None, slots: int) -> None:
     """Start the whole platform on this machine; Ctrl-C stops it."""
-    from tunepool.embedded import start_platform
+    from commands.embedded import start_platform
 
     settings = load_settings()
     platform = start_platform(settings, api_port=port, flower_port=flower_port, worker_slots=slots)
@@ -38,6 +40,7 @@ def up(port: int | None, flower_port: int | None, slots: int) -> None:
         platform.flower_url,
         platform.env["TUNEPOOL_FLOWER_PASSWORD"],
     )
+    click.echo(f"Dashboard {platform.api_url}/ui/")
     click.echo(f"API     {platform.api_url}")
     click.echo(
         f"Flower  {platform.flower_url}  (user {creds['flower_user']}, "
@@ -56,7 +59,7 @@ def up(port: int | None, flower_port: int | None, slots: int) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    # What dies is restarted with backoff (tunepool.supervisor); its log says why it died.
+    # What dies is restarted with backoff (commands.supervisor); its log says why it died.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     platform.supervise_redis()
     try:
@@ -72,9 +75,9 @@ def ensure_default_team(
     settings: Any, api_url: str, flower_url: str, flower_password: str
 ) -> dict[str, Any]:
     """First start: a 'default' team with an admin key; later starts reuse what was written."""
+    from commands.embedded import read_credentials, write_credentials
     from storage.db import make_engine, make_session_factory, transaction
     from storage.teams import create_team
-    from tunepool.embedded import read_credentials, write_credentials
 
     creds = read_credentials(settings)
     teams: dict[str, str] = dict(creds.get("teams") or {})
@@ -142,14 +145,23 @@ def worker(slots: int | None, name: str | None, loglevel: str) -> None:
 
 
 @main.command()
+@click.option("--name", default=None, help="Serving worker name (default: <host>-<pid>-serve).")
+@click.option("--loglevel", default="info", show_default=True)
+def serve(name: str | None, loglevel: str) -> None:
+    """Run an inference worker: holds models and answers online predictions."""
+    from worker.serving.main import serve_until_signalled
+
+    serve_until_signalled(load_settings(), name, loglevel)
+
+
+@main.command()
 @click.option("--loglevel", default="info", show_default=True)
 def control(loglevel: str) -> None:
-    """Run the control worker that executes the scheduler's ticks (admission, reaper)."""
-    from tunepool.messages import CONTROL_QUEUE
+    """Run the control worker: the scheduler's ticks (admission, reaper) and dataset checks."""
+    from tunepool.messages import CONTROL_QUEUE, DATASET_QUEUE, HOUSEKEEPING_QUEUE
 
-    _exec_celery(
-        "worker", "-Q", CONTROL_QUEUE, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel
-    )
+    queues = f"{CONTROL_QUEUE},{HOUSEKEEPING_QUEUE},{DATASET_QUEUE}"
+    _exec_celery("worker", "-Q", queues, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel)
 
 
 @main.command()
@@ -240,18 +252,28 @@ def create_team_cmd(
 @click.option("--epochs", type=int, default=3, show_default=True)
 def demo(sentences: int, epochs: int) -> None:
     """Start the platform, fine-tune the packaged MiniLM on generated NER data, print reports."""
-    from tunepool.demo import run_demo
+    from commands.demo import run_demo
 
     sys.exit(run_demo(sentences=sentences, epochs=epochs))
 
 
 # Commands defined in modules of their own (CONTRIBUTING): one line each.
-from tunepool.backup_commands import backup, restore  # noqa: E402
+from commands.backup_commands import backup, restore  # noqa: E402
 
 main.add_command(backup)
 main.add_command(restore)
 
-from tunepool.cli_client import COMMANDS as API_COMMANDS  # noqa: E402
+from commands.cli_client import COMMANDS as API_COMMANDS  # noqa: E402
 
 for _command in API_COMMANDS:  # datasets, jobs, models, predict, pool, teams
     main.add_command(_command)
+
+from commands.cli_client import datasets, models  # noqa: E402
+from commands.cli_show import datasets_show, models_show  # noqa: E402
+
+datasets.add_command(datasets_show)
+models.add_command(models_show)
+
+from commands.cli_inference import infer  # noqa: E402
+
+main.add_command(infer)

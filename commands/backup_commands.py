@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -33,15 +35,17 @@ def _handles() -> tuple[Engine, ObjectStore]:
 @click.option("--verify", is_flag=True, help="Check the newest backup (or --name) instead.")
 @click.option("--name", default=None, help="With --verify: the backup to check.")
 @click.option("--list", "list_", is_flag=True, help="List the complete backups.")
-def backup(verify: bool, name: str | None, list_: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the list or the report as JSON.")
+def backup(verify: bool, name: str | None, list_: bool, as_json: bool) -> None:
     """Back up the database and a checksummed manifest of every object to the object store."""
     from scheduler.backup import BackupError, create_backup, list_backups, prune, verify_backup
 
     engine, store = _handles()
     try:
         if list_:
-            for found in list_backups(store):
-                click.echo(found)
+            found = list(list_backups(store))
+            for line in [json.dumps(found)] if as_json else found:
+                click.echo(line)
             return
         if verify:
             report = verify_backup(store, name)
@@ -49,16 +53,19 @@ def backup(verify: bool, name: str | None, list_: bool) -> None:
             settings = load_settings()
             backup_name, report = create_backup(engine, store)
             prune(store, settings.backup_keep_daily, settings.backup_keep_weekly)
-            click.echo(f"backup {backup_name}: {report.objects} object(s) in the manifest")
+            if not as_json:
+                click.echo(f"backup {backup_name}: {report.objects} object(s) in the manifest")
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report)))
     for problem in report.problems:
         click.echo(f"PROBLEM {problem}", err=True)
     if report.problems:
         sys.exit(1)
-    if verify:
+    if verify and not as_json:
         click.echo(f"backup {report.name}: database and {report.objects} object(s) verified")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import requests
 
-from tunepool.embedded import Embedded, start_platform
+from commands.embedded import Embedded, start_platform
 from tunepool.settings import load_settings
 from tunepool.synthetic import conll_text
 
@@ -162,7 +162,8 @@ def _event_line(event: dict[str, Any]) -> str:
     if event["kind"] == "progress":
         eta = data.get("eta_s")
         return (
-            f"[train] step {data.get('step')} epoch {float(data.get('epoch', 0)):.2f} "
+            f"[train] step {data.get('step')}/{data.get('total_steps')} "
+            f"epoch {data.get('epoch')}/{data.get('epochs')} "
             f"loss {float(data.get('loss', 0)):.4f} lr {float(data.get('learning_rate', 0)):.2e} "
             f"{float(data.get('samples_per_s', 0)):.1f} samples/s "
             f"{float(data.get('tokens_per_s', 0)):.0f} tokens/s"
@@ -170,11 +171,11 @@ def _event_line(event: dict[str, Any]) -> str:
         )
     if event["kind"] == "evaluation":
         scores = " ".join(f"{k} {v:.4f}" for k, v in data.items() if isinstance(v, float))
-        return f"[eval] after epoch {int(data.get('epoch', 0)) + 1}: {scores}"
+        return f"[eval] after epoch {data.get('epoch')}: {scores}"
     return f"[{event['kind']}] {data}"
 
 
 def _print_reports(metrics: dict[str, Any]) -> None:
-    from tunepool.reports import format_report
+    from commands.reports import format_report
 
     click.echo(format_report(metrics.get("report") or {}))

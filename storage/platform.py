@@ -29,11 +29,20 @@ if TYPE_CHECKING:
 @dataclass(eq=False)
 class Platform:
     settings: Settings
+    # The API's process: one short transaction per request, so its SQL engine bounds lock
+    # waits and idle transactions (settings api_sql_*; storage.db.make_engine says why).
+    for_api: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.resolved_database_url)
+        if not self.for_api:
+            return make_engine(self.settings.resolved_database_url)
+        return make_engine(
+            self.settings.resolved_database_url,
+            lock_timeout_s=self.settings.api_sql_lock_timeout_s,
+            idle_in_transaction_timeout_s=self.settings.api_sql_idle_in_transaction_timeout_s,
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -76,7 +85,7 @@ def _adopt_in_forked_child() -> None:
     _platforms.clear()
     if parent is None:
         return
-    child = Platform(parent.settings)
+    child = Platform(parent.settings, for_api=parent.for_api)
     if "engine" in parent.__dict__:
         engine = parent.__dict__["engine"]
         engine.dispose(close=False)

@@ -111,6 +111,26 @@ class Client:
             files = {"file": (path.name, data, "application/octet-stream")}
             return self.request("POST", "/v1/datasets", files=files, data=fields)
 
+    def download(self, path: str, dest: Path) -> int:
+        """Stream a file answer (following a presigned redirect) into ``dest``; its size.
+
+        Written to a temporary name and renamed, so ``dest`` is never half a file."""
+        url = self.config.api_url + path
+        try:
+            resp = self.http.get(url, stream=True, timeout=(10, self.timeout_s))
+        except requests.RequestException:
+            raise ClientError(f"cannot reach the API at {self.config.api_url}") from None
+        if resp.status_code >= 400:
+            raise _error(resp)
+        partial = dest.with_name(dest.name + ".part")
+        size = 0
+        with resp, partial.open("wb") as out:
+            for chunk in resp.iter_content(1024 * 1024):
+                out.write(chunk)
+                size += len(chunk)
+        partial.replace(dest)
+        return size
+
     def stream(self, path: str, after: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
         """Server-Sent Events as (event, data); reconnects with Last-Event-ID until ``end``."""
         last = after

@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import redis
 from sqlalchemy import text
 
-from tunepool.platform import Platform
+from storage.platform import Platform
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The API's commands: datasets, jobs, models, predict, pool, teams.
 
 Every command takes ``--json`` (the API's answer, unchanged, for scripts) and
-reaches the API as ``tunepool.client`` resolves it (flags, environment, credentials
+reaches the API as ``commands.client`` resolves it (flags, environment, credentials
 file). Errors print the API's own message and exit 1.
 """
 
@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from tunepool.cli_progress import TERMINAL, follow_job, progress_line
-from tunepool.client import Client, ClientError, load_config
+from commands.cli_progress import TERMINAL, follow_job, progress_line
+from commands.client import Client, ClientError, load_config
+from tunepool.data.detect import FORMAT_CHOICES, detect
+from tunepool.data.errors import DataError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +49,7 @@ def emit(as_json: bool, value: Any, lines: Callable[[Any], list[str]]) -> None:
             click.echo(line)
 
 
-def _table(rows: list[list[Any]], header: list[str]) -> list[str]:
+def table(rows: list[list[Any]], header: list[str]) -> list[str]:
     cells = [header, *[["" if c is None else str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
@@ -64,21 +66,25 @@ def datasets() -> None:
 @datasets.command("upload")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=None, help="Default: the file's name without extension.")
-@click.option("--format", "fmt", type=click.Choice(["conll", "jsonl"]), default=None)
-@click.option("--task", default="token-classification", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMAT_CHOICES), help="Default: read from the content."
+)
+@click.option("--task", default=None, help="Default: what the content is for.")
 @api_command
 def datasets_upload(
-    api: Client, as_json: bool, path: Path, name: str | None, fmt: str | None, task: str
+    api: Client, as_json: bool, path: Path, name: str | None, fmt: str | None, task: str | None
 ) -> None:
-    """Upload a data file; the API checks it and names the first bad line."""
-    fmt = fmt or ("jsonl" if path.suffix.lower() in (".jsonl", ".json") else "conll")
-    fields = {"task": task, "format": fmt, "name": name or path.stem}
+    """Upload CoNLL, CSV, TSV, JSONL, chat JSONL or plain text; the format and task are
+    read from the content (tunepool.data.detect), the API checks every line."""
+    try:
+        found = detect(path, fmt)
+    except DataError as exc:
+        raise click.BadParameter(str(exc), param_hint="PATH") from None
+    fields = {"task": task or found.task, "format": found.format, "name": name or path.stem}
     ds = api.upload(path, fields)
     stats = ds.get("stats") or {}
-    summary = ", ".join(
-        f"{k} {stats[k]}" for k in ("sentences", "tokens", "entities") if k in stats
-    )
-    emit(as_json, ds, lambda d: [f"{d['id']}  {d['name']}  {summary}"])
+    summary = ", ".join(f"{k} {v}" for k, v in stats.items() if isinstance(v, int))
+    emit(as_json, ds, lambda d: [f"{d['id']}  {d['name']}  {d['task']} {d['format']}  {summary}"])
 
 
 @datasets.command("list")
@@ -87,7 +93,7 @@ def datasets_list(api: Client, as_json: bool) -> None:
     """The team's data sets, newest first."""
     page = api.get("/v1/datasets")
     rows = [[d["id"], d["name"], d["task"], d["format"], d["size"]] for d in page["data"]]
-    emit(as_json, page, lambda _: _table(rows, ["ID", "NAME", "TASK", "FORMAT", "BYTES"]))
+    emit(as_json, page, lambda _: table(rows, ["ID", "NAME", "TASK", "FORMAT", "BYTES"]))
 
 
 # -- jobs ----------------------------------------------------------------------------
@@ -111,9 +117,15 @@ def _spec_from(
             raise click.BadParameter("must hold a mapping of job fields", param_hint="SPEC")
         spec.update(loaded)
     spec.setdefault("type", "finetune")
-    spec.setdefault("task", "token-classification")
     hyper = dict(spec.get("hyperparameters") or {})
-    for key in ("train_dataset", "validation_dataset", "base_model", "model_name", "priority"):
+    for key in (
+        "task",
+        "train_dataset",
+        "validation_dataset",
+        "base_model",
+        "model_name",
+        "priority",
+    ):
         if flags.get(key) is not None:
             spec[key] = flags[key]
     for key in ("epochs", "learning_rate", "batch_size"):
@@ -135,6 +147,7 @@ def _spec_from(
 @click.argument(
     "spec_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
+@click.option("--task", help="Default: the training data set's task.")
 @click.option("--train", "train_dataset", help="Training data set id.")
 @click.option("--validation", "validation_dataset", help="Held-out data set id.")
 @click.option("--base-model", help="Model name, hub id or absolute directory.")
@@ -159,6 +172,9 @@ def jobs_submit(
     spec = _spec_from(spec_file, flags, settings)
     if not spec.get("train_dataset") and spec["type"] == "finetune":
         raise click.UsageError("name the training data: --train <dataset id> or in the spec file")
+    if not spec.get("task") and spec.get("train_dataset"):
+        # The data set knows what it is for (detected at upload).
+        spec["task"] = api.get(f"/v1/datasets/{spec['train_dataset']}")["task"]
     job = api.post("/v1/jobs", spec)
     emit(as_json, job, lambda j: [f"{j['id']}  {j['state']}  {_why(j)}".rstrip()])
     if follow:
@@ -183,7 +199,7 @@ def jobs_list(api: Client, as_json: bool, state: str | None, limit: int) -> None
     rows = [
         [j["id"], j["type"], j["state"], j.get("worker"), _step(j), _why(j)] for j in page["data"]
     ]
-    emit(as_json, page, lambda _: _table(rows, ["ID", "TYPE", "STATE", "WORKER", "STEP", "WHY"]))
+    emit(as_json, page, lambda _: table(rows, ["ID", "TYPE", "STATE", "WORKER", "STEP", "WHY"]))
 
 
 def _step(job: dict[str, Any]) -> str:
@@ -207,13 +223,8 @@ def jobs_show(api: Client, as_json: bool, job_id: str) -> None:
         if j.get("worker"):
             out.append(f"worker: {j['worker']} (attempt {j['attempt']}/{j['max_attempts']})")
         progress = j.get("progress") or {}
-        if "total" in progress:
+        if progress:
             out.append(f"progress: {progress_line(progress, None)}")
-        elif progress:
-            out.append(
-                f"progress: step {progress.get('step')} epoch {progress.get('epoch')} "
-                f"loss {progress.get('loss')}"
-            )
         metrics = {k: v for k, v in (j.get("metrics") or {}).items() if isinstance(v, float)}
         if metrics:
             out.append("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
@@ -280,7 +291,7 @@ def models_list(api: Client, as_json: bool) -> None:
         ]
         for m in page["data"]
     ]
-    emit(as_json, page, lambda _: _table(rows, ["NAME", "TASK", "LATEST", "ALIASES"]))
+    emit(as_json, page, lambda _: table(rows, ["NAME", "TASK", "LATEST", "ALIASES"]))
 
 
 @models.command("promote")
@@ -329,7 +340,7 @@ def pool(api: Client, as_json: bool) -> None:
             rows.append([w["name"], w["state"], f"{w['free_slots']}/{w['slots']}", running])
         cap = p["capacity"]
         return [
-            *_table(rows, ["WORKER", "STATE", "FREE", "JOBS"]),
+            *table(rows, ["WORKER", "STATE", "FREE", "JOBS"]),
             f"free {cap['free_slots']} of {cap['slots']} slots; {p['pending_jobs']} jobs pending",
         ]
 

@@ -1,11 +1,12 @@
 """``tunepool up``: the whole platform on one machine, as one process group, no Docker.
 
 SQLite and the local object store under TUNEPOOL_HOME, a private Redis, the API
-(gunicorn), one worker, the control worker that runs the scheduler's ticks, beat
-and Flower. Every child gets the same TUNEPOOL_* environment and its own log file.
-``up`` supervises them (tunepool.supervisor): whatever dies, Redis included, is
-started again with backoff, Redis on its own port and data directory, so clients
-reconnect to the same URL and find the queues its append-only file kept.
+(gunicorn), one worker, one serving worker (online predictions), the control worker
+that runs the scheduler's ticks and dataset checks, beat and Flower. Every child gets
+the same TUNEPOOL_* environment and its own log file. ``up`` supervises them
+(commands.supervisor): whatever dies, Redis included, is started again with backoff,
+Redis on its own port and data directory, so clients reconnect to the same URL and
+find the queues its append-only file kept.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunepool.netutil import free_port, wait_for_port
-from tunepool.redis_server import RedisServer, start_redis
+from commands.netutil import free_port, wait_for_port
+from commands.redis_server import RedisServer, start_redis
+from commands.supervisor import Supervisor
+from tunepool.service_logs import ServiceLog
 from tunepool.settings import Settings
-from tunepool.supervisor import Supervisor
 
 REDIS = "redis"
 
@@ -39,16 +41,29 @@ class Embedded:
     redis: RedisServer | None
     supervisor: Supervisor = field(default_factory=Supervisor)
 
+    logs: dict[str, ServiceLog] = field(default_factory=dict)
+
     def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        logs = self.settings.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        settings = self.settings
+        sink = self.logs.setdefault(
+            name,
+            ServiceLog(
+                settings.home / "logs" / f"{name}.log", settings.log_max_bytes, settings.log_backups
+            ),
+        )
 
         def launch() -> subprocess.Popen[bytes]:
-            with (logs / f"{name}.log").open("ab") as log:
-                # Own session per child, so a whole prefork tree is stopped with one killpg.
-                return subprocess.Popen(
-                    argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
+            # Own session per child, so a whole prefork tree is stopped with one killpg.
+            process = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            assert process.stdout is not None
+            sink.copy(process.stdout, name)  # rotated by size (tunepool.service_logs)
+            return process
 
         return self.supervisor.add(name, launch)
 
@@ -88,6 +103,8 @@ class Embedded:
                 proc.wait()
         if self.redis is not None:
             self.redis.stop()
+        for sink in self.logs.values():
+            sink.close()
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -146,34 +163,14 @@ def start_platform(
     platform = Embedded(
         settings, env, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{flower_port}", redis
     )
-    platform.start(
-        "api",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-b",
-            f"127.0.0.1:{api_port}",
-            # Stock threaded workers: one per core here; threads serve event streams
-            # and slow clients. More replicas scale it out (README).
-            "-k",
-            "gthread",
-            "-w",
-            "2",
-            "--threads",
-            "8",
-            "--timeout",
-            "120",
-            "api.wsgi:app",
-        ],
-    )
+    platform.start("api", api_argv(settings, api_port))
     # A stable name, so a restarted `up` comes back as the same worker instead of a new one.
     platform.start(
         "worker",
         [
             sys.executable,
             "-m",
-            "tunepool",
+            "commands",
             "worker",
             "--slots",
             str(worker_slots),
@@ -181,14 +178,19 @@ def start_platform(
             f"{socket.gethostname()}-local",
         ],
     )
-    platform.start("control", [sys.executable, "-m", "tunepool", "control"])
-    platform.start("beat", [sys.executable, "-m", "tunepool", "beat"])
+    # Online predictions run here, not in the API (DESIGN §7).
+    platform.start(
+        "serve",
+        [sys.executable, "-m", "commands", "serve", "--name", f"{socket.gethostname()}-serve"],
+    )
+    platform.start("control", [sys.executable, "-m", "commands", "control"])
+    platform.start("beat", [sys.executable, "-m", "commands", "beat"])
     platform.start(
         "flower",
         [
             sys.executable,
             "-m",
-            "tunepool",
+            "commands",
             "flower",
             "--address=127.0.0.1",
             f"--port={flower_port}",
@@ -200,6 +202,32 @@ def start_platform(
         platform.stop()
         raise
     return platform
+
+
+def api_argv(settings: Settings, port: int) -> list[str]:
+    """gunicorn serving the API on loopback ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        # Stock threaded workers: one per core here; threads serve event streams
+        # and slow clients. More replicas scale it out (README).
+        "-k",
+        "gthread",
+        "-w",
+        "2",
+        "--threads",
+        "8",
+        "--timeout",
+        "120",
+        # gunicorn's control socket (gunicornc) defaults to ~/.gunicorn/gunicorn.ctl, one
+        # path for every instance of every user's home; each platform keeps its own.
+        "--control-socket",
+        str(settings.home / "gunicorn.ctl"),
+        "api.wsgi:app",
+    ]
 
 
 def _stored_flower_password(settings: Settings) -> str:

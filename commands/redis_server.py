@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunepool.netutil import free_port, wait_for_port
+from commands.netutil import free_port, wait_for_port
 
 
 def redis_binary() -> str:

@@ -1,3 +1,0 @@
-from tunepool.cli import main
-
-main()
