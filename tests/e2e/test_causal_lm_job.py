@@ -91,7 +91,7 @@ def test_a_chat_fine_tune_succeeds_and_its_adapter_loads_with_peft(
     finished = job()
     assert finished.state == "succeeded", (finished.error, live.log("wA")[-3000:])
     assert finished.metrics["global_step"] == 6  # 24 examples, 8 a step, 2 epochs
-    assert [e["epoch"] for e in finished.metrics["epochs"]] == [0, 1]  # held-out loss each epoch
+    assert [e["epoch"] for e in finished.metrics["epochs"]] == [1, 2]  # held-out loss each epoch
     assert "perplexity" in finished.metrics and finished.metrics["report"]["samples"]
 
     with live.platform.sessions() as session:
