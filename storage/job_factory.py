@@ -77,6 +77,13 @@ def check(session: Session, settings: FactorySettings, order: JobOrder) -> Check
             base = base_models.resolve(session, order.team_id, order.base_model, settings)
         except base_models.BaseModelRefused as exc:
             return Refusal(422, "invalid", "base_model", f"base_model: {exc}")
+        mismatch = (
+            base_models.task_mismatch(base, order.task)
+            if isinstance(base, base_models.Listed) and order.type == "finetune"
+            else None
+        )
+        if mismatch is not None:
+            return Refusal(422, "invalid", "base_model", f"base_model: {mismatch}")
     found = refusal(session, order.team_id, order.slots, order.priority)
     return found if found is not None else Checked(order, base)
 
