@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import bindparam, select
 
 from api.auth import requires
+from api.chat_datasets import CHAT_FORMATS, chat_dataset_stats
 from api.commit_answer import commit_with_answer
 from api.context import db, platform, team_id
 from api.errors import ApiError, invalid, not_found
@@ -30,6 +31,8 @@ FORMATS = {
     "sequence-classification": ("csv", "tsv", "jsonl"),
     # Unlabeled text for continued pre-training: one document per line, or {"text"}.
     "masked-lm": ("text", "jsonl"),
+    # Chat JSONL: OpenAI `messages`, ShareGPT `conversations` or Alpaca; `chat` detects it.
+    "causal-lm": CHAT_FORMATS,
 }
 
 
@@ -63,6 +66,9 @@ def inspect(path: Path, task: str, fmt: str) -> dict[str, Any]:
     if task == "sequence-classification":
         stats = text_dataset_stats(iter_text_examples(path, fmt))
         counted, nothing = stats["examples"], "the file holds no examples"
+    elif task == "causal-lm":
+        stats = chat_dataset_stats(path, fmt)
+        counted, nothing = stats["examples"], "the file holds no conversations"
     elif task == "masked-lm":
         stats = corpus_stats(iter_text_documents(path, fmt))
         counted, nothing = stats["documents"], "the file holds no documents"
