@@ -115,7 +115,10 @@ def submit() -> tuple[Response, int]:
             # The operator's source, never the caller's string, is what the API may read.
             checked.base.source if isinstance(checked.base, Listed) else spec.base_model,
         )
-        return jsonify({"valid": True, "train_dataset": train.stats, "report": report}), 200
+        answer = {"valid": True, "train_dataset": train.stats, "report": report}
+        if "runtime_estimate" in checked.order.spec:  # a chat fine-tune's dry run
+            answer["estimate"] = checked.order.spec["runtime_estimate"]
+        return jsonify(answer), 200
     return accept(db(), build(checked, platform().settings))
 
 

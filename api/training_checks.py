@@ -20,6 +20,15 @@ from tunepool.hyperparameters import HyperparameterError, Hyperparameters
 
 def check_hyperparameters(values: dict[str, Any], task: str) -> None:
     """The worker's own typed check, at submit: 422 naming ``hyperparameters.<name>``."""
+    if task == "causal-lm":
+        # The chat engine's own settings (torch-free), until issue 22's submit checks land.
+        from worker.training.causal_lm.spec import SFTHyperparameters, SFTSettingsError
+
+        try:
+            SFTHyperparameters.from_dict(dict(values))
+        except (SFTSettingsError, TypeError) as exc:
+            raise invalid("hyperparameters", str(exc)) from None
+        return
     try:
         Hyperparameters.from_dict(values).for_task(task)
     except HyperparameterError as exc:
@@ -51,6 +60,14 @@ def training_report(
     base_model: str,
 ) -> dict[str, Any]:
     """What `validate_only` returns: per-file findings, the "auto" choices and an estimate."""
+    if task == "causal-lm":
+        # Chat files are read, counted and estimated at upload (api.chat_datasets); the
+        # job's own dry run is the factory's (storage.runtime_estimates).
+        return {
+            "task": task,
+            "train": train.stats,
+            "validation": validation.stats if validation is not None else None,
+        }
     from tunepool.data.errors import DataError
     from worker.training.validation import validation_report
 

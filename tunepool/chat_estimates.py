@@ -79,9 +79,9 @@ def approximate_tokens(report: dict[str, Any]) -> int:
 def train_tokens(stats: dict[str, Any]) -> tuple[int, str] | None:
     """A chat dataset's rendered tokens from its stored stats, and whether they were
     ``counted`` with the model's tokenizer or ``approximated``; None without stats."""
-    counted = (stats.get("tokens") or {}).get("total")
-    if isinstance(counted, int):
-        return counted, "counted"
+    tokens = stats.get("tokens") or {}
+    if isinstance(tokens.get("total"), int):
+        return tokens["total"], tokens.get("basis", "counted")
     if "content_characters" in stats:
         return approximate_tokens(stats), "approximated"
     return None
