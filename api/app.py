@@ -19,6 +19,8 @@ from api.metrics import bp as metrics_bp
 from api.model_jobs import bp as model_jobs_bp
 from api.models import bp as models_bp
 from api.openai_compat import bp as openai_compat_bp
+from api.openai_files import bp as openai_files_bp
+from api.openai_models import bp as openai_models_bp
 from api.openapi import bp as openapi_bp
 from api.pool import bp as pool_bp
 from api.schedules import bp as schedules_bp
@@ -105,5 +107,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(openapi_bp)
     app.register_blueprint(ui_bp)
     app.register_blueprint(openai_compat_bp)
+    app.register_blueprint(openai_files_bp)
+    app.register_blueprint(openai_models_bp)
     app.register_blueprint(schedules_bp)
     return app

@@ -28,7 +28,7 @@ EstimatedRuntime = Annotated[
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["finetune"] = "finetune"
-    task: Literal["token-classification", "sequence-classification", "masked-lm"]
+    task: Literal["token-classification", "sequence-classification", "masked-lm", "causal-lm"]
     base_model: str = Field("all-MiniLM-L6-v2", min_length=1, max_length=512)
     train_dataset: str = Field(min_length=1, max_length=40)
     validation_dataset: str | None = Field(None, max_length=40)

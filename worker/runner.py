@@ -28,6 +28,7 @@ from storage.registry import next_version
 from storage.retention import retain_finished
 from storage.scratch import attempt_dir, release_scratch
 from storage.states import JobState, transition
+from tunepool.builtin_models import SMOLLM2_SOURCE
 from worker import noop_engine
 from worker.job_callbacks import JobCallbacks
 from worker.job_logs import JobLogHandler
@@ -272,6 +273,7 @@ def _base_model_source(platform: Platform, claimed: Claim, name: str, workdir: P
     """What the engine loads for ``name``, by the submit's rule (storage.base_models), never
     the string itself as a path: an allow-listed name becomes the operator's source, a
     model of the job's team (a masked-lm output, say) that version's files, fetched."""
+    from worker.converted_models import converted_base_dir, smollm2_source
     from worker.training.models import resolve_base_model
 
     with platform.sessions() as session:
@@ -283,6 +285,14 @@ def _base_model_source(platform: Platform, claimed: Claim, name: str, workdir: P
             fetch_dir(session, platform.store, base.prefix, target)
             return str(target)
     if isinstance(base, base_models.Listed):
+        if base.source == SMOLLM2_SOURCE:  # converted once for the platform, then fetched
+            copy = converted_base_dir(
+                platform.sessions,
+                platform.store,
+                smollm2_source(),
+                platform.settings.model_cache_dir,
+            )
+            return str(copy)
         return resolve_base_model(base.source)
     # Noop: _train ran the no-op engine before asking, under the same setting.
     raise base_models.BaseModelRefused(f"{name!r} is a no-op engine, not a model")
