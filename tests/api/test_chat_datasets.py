@@ -28,7 +28,7 @@ def upload_chat(
         content_type="multipart/form-data",
         data={"task": "causal-lm", "format": fmt, "file": (io.BytesIO(body.encode()), "c.jsonl")},
     )
-    return {"status": resp.status_code, **resp.get_json()}
+    return {**resp.get_json(), "http_status": resp.status_code}
 
 
 def chat(user: str, answer: str, **extra: Any) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def test_the_three_formats_are_detected_and_described(
 ) -> None:
     headers = make_key()
     openai = upload_chat(client, headers, [chat("Is it spam?", "ham")] * 3)
-    assert openai["status"] == 201, openai
+    assert openai["http_status"] == 201, openai
     stats = openai["stats"]
     assert (stats["format"], stats["examples"]) == ("openai", 3)
     assert stats["messages_by_role"] == {"assistant": 3, "user": 3}
@@ -54,12 +54,12 @@ def test_the_three_formats_are_detected_and_described(
     alpaca = {"instruction": "Translate", "input": "hei", "output": "hi"}
     for row, name in ((sharegpt, "sharegpt"), (alpaca, "alpaca")):
         created = upload_chat(client, headers, [row, row])
-        assert created["status"] == 201 and created["stats"]["format"] == name, created
+        assert created["http_status"] == 201 and created["stats"]["format"] == name, created
         assert created["format"] == "chat"
     given = upload_chat(client, headers, [alpaca], fmt="alpaca")
-    assert given["status"] == 201 and given["format"] == "alpaca"
+    assert given["http_status"] == 201 and given["format"] == "alpaca"
     wrong = upload_chat(client, headers, [chat("a", "b")], fmt="sharegpt")
-    assert wrong["status"] == 422 and wrong["error"]["line"] == 1, wrong
+    assert wrong["http_status"] == 422 and wrong["error"]["line"] == 1, wrong
 
 
 def test_bad_lines_are_named_every_one_and_nothing_is_stored(
@@ -75,7 +75,7 @@ def test_bad_lines_are_named_every_one_and_nothing_is_stored(
         "{not json",
     ]
     resp = upload_chat(client, headers, rows)
-    assert resp["status"] == 422
+    assert resp["http_status"] == 422
     error = resp["error"]
     assert (error["field"], error["line"]) == ("file", 2)
     assert error["message"].startswith("file: line 2: messages[0].role 'bot'")
@@ -94,7 +94,7 @@ def test_tools_are_left_out_with_a_named_warning(client: FlaskClient, make_key: 
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
     rows = [chat("plain", "ok"), chat("with tools", "ok", tools=tools)]
     created = upload_chat(client, make_key(), rows)
-    assert created["status"] == 201
+    assert created["http_status"] == 201
     warning = created["stats"]["warnings"]["tools_ignored"]
     assert warning["lines"] == [2] and "tool" in warning["message"]
 
@@ -109,8 +109,8 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tokens_are_counted_with_the_published_copy_of_the_chat_model(
     client: FlaskClient, make_key: KeyFactory, platform: Platform, tiny_llama: Path, tmp_path: Path
 ) -> None:
-    """Once a worker has published SmolLM2's converted copy, uploads count with its
-    tokenizer and template, exactly as the engine encodes (a tiny Llama stands in)."""
+    """Once a worker has published SmolLM2's converted copy, the dataset check counts
+    with its tokenizer and template, exactly as the engine encodes (a tiny Llama stands in)."""
     from transformers import AutoTokenizer
 
     from tunepool.data.chat import read_chat_examples
@@ -124,9 +124,15 @@ def test_tokens_are_counted_with_the_published_copy_of_the_chat_model(
     converted_base_dir(platform.sessions, platform.store, source, tmp_path / "worker", convert)
 
     rows = [chat("Colour of der?", "red"), chat("x" * 1100, "long: one token a byte here")]
-    created = upload_chat(client, make_key(), rows)
-    assert created["status"] == 201, created
-    stats = created["stats"]
+    headers = make_key()
+    created = upload_chat(client, headers, rows)
+    assert created["http_status"] == 201, created
+    assert created["stats"]["tokens"]["basis"] == "approximated"  # the API has no tokenizer
+    assert created["status"] == "validating"
+    from worker.dataset_checks import check_dataset
+
+    assert check_dataset(platform, created["id"]) == "ready"
+    stats = client.get(f"/v1/datasets/{created['id']}", headers=headers).get_json()["stats"]
     assert stats["tokens"]["basis"] == "counted" and stats["tokenizer"] == SMOLLM2_NAME
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
