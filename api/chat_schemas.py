@@ -17,18 +17,18 @@ MAX_TOKENS = 1_000_000  # a sanity bound; the model's context is the real one
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     include_usage: bool = False
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] = Field(description="Text, or a list of text parts")
     name: str | None = None

@@ -5,6 +5,7 @@ the session's real serving worker: a tiny random Llama base and a real LoRA adap
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,9 +106,11 @@ def test_chat_and_completions_through_the_openai_sdk(
     assert base.choices[0].message.content != text
 
     # The worker advertises the base and the adapter it holds (the API routes by this).
-    advert = serving.advert()
-    assert advert is not None and base_key(TINY_CHAT_BASE) in advert.models
-    assert mv.id in advert.models
+    # (An advert is the last heartbeat's snapshot: wait for the one after these answers.)
+    deadline = time.monotonic() + 10
+    while not {base_key(TINY_CHAT_BASE), mv.id} <= set(getattr(serving.advert(), "models", {})):
+        assert time.monotonic() < deadline, serving.advert()
+        time.sleep(0.1)
 
     completion = ai.completions.create(model="support-bot", prompt="Once upon", max_tokens=4)
     assert completion.choices[0].finish_reason in ("stop", "length")
@@ -137,6 +140,12 @@ def test_chat_and_completions_through_the_openai_sdk(
             b.chat.completions.create(model=name, messages=MESSAGES)  # type: ignore[arg-type]
     with pytest.raises(openai.NotFoundError):
         ai.chat.completions.create(model="no-such-model", messages=MESSAGES)  # type: ignore[arg-type]
+
+    # The team's own fine-tuned chat model is listed to it, and only to it.
+    listed = client.get("/v1/models", headers=a).get_json()["data"]
+    assert "support-bot" in [m["name"] for m in listed]
+    others = client.get("/v1/models", headers=make_key("chat-b")).get_json()["data"]
+    assert "support-bot" not in [m["name"] for m in others]
 
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'tunepool_chat_tokens_total{kind="completion",team="chat-a"}' in metrics
