@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify, request
 from api import after_writes, errors, guards, idempotency
 from api.alerts import bp as alerts_bp
 from api.auth import load_caller
+from api.chat_completions import bp as chat_completions_bp
 from api.context import close_db
 from api.datasets import bp as datasets_bp
 from api.events_stream import bp as events_stream_bp
@@ -109,5 +110,6 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(openai_compat_bp)
     app.register_blueprint(openai_files_bp)
     app.register_blueprint(openai_models_bp)
+    app.register_blueprint(chat_completions_bp)
     app.register_blueprint(schedules_bp)
     return app
