@@ -66,6 +66,7 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_FLAVOR}
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
 COPY pyproject.toml ./
+COPY commands ./commands
 COPY tunepool ./tunepool
 COPY api ./api
 COPY worker ./worker

@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint typecheck unit soak clean
+.PHONY: setup demo demo-llm test lint typecheck unit soak clean
 
 # Re-install whenever pyproject.toml changes. torch is pinned to the CPU wheel in pyproject.
 $(STAMP): pyproject.toml
@@ -21,6 +21,12 @@ setup: $(STAMP)
 
 demo: setup
 	TUNEPOOL_HOME=$(CURDIR)/.tunepool/demo $(VENV)/bin/tunepool demo
+
+# LoRA fine-tuning of SmolLM2-135M-Instruct on a slice of SMS spam (demo/sms_spam), on CPU:
+# held-out loss and spam F1 before and after, and one answer of each. The first run
+# converts the packaged GGUF into ~/.cache/tunepool/models (about 40 s, 540 MB).
+demo-llm: setup
+	$(PY) -m commands.demo_llm
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ from flask import Flask, Response, jsonify, request
 from api import after_writes, errors, guards, idempotency
 from api.alerts import bp as alerts_bp
 from api.auth import load_caller
+from api.chat_completions import bp as chat_completions_bp
 from api.context import close_db
 from api.datasets import bp as datasets_bp
 from api.events_stream import bp as events_stream_bp
@@ -19,6 +20,8 @@ from api.metrics import bp as metrics_bp
 from api.model_jobs import bp as model_jobs_bp
 from api.models import bp as models_bp
 from api.openai_compat import bp as openai_compat_bp
+from api.openai_files import bp as openai_files_bp
+from api.openai_models import bp as openai_models_bp
 from api.openapi import bp as openapi_bp
 from api.pool import bp as pool_bp
 from api.schedules import bp as schedules_bp
@@ -105,5 +108,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(openapi_bp)
     app.register_blueprint(ui_bp)
     app.register_blueprint(openai_compat_bp)
+    app.register_blueprint(openai_files_bp)
+    app.register_blueprint(openai_models_bp)
+    app.register_blueprint(chat_completions_bp)
     app.register_blueprint(schedules_bp)
     return app

@@ -28,6 +28,7 @@ from storage.dataset_status import DatasetStatus
 from storage.ids import new_id
 from storage.layout import dataset_key
 from storage.models import Dataset
+from tunepool.data.chat_upload import CHAT_DATASET_FORMATS
 from tunepool.messages import CHECK_DATASET_TASK, DATASET_QUEUE
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ FORMATS = {
     "sequence-classification": ("csv", "tsv", "jsonl"),
     # Unlabeled text for continued pre-training: one document per line, or {"text"}.
     "masked-lm": ("text", "jsonl"),
+    # Chat JSONL: OpenAI `messages`, ShareGPT `conversations` or Alpaca; `chat` detects it.
+    "causal-lm": CHAT_DATASET_FORMATS,
 }
 
 
@@ -96,6 +99,7 @@ def add_dataset(task: str, fmt: str, name: str, stream: IO[bytes]) -> Dataset:
     """Check ``stream``'s data, store it and add its row to the request's session (the
     caller commits); 422 naming the file (and line) where the data is wrong. Also the
     OpenAI-compatible files route's upload."""
+    from tunepool.data.chat_upload import ChatFileInvalid
     from tunepool.data.describe import describe_file
     from tunepool.data.errors import DataError
 
@@ -109,7 +113,11 @@ def add_dataset(task: str, fmt: str, name: str, stream: IO[bytes]) -> Dataset:
             # Format and lines now, without a tokenizer; a worker adds the word pieces.
             stats = describe_file(path, task, fmt)
         except DataError as exc:
-            raise ApiError(422, "invalid_data", f"file: {exc}", "file", line=exc.line) from None
+            # A chat file names every kind of unusable line it holds (problems).
+            extra = {"problems": exc.problems} if isinstance(exc, ChatFileInvalid) else {}
+            raise ApiError(
+                422, "invalid_data", f"file: {exc}", "file", line=exc.line, **extra
+            ) from None
         dataset_id = new_id("ds")
         key = dataset_key(team_id(), dataset_id, fmt)
         session = db()

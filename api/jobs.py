@@ -109,7 +109,10 @@ def submit() -> tuple[Response, int]:
             # A name: the serving worker finds an allow-listed model's files itself.
             spec.base_model,
         )
-        return jsonify({"valid": True, "train_dataset": train.stats, "report": report}), 200
+        answer = {"valid": True, "train_dataset": train.stats, "report": report}
+        if "runtime_estimate" in checked.order.spec:  # a chat fine-tune's dry run
+            answer["estimate"] = checked.order.spec["runtime_estimate"]
+        return jsonify(answer), 200
     return accept(db(), checked)
 
 

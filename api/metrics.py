@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from api.chat_metrics import ChatCollector
 from api.context import platform
 from api.errors import ApiError
 from storage.models import Job, Team, Worker
@@ -206,6 +207,7 @@ def metrics() -> Response:
     _require_token(platform().settings.metrics_token)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PlatformCollector(platform()))
+    registry.register(ChatCollector(platform()))
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -52,6 +52,14 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
         # Any dataset is an input (worker.inference.inputs): token-classification data
         # gives words (one label each comes back), other datasets give texts.
         dataset = owned_dataset(spec.dataset, "dataset")
+        if dataset.task == "causal-lm":
+            # Conversations have no one text to label; chat models answer them through
+            # /v1/chat/completions (batch generation over a file is not built yet).
+            raise invalid(
+                "dataset",
+                f"{dataset.id} is a chat dataset: batch inference takes text or token "
+                "data; send conversations to /v1/chat/completions",
+            )
         extra: dict[str, Any] = {"dataset": dataset.id, "batch_size": spec.batch_size}
     else:
         spec = CompressJobCreate.model_validate(body)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from api.auth import requires
 from api.context import caller, db, platform, team_id
 from api.errors import ApiError, invalid, not_found
+from api.openai_models import base_models, model_object, openai_fields
 from api.schemas import AliasRollback, AliasUpdate, PredictRequest
 from api.times import rfc3339
 from storage.blobs import ChecksumMismatch, recorded_under
@@ -120,15 +121,21 @@ def list_models() -> Response:
     grouped: dict[str, list[ModelVersion]] = {}
     for mv in rows:
         grouped.setdefault(mv.name, []).append(mv)
-    return jsonify({"data": [_model_json(name, vs) for name, vs in grouped.items()]})
+    # Also OpenAI's model list: its fields on every entry, and the base models after.
+    data = [{**_model_json(name, vs), **openai_fields(vs[0])} for name, vs in grouped.items()]
+    return jsonify({"object": "list", "data": data + base_models()})
 
 
 @bp.get("/<name>")
 def show_model(name: str) -> Response:
     versions = _versions(name)
     if not versions:
-        raise not_found("model", name)
-    return jsonify(_model_json(name, versions))
+        # OpenAI's models.retrieve: a base model, an ft: name or a registry reference.
+        found = model_object(name)
+        if found is None:
+            raise not_found("model", name)
+        return jsonify(found)
+    return jsonify({**_model_json(name, versions), **openai_fields(versions[0])})
 
 
 @bp.get("/<name>/versions")

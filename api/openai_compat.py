@@ -15,10 +15,10 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from api import datasets as tp_datasets
@@ -27,14 +27,17 @@ from api.auth import requires
 from api.commit_answer import commit_with_answer
 from api.context import db, platform, team_id
 from api.errors import ApiError, from_validation, invalid, not_found
+from api.openai_files import upload_kind
+from api.openai_jobs import estimated_finish
+from api.openai_schemas import FineTuningJobCreate, base_learning_rate
 from api.openapi import register_request_body
 from api.paging import MAX_ROW_ID, query_int
 from api.schemas import JobCreate
 from scheduler.admission_requests import request_admission
 from storage.job_factory import write
 from storage.models import Checkpoint, Dataset, Job, JobEvent, ModelVersion
+from storage.openai_names import name_of_job
 from storage.retention import RETAINED
-from tunepool.hyperparameters import RANGES, HyperparameterError, checked_number
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
 
@@ -49,60 +52,7 @@ STATUS = {
     "failed": "failed",
     "cancelled": "cancelled",
 }
-BASE_LEARNING_RATE = 5e-5  # learning_rate_multiplier scales the engine's default
-
-
-# OpenAI's name -> tunepool's, whose range (tunepool.hyperparameters.RANGES) applies.
-_TUNEPOOL_NAME = {"n_epochs": "epochs", "batch_size": "batch_size"}
-_MAX_MULTIPLIER = RANGES["learning_rate"].high / BASE_LEARNING_RATE
-
-
-class OpenAIHyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    n_epochs: int | Literal["auto"] = "auto"
-    batch_size: int | Literal["auto"] = "auto"
-    learning_rate_multiplier: float | Literal["auto"] = "auto"
-
-    # Checked before the union, with tunepool's own rules (no 1.5 or "2" as an int), so
-    # an error names the field itself rather than a member of the union.
-    @field_validator("n_epochs", "batch_size", mode="before")
-    @classmethod
-    def _whole(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, str) and value == "auto":
-            return value
-        name = _TUNEPOOL_NAME[str(info.field_name)]
-        try:
-            return checked_number(name, value, RANGES[name])
-        except HyperparameterError as exc:
-            raise ValueError(f'"auto" or a value that {exc.problem}') from None
-
-    @field_validator("learning_rate_multiplier", mode="before")
-    @classmethod
-    def _multiplier(cls, value: Any) -> Any:
-        if isinstance(value, str) and value == "auto":
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError('"auto" or a number')
-        if not 0 < value <= _MAX_MULTIPLIER:
-            raise ValueError(
-                f"a number in (0, {_MAX_MULTIPLIER:g}]: the learning rate is at most 1"
-            )
-        return float(value)
-
-
-class FineTuningJobCreate(BaseModel):
-    # integrations, method: accepted, not used
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
-    model: str = Field(min_length=1, max_length=512, description="The base model")
-    training_file: str = Field(min_length=1, max_length=40)
-    validation_file: str | None = Field(None, max_length=40)
-    hyperparameters: OpenAIHyperparameters = Field(default_factory=OpenAIHyperparameters)
-    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, strict=True)
-    metadata: dict[str, str] | None = None
-
-
-register_request_body("openai_compat.create_job", "api.openai_compat:FineTuningJobCreate")
+register_request_body("openai_compat.create_job", "api.openai_schemas:FineTuningJobCreate")
 
 _FIELDS = {
     "train_dataset": "training_file",
@@ -148,7 +98,7 @@ def file_json(ds: Dataset) -> dict[str, Any]:
         "object": "file",
         "bytes": ds.size,
         "created_at": int(ds.created_at),
-        "filename": f"{ds.name}.{ds.format}",
+        "filename": f"{ds.name}.{'jsonl' if ds.task == 'causal-lm' else ds.format}",
         "purpose": "fine-tune",
         "status": FILE_STATUS.get(ds.status, ds.status),
         "status_details": (f"line {line}: {problem}" if line is not None else problem)
@@ -160,20 +110,19 @@ def file_json(ds: Dataset) -> dict[str, Any]:
 @bp.post("/files")
 @requires("member")
 def upload_file() -> tuple[Response, int]:
-    """Upload a fine-tuning file (OpenAI files API): CoNLL or JSONL token-classification data."""
+    """Upload a fine-tuning file (OpenAI files API): chat JSONL, or CoNLL or JSONL
+    token-classification data (api.openai_files.upload_kind tells them apart)."""
     purpose = request.form.get("purpose", "")
     if purpose != "fine-tune":
         raise invalid("purpose", "only 'fine-tune' files are kept here")
     upload = request.files.get("file")
     if upload is None:
         raise invalid("file", "attach the data as a multipart field named 'file'")
-    head = upload.stream.read(4096)
-    upload.stream.seek(0)
-    fmt = "jsonl" if head.lstrip().startswith(b"{") else "conll"
+    task, fmt = upload_kind(upload.stream)
     stem = Path(upload.filename or "data").stem
     name = re.sub(r"[^A-Za-z0-9._-]", "-", stem).lstrip("._-")[:120] or "data"
     with _openai_fields():
-        dataset = tp_datasets.add_dataset("token-classification", fmt, name, upload.stream)
+        dataset = tp_datasets.add_dataset(task, fmt, name, upload.stream)
     answer = commit_with_answer(db(), lambda: file_json(dataset), 200)
     tp_datasets.request_check(dataset.id)
     return answer
@@ -191,14 +140,20 @@ def show_file(file_id: str) -> Response:
 def _fine_tuned_model(job: Job) -> str | None:
     if not job.model_version_id:
         return None
+    if job.task == "causal-lm":  # OpenAI's own form: ft:<base>:<team>:<suffix>:<job>
+        return name_of_job(db(), job)
     mv = db().get(ModelVersion, job.model_version_id)
     return f"{mv.name}:{mv.version}" if mv else None
 
 
 def _trained_tokens(job: Job) -> int | None:
-    """Words of the training set times the epochs run (words, not word pieces)."""
+    """Words of the training set times the epochs run (words, not word pieces); for a
+    chat fine-tune, its rendered tokens times the epochs (its dry run)."""
     if job.state != "succeeded":
         return None
+    if job.task == "causal-lm":
+        billed = (job.spec.get("runtime_estimate") or {}).get("billed_tokens")
+        return billed if isinstance(billed, int) else None
     ds = db().get(Dataset, job.spec.get("train_dataset"))
     epochs = (job.spec.get("hyperparameters") or {}).get("epochs") or 3
     tokens = (ds.stats or {}).get("tokens") if ds else None
@@ -210,12 +165,17 @@ def job_object(job: Job) -> dict[str, Any]:
     extra = spec.get("openai") or {}
     hyper = spec.get("hyperparameters") or {}
     lr = hyper.get("learning_rate")
+    chosen = {
+        "n_epochs": hyper.get("epochs", "auto"),
+        "batch_size": hyper.get("batch_size", "auto"),
+        "learning_rate_multiplier": lr / base_learning_rate(job.task) if lr else "auto",
+    }
     return {
         "id": job.id,
         "object": "fine_tuning.job",
         "created_at": int(job.created_at),
         "finished_at": int(job.finished_at) if job.finished_at else None,
-        "estimated_finish": None,
+        "estimated_finish": estimated_finish(job),
         "model": spec.get("base_model"),
         "fine_tuned_model": _fine_tuned_model(job),
         "organization_id": job.team_id,
@@ -227,11 +187,8 @@ def job_object(job: Job) -> dict[str, Any]:
         "error": {"code": "job_failed", "message": job.error, "param": None}
         if job.state == "failed"
         else None,
-        "hyperparameters": {
-            "n_epochs": hyper.get("epochs", "auto"),
-            "batch_size": hyper.get("batch_size", "auto"),
-            "learning_rate_multiplier": lr / BASE_LEARNING_RATE if lr else "auto",
-        },
+        "hyperparameters": chosen,
+        "method": {"type": "supervised", "supervised": {"hyperparameters": chosen}},
         "seed": hyper.get("seed", extra.get("seed")),
         "user_provided_suffix": extra.get("suffix"),
         "metadata": extra.get("metadata"),
@@ -249,20 +206,25 @@ def _owned(job_id: str) -> Job:
 @bp.post("/fine_tuning/jobs")
 @requires("member")
 def create_job() -> Response:
-    """Create a fine-tuning job (OpenAI API), run as a tunepool token-classification job."""
+    """Create a fine-tuning job (OpenAI API), run as a tunepool fine-tune of the training
+    file's task: causal-lm for chat files, token-classification otherwise."""
     spec = FineTuningJobCreate.model_validate(request.get_json(silent=True) or {})
+    # The training file's kind decides the job's: chat data makes a causal-lm fine-tune.
+    with _openai_fields():
+        task = tp_datasets.owned_dataset_task(spec.training_file, "train_dataset")
+    chosen = spec.chosen_hyperparameters()
     hyper: dict[str, Any] = {}
-    if isinstance(spec.hyperparameters.n_epochs, int):
-        hyper["epochs"] = spec.hyperparameters.n_epochs
-    if isinstance(spec.hyperparameters.batch_size, int):
-        hyper["batch_size"] = spec.hyperparameters.batch_size
-    if isinstance(spec.hyperparameters.learning_rate_multiplier, float | int):
-        hyper["learning_rate"] = BASE_LEARNING_RATE * spec.hyperparameters.learning_rate_multiplier
+    if isinstance(chosen.n_epochs, int):
+        hyper["epochs"] = chosen.n_epochs
+    if isinstance(chosen.batch_size, int):
+        hyper["batch_size"] = chosen.batch_size
+    if isinstance(chosen.learning_rate_multiplier, float | int):
+        hyper["learning_rate"] = base_learning_rate(task) * chosen.learning_rate_multiplier
     if spec.seed is not None:
         hyper["seed"] = spec.seed
     body = {
         "type": "finetune",
-        "task": "token-classification",
+        "task": task,
         "base_model": spec.model,
         "train_dataset": spec.training_file,
         "validation_dataset": spec.validation_file,

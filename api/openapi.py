@@ -40,13 +40,13 @@ REQUEST_BODIES: dict[str, list[str]] = {
 # endpoint -> multipart fields (name -> description); "file" is the binary part.
 MULTIPART: dict[str, dict[str, str]] = {
     "datasets.upload": {
-        "file": "the data file (CoNLL or JSONL)",
-        "task": "token-classification",
-        "format": "conll or jsonl",
+        "file": "the data file (CoNLL, CSV/TSV, text or JSONL; chat JSONL for causal-lm)",
+        "task": "token-classification, sequence-classification, masked-lm or causal-lm",
+        "format": "conll, jsonl, csv, tsv, text; causal-lm: chat, openai, sharegpt, alpaca",
         "name": "a name for the dataset (default: the file's name)",
     },
     "openai_compat.upload_file": {
-        "file": "fine-tuning data (CoNLL or JSONL token classification)",
+        "file": "fine-tuning data: chat JSONL, or CoNLL or JSONL token classification",
         "purpose": "fine-tune",
     },
 }

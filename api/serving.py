@@ -99,13 +99,15 @@ class ServingClient:
         body: dict[str, Any],
         model: str | None = None,
         timeout_s: float | None = None,
+        base: str | None = None,
     ) -> Sent:
         """Queue the request at a worker; ``timeout_s`` (default the client's) bounds the
-        whole wait for its reply, a streamed one included."""
+        whole wait for its reply, a streamed one included. ``base``: what to prefer among
+        workers that do not hold ``model`` (a chat adapter's resident base model)."""
         timeout_s = timeout_s if timeout_s is not None else self.timeout_s
         request = Request(kind=kind, body=body, deadline=time.time() + timeout_s)
         try:
-            candidates = self._route(kind, model)
+            candidates = self._route(kind, model, base)
             fields = [value for pair in request.to_fields().items() for value in pair]
             for worker in candidates:
                 added = self._enqueue(keys=[worker.stream], args=[worker.capacity, *fields])
@@ -159,7 +161,7 @@ class ServingClient:
         raw = self.client.get(advert_key(worker.name))
         return raw is not None and Advert.from_json(raw).instance == worker.instance
 
-    def _route(self, kind: str, model: str | None) -> list[Advert]:
+    def _route(self, kind: str, model: str | None, base: str | None = None) -> list[Advert]:
         workers = [w for w in self.workers() if kind in w.kinds and not w.draining]
         if not workers:
             raise _unavailable(
@@ -172,10 +174,12 @@ class ServingClient:
             pipe.xlen(worker.stream)
         depths = dict(zip((w.name for w in workers), pipe.execute(), strict=True))
 
-        def order(worker: Advert) -> tuple[bool, float]:
-            # Affinity first (a model load costs far more than a queue), then load.
+        def order(worker: Advert) -> tuple[bool, bool, float]:
+            # Affinity first (a model load costs far more than a queue): the model itself,
+            # then its base (an adapter loads in milliseconds, a base in seconds), then load.
             holds = model is not None and worker.holds(model)
-            return (not holds, depths[worker.name] / max(1, worker.capacity))
+            holds_base = base is not None and worker.holds(base)
+            return (not holds, not holds_base, depths[worker.name] / max(1, worker.capacity))
 
         return sorted(workers, key=order)
 

@@ -74,10 +74,12 @@ def training_report(
 ) -> dict[str, Any]:
     """What `validate_only` returns: per-file findings, the "auto" choices and an estimate.
 
-    Counting word pieces needs the base model's tokenizer, which the API does not load:
-    a serving worker computes the report (503 while none runs); a file it cannot read
-    is a 422 naming the line, as at upload. A chat fine-tune's files were read, counted
-    and estimated at upload (their stats): its report is those and its hyperparameters.
+    A chat file was read and counted when it was uploaded, and a chat job's dry run is
+    the job factory's (storage.runtime_estimates): its report is the files' statistics
+    and its hyperparameters as the worker will train with them. Counting word pieces
+    needs the base model's tokenizer, which the API does not load: a serving worker
+    computes the report (503 while none runs); a file it cannot read is a 422 naming the
+    line, as at upload.
     """
     if task == CAUSAL_LM:
         return {

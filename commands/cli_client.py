@@ -282,6 +282,8 @@ def models() -> None:
 def models_list(api: Client, as_json: bool) -> None:
     """Models with their newest version and aliases."""
     page = api.get("/v1/models")
+    # The team's registry: the list also holds the platform's base models (OpenAI's list).
+    page = {**page, "data": [m for m in page["data"] if m.get("kind") != "base"]}
     rows = [
         [
             m["name"],

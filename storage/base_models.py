@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from storage import registry
 from storage.models import ModelVersion
 from storage.registry import ModelRef, parse_ref
+from tunepool.builtin_models import CAUSAL_LM_TASK, SOURCE_TASKS
 
 NOOP_PREFIX = "noop:"
 OPENAI_PREFIX = "ft:"
@@ -91,6 +92,21 @@ def resolve(
         return registry.resolve(session, team_id, choice)
     except LookupError as exc:
         raise refused(policy.allowed_base_models, str(exc).strip("'\"")) from None
+
+
+def task_mismatch(listed: Listed, task: str) -> str | None:
+    """Why the builtin model ``listed`` cannot be fine-tuned for ``task``, else None.
+
+    The packaged MiniLM is an encoder and SmolLM2 a chat model: a chat fine-tune of the
+    one, or a NER fine-tune of the other, is refused at submit, not found on a worker.
+    An operator's own source is the operator's call.
+    """
+    kind = SOURCE_TASKS.get(listed.source)
+    if kind is None or (kind == CAUSAL_LM_TASK) == (task == CAUSAL_LM_TASK):
+        return None
+    if kind == CAUSAL_LM_TASK:
+        return f"{listed.name} is a chat model: it is fine-tuned with task {CAUSAL_LM_TASK}"
+    return f"{listed.name} is an encoder: task {CAUSAL_LM_TASK} needs a chat model"
 
 
 def refused(allowed: Mapping[str, str], detail: str) -> BaseModelRefused:

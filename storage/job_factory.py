@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -30,6 +30,7 @@ from storage.ids import new_id
 from storage.models import Job, ModelVersion
 from storage.priorities import PRIORITIES
 from storage.refusals import Refusal, refusal
+from storage.runtime_estimates import with_runtime_estimate
 from storage.states import JobState, record_event
 
 ADMISSION_REASON = "waiting for the next admission pass"
@@ -68,15 +69,28 @@ class Checked:
 
 def check(session: Session, settings: FactorySettings, order: JobOrder) -> Checked | Refusal:
     """The base model (allow-list or the team's own), then the team's queue state,
-    priority cap and quota, and the pool's shape."""
+    priority cap and quota, and the pool's shape. A chat fine-tune's order comes back
+    with its run time estimated (``storage.runtime_estimates``)."""
     base = None
     if order.base_model is not None:
         try:
             base = base_models.resolve(session, order.team_id, order.base_model, settings)
         except base_models.BaseModelRefused as exc:
             return Refusal(422, "invalid", "base_model", f"base_model: {exc}")
+        mismatch = (
+            base_models.task_mismatch(base, order.task)
+            if isinstance(base, base_models.Listed) and order.type == "finetune"
+            else None
+        )
+        if mismatch is not None:
+            return Refusal(422, "invalid", "base_model", f"base_model: {mismatch}")
     found = refusal(session, order.team_id, order.slots, order.priority)
-    return found if found is not None else Checked(order, base)
+    if found is not None:
+        return found
+    if order.type == "finetune":
+        spec = with_runtime_estimate(session, order.team_id, order.task, order.spec)
+        order = order if spec is order.spec else replace(order, spec=spec)
+    return Checked(order, base)
 
 
 def build(checked: Checked, settings: FactorySettings, now: float | None = None) -> Job:

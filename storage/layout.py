@@ -12,6 +12,10 @@ outlives releases: a change here must keep existing keys readable.
 - ``teams/<team>/models/<name>/<version>/``: a registered model version.
 - ``backups/<time>/``: one backup (its dump, then ``manifest.json`` last);
   ``backups/status.json``: the last backup attempt, read by the alerts.
+- ``base-models/<name>/<source>/<build>/``: a builtin base model converted once for every
+  worker (SmolLM2's GGUF as safetensors); ``<source>`` names what it was converted from,
+  ``<build>`` one conversion, so two first conversions at once never write the same key.
+  A build counts once its ``published.json`` is recorded (``worker.base_model_copies``).
 
 Prefixes end in ``/`` so that ``teams/t1/`` never matches ``teams/t10/``.
 """
@@ -26,6 +30,9 @@ BACKUP_MANIFEST = "manifest.json"
 BACKUP_STATUS_KEY = f"{BACKUPS_PREFIX}status.json"
 
 PREDICTIONS_FILE = "predictions.jsonl"
+
+BASE_MODELS_PREFIX = "base-models/"
+BASE_MODEL_PUBLISHED = "published.json"
 
 
 def team_root(team_id: str) -> str:
@@ -62,6 +69,24 @@ def predictions_key(team_id: str, job_id: str) -> str:
 
 def model_prefix(team_id: str, name: str, version: int) -> str:
     return f"{team_kind_prefix(team_id, 'models')}{name}/{version}/"
+
+
+def base_model_source_prefix(name: str, source: str) -> str:
+    """Every conversion of builtin base model ``name`` from ``source`` lies under this."""
+    return f"{BASE_MODELS_PREFIX}{name}/{source}/"
+
+
+def base_model_build_prefix(name: str, source: str, build: str) -> str:
+    return f"{base_model_source_prefix(name, source)}{build}/"
+
+
+def base_model_build_of(key: str, name: str, source: str) -> str | None:
+    """The build prefix of a build's ``published.json`` key, else None."""
+    prefix = base_model_source_prefix(name, source)
+    if not key.startswith(prefix) or not key.endswith("/" + BASE_MODEL_PUBLISHED):
+        return None
+    build = key[len(prefix) : -len(BASE_MODEL_PUBLISHED) - 1]
+    return f"{prefix}{build}/" if build and "/" not in build else None
 
 
 def backup_prefix(name: str) -> str:

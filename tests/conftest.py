@@ -54,15 +54,19 @@ def soak(request: pytest.FixtureRequest) -> bool:
 # The allow-listed name (Settings.base_models) of a tiny random BERT that trains in
 # seconds: jobs name base models, never paths (storage/base_models.py).
 TINY_BASE_MODEL = "tiny"
+# A tiny random Llama with a chat template: the base model of chat serving tests.
+TINY_CHAT_BASE = "tiny-llama"
 
 
 @pytest.fixture(scope="session")
 def tiny_base_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """``Settings.base_models`` of the test platforms: TINY_BASE_MODEL -> its directory."""
+    from worker.training.causal_lm.base_models import make_tiny_llama_dir
     from worker.training.models import make_tiny_model_dir
 
     directory = make_tiny_model_dir(tmp_path_factory.mktemp("tiny-base") / "model")
-    return {TINY_BASE_MODEL: str(directory)}
+    llama = make_tiny_llama_dir(tmp_path_factory.mktemp("tiny-llama") / "model")
+    return {TINY_BASE_MODEL: str(directory), TINY_CHAT_BASE: str(llama)}
 
 
 @pytest.fixture(scope="session")

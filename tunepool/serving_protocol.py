@@ -37,6 +37,12 @@ class Kind(StrEnum):
 
     PREDICT = "predict"  # encoder predictions (token and sequence classification)
     REPORT = "report"  # a fine-tune's validate_only report (tokenizer statistics)
+    CHAT = "chat"  # a chat or text completion, its tokens streamed as chunks
+
+
+def base_key(base_model: str) -> str:
+    """A resident base model's key in an advert's ``models`` (adapters are version ids)."""
+    return f"base:{base_model}"
 
 
 class ReplyType(StrEnum):

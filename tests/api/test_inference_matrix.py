@@ -109,8 +109,38 @@ def submit(client: FlaskClient, headers: dict[str, str], body: dict[str, Any]) -
     return str(resp.get_json()["id"])
 
 
+CHAT = {("causal-lm", fmt) for fmt in FORMATS["causal-lm"]}
+
+
 def test_the_matrix_covers_every_upload_format() -> None:
-    assert set(SAMPLES) == {(task, fmt) for task, fmts in FORMATS.items() for fmt in fmts}
+    assert set(SAMPLES) | CHAT == {(task, fmt) for task, fmts in FORMATS.items() for fmt in fmts}
+
+
+def test_batch_inference_refuses_a_chat_dataset_naming_it(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, models: dict[str, Path]
+) -> None:
+    alpha = make_key("alpha")
+    chat = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    resp = client.post(
+        "/v1/datasets",
+        headers=alpha,
+        content_type="multipart/form-data",
+        data={
+            "task": "causal-lm",
+            "format": "chat",
+            "file": (io.BytesIO((json.dumps(chat) + "\n").encode()), "c.jsonl"),
+        },
+    )
+    assert resp.status_code == 201, resp.get_json()
+    publish_version(platform, "alpha", SEQUENCE, models[SEQUENCE], task=SEQUENCE)
+    answer = client.post(
+        "/v1/jobs",
+        headers=alpha,
+        json={"type": "inference", "model": SEQUENCE, "dataset": resp.get_json()["id"]},
+    )
+    assert answer.status_code == 422
+    error = answer.get_json()["error"]
+    assert error["field"] == "dataset" and "chat dataset" in error["message"]
 
 
 @pytest.mark.parametrize(("dataset_task", "fmt"), DATASETS)

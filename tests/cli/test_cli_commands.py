@@ -12,6 +12,7 @@ from tunepool import __version__
 NOT_READS = {
     "up",
     "worker",
+    "serve",
     "control",
     "beat",
     "flower",

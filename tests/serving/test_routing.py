@@ -112,3 +112,20 @@ def test_stopping_dead_and_other_kinds_of_workers_get_nothing(
     assert client.xlen(dead.stream) == 0
     assert sent_to(router, None, kind="report") == "reports"
     assert sorted(w.name for w in router.workers()) == ["reports", "stopping"]
+
+
+def test_chat_goes_to_the_adapter_holder_else_the_base_holder_else_the_least_loaded(
+    client: redis.Redis, router: ServingClient
+) -> None:
+    chat = ("chat",)
+    base = "base:tiny-llama"
+    advertise(client, "idle", kinds=chat)
+    advertise(client, "has-base", models=(base,), waiting=2, kinds=chat)
+    advertise(client, "has-adapter", models=(base, "mv-1"), waiting=3, kinds=chat)
+    assert router.send("chat", {}, model="mv-1", base=base).worker.name == "has-adapter"
+    # Another adapter of the same base: its base is resident at has-base (and has-adapter,
+    # busier), which load it in milliseconds rather than the base in seconds.
+    assert router.send("chat", {}, model="mv-2", base=base).worker.name == "has-base"
+    # A base nobody holds: the least loaded.
+    other = "base:other"
+    assert router.send("chat", {}, model=other, base=other).worker.name == "idle"

@@ -101,3 +101,19 @@ def test_the_operator_sets_the_allow_list_in_the_environment_and_children_inheri
     assert json.loads(env["TUNEPOOL_BASE_MODELS"]) == {"tiny": "/tmp/tiny"}
     with pytest.raises(ValueError, match="name and a source"):
         Settings(base_models={"blank": " "})
+
+
+def test_the_builtin_chat_model_is_listed_under_its_name_and_hub_id() -> None:
+    settings = Settings()
+    for name in ("SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"):
+        listed = base_models.classify(name, settings)
+        assert listed == Listed(name, "builtin:smollm2")
+        assert isinstance(listed, Listed)
+        assert base_models.task_mismatch(listed, "causal-lm") is None
+        assert "chat model" in str(base_models.task_mismatch(listed, "token-classification"))
+    minilm = base_models.classify("all-MiniLM-L6-v2", settings)
+    assert isinstance(minilm, Listed)
+    assert "encoder" in str(base_models.task_mismatch(minilm, "causal-lm"))
+    assert base_models.task_mismatch(minilm, "sequence-classification") is None
+    # An operator's source may be anything: the operator decides what it fits.
+    assert base_models.task_mismatch(Listed("mine", "/models/llama"), "causal-lm") is None

@@ -79,3 +79,19 @@ def test_refusals_are_values_and_write_nothing(session: Session) -> None:
     found = create(session, Settings(), bad_base)
     assert isinstance(found, Refusal) and found.field == "base_model"
     assert session.query(Job).count() == 0
+
+
+def test_a_builtin_base_model_of_the_wrong_kind_is_refused_at_submit(session: Session) -> None:
+    team = _team(session)
+    for task, base in (("causal-lm", "all-MiniLM-L6-v2"), ("ner", "SmolLM2-135M-Instruct")):
+        order = JobOrder(team_id=team.id, type="finetune", task=task, spec={}, base_model=base)
+        found = create(session, Settings(), order)
+        assert isinstance(found, Refusal) and found.field == "base_model", (task, found)
+    chat = JobOrder(
+        team_id=team.id,
+        type="finetune",
+        task="causal-lm",
+        spec={},
+        base_model="SmolLM2-135M-Instruct",
+    )
+    assert isinstance(create(session, Settings(), chat), Job)

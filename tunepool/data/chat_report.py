@@ -25,7 +25,7 @@ def chat_file_report(path: Path, fmt: str = "auto") -> dict[str, Any]:
     warnings: dict[str, dict[str, Any]] = {}
     roles: Counter[str] = Counter()
     formats: Counter[str] = Counter()
-    examples = trained_turns = weight_zero_turns = with_system = 0
+    examples = trained_turns = weight_zero_turns = with_system = characters = 0
     first_problem: dict[str, Any] | None = None
     for item in iter_chat_lines(path, fmt):
         if isinstance(item, ChatProblem):
@@ -41,6 +41,7 @@ def chat_file_report(path: Path, fmt: str = "auto") -> dict[str, Any]:
             1 for m in item.messages if m.role == "assistant" and m.weight == 0
         )
         with_system += any(m.role == "system" for m in item.messages)
+        characters += sum(len(m.content) for m in item.messages)
         for code in item.warnings:
             _note(warnings, code, item.line, None)
     return {
@@ -55,6 +56,8 @@ def chat_file_report(path: Path, fmt: str = "auto") -> dict[str, Any]:
         "trained_assistant_turns": trained_turns,
         "weight_zero_assistant_turns": weight_zero_turns,
         "examples_with_system": with_system,
+        # Of the messages' text: a token count's rough stand-in where no tokenizer is at hand.
+        "content_characters": characters,
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tunepool.data.chat_upload import chat_upload_stats
 from tunepool.data.errors import DataError
 from tunepool.data.findings import findings_in_file
 from tunepool.data.stats import token_dataset_stats
@@ -29,6 +30,11 @@ def describe_file(path: Path, task: str, fmt: str, tokenizer: Any = None) -> dic
     if task == "sequence-classification":
         stats = text_dataset_stats(iter_text_examples(path, fmt))
         counted, nothing = stats["examples"], "the file holds no examples"
+    elif task == "causal-lm":
+        # Tokens approximated from characters; a worker counts them with the chat
+        # model's tokenizer (worker.chat_dataset_check).
+        stats = chat_upload_stats(path, fmt)
+        counted, nothing = stats["examples"], "the file holds no conversations"
     elif task == "masked-lm":
         stats = corpus_stats(iter_text_documents(path, fmt))
         counted, nothing = stats["documents"], "the file holds no documents"
@@ -44,4 +50,4 @@ def describe_file(path: Path, task: str, fmt: str, tokenizer: Any = None) -> dic
 
 def needs_tokenizer(task: str) -> bool:
     """Whether a worker adds anything to the upload's statistics of this task's data."""
-    return task == "token-classification"
+    return task in ("token-classification", "causal-lm")

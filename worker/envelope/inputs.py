@@ -20,6 +20,7 @@ from storage.models import Checkpoint, Dataset, ModelVersion
 from storage.platform import Platform
 from storage.promotion import PRODUCTION
 from storage.registry import aliases, get_version
+from tunepool.builtin_models import SMOLLM2_SOURCE
 from worker.engines.context import BaseModel, InputMissing, LocalDataset, LocalModel
 from worker.lease_keeper import LeaseKeeper
 
@@ -64,6 +65,17 @@ class StoreInputs:
                 self.keeper.alive()
                 return BaseModel(name, str(target), base.id)
         if isinstance(base, base_models.Listed):
+            if base.source == SMOLLM2_SOURCE:  # converted once for the platform, then fetched
+                from worker.converted_models import converted_base_dir, smollm2_source
+
+                copy = converted_base_dir(
+                    self.platform.sessions,
+                    self.platform.store,
+                    smollm2_source(),
+                    self.platform.settings.model_cache_dir,
+                )
+                self.keeper.alive()
+                return BaseModel(name, str(copy))
             return BaseModel(name, base.source)
         # The envelope runs the no-op engine for these before any engine asks.
         raise base_models.BaseModelRefused(f"{name!r} is a no-op engine, not a model")

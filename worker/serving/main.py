@@ -21,9 +21,11 @@ import uuid
 import redis
 
 from storage.platform import Platform
-from tunepool.serving_protocol import Advert, request_stream
+from tunepool.serving_protocol import Advert, Kind, request_stream
 from tunepool.settings import Settings
 from worker.serving.advert import Heartbeat
+from worker.serving.chat import ChatHost
+from worker.serving.chat_handler import chat_handler
 from worker.serving.consumer import RequestConsumer
 from worker.serving.handlers import Handler, standard_handlers
 from worker.serving.shelf import ModelShelf
@@ -67,9 +69,12 @@ def run_serving_worker(
         max_wait_ms=settings.serve_max_wait_ms,
         cache_bytes=settings.serve_cache_bytes,
     )
+    chat = ChatHost(store, settings, settings.scratch_dir / "serving" / f"{name}-chat")
+    handlers = {**standard_handlers(shelf, store, settings), Kind.CHAT: chat_handler(chat)}
     try:
-        serve(settings, name, standard_handlers(shelf, store, settings), stop, shelf, grace_s)
+        serve(settings, name, handlers, stop, shelf, grace_s, chat)
     finally:
+        chat.close()
         shelf.close()
 
 
@@ -80,10 +85,12 @@ def serve(
     stop: threading.Event,
     shelf: ModelShelf | None = None,
     grace_s: float = 30.0,
+    chat: ChatHost | None = None,
 ) -> None:
     """Answer requests of the ``handlers``' kinds until ``stop`` is set, then drain.
 
-    ``shelf``: the models held, advertised for routing by affinity.
+    ``shelf`` and ``chat``: the models, bases and adapters held, advertised for routing
+    by affinity.
     """
     instance = uuid.uuid4().hex[:12]
     # Reads block for READ_BLOCK_MS (half a second): the socket waits longer than that.
@@ -111,7 +118,7 @@ def serve(
             capacity=settings.serve_queue_limit,
             threads=settings.serve_threads,
             queue_depth=consumer.depth(),
-            models=shelf.held() if shelf else {},
+            models={**(shelf.held() if shelf else {}), **(chat.held() if chat else {})},
             loading=shelf.loading() if shelf else [],
             cache_bytes=shelf.cache.total_bytes if shelf else 0,
             cache_max_bytes=shelf.cache.max_bytes if shelf else 0,

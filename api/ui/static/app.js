@@ -102,7 +102,8 @@ async function poolPage() {
 
 async function modelsPage() {
   const page = await api("/v1/models");
-  const rows = page.data.map(m => `<tr><td>${esc(m.name)}</td><td>${esc(m.task)}</td>
+  // The team's registry; GET /v1/models also lists the platform's base models (kind "base").
+  const rows = page.data.filter(m => m.kind !== "base").map(m => `<tr><td>${esc(m.name)}</td><td>${esc(m.task)}</td>
     <td class="num">${m.latest_version}</td><td class="num">${m.versions}</td>
     <td>${Object.entries(m.aliases).map(([a, v]) => `${esc(a)} → ${v}`).join(", ")}</td></tr>`).join("");
   main.innerHTML = `<div class="card"><h2>Models</h2><table id="models"><tr><th>Name</th><th>Task</th>

