@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from storage import registry
 from storage.base_models import OPENAI_PREFIX
 from storage.blobs import Recorded, recorded_under
+from storage.openai_names import resolve_fine_tuned
 
 CHAT_TASK = "causal-lm"
 _SHOWN = 80  # characters of a name quoted back
@@ -58,11 +59,15 @@ def resolve_chat_model(
         return ChatModel(name)
     shown = name[:_SHOWN] + ("…" if len(name) > _SHOWN else "")
     missing = ChatModelNotFound(f"The model {shown!r} does not exist or you do not have access")
-    try:
-        ref = registry.parse_ref(name.removeprefix(OPENAI_PREFIX))
-        version = registry.resolve(session, team_id, ref)
-    except (ValueError, LookupError):
-        raise missing from None
+    # OpenAI's long name of a fine-tune (ft:<base>:<team>:<suffix>:<job>) first, then a
+    # registry reference, with or without the ft: prefix.
+    version = resolve_fine_tuned(session, team_id, name)
+    if version is None:
+        try:
+            ref = registry.parse_ref(name.removeprefix(OPENAI_PREFIX))
+            version = registry.resolve(session, team_id, ref)
+        except (ValueError, LookupError):
+            raise missing from None
     if version.task != CHAT_TASK:
         raise NotAChatModel(
             f"{version.name}:{version.version} is a {version.task} model; chat and "

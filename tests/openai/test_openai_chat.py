@@ -130,6 +130,15 @@ def test_the_fine_tuned_model_has_openais_name_and_only_its_team_sees_it(
     assert listed["SmolLM2-135M-Instruct"].owned_by == "tunepool"
     assert None not in listed
     assert client.models.retrieve(name).id == name
+    # The chat routes serve the fine-tune under the same name (storage.chat_models).
+    from storage.chat_models import resolve_chat_model
+
+    with platform.sessions() as session:
+        served = resolve_chat_model(
+            session, row.team_id, name, {"SmolLM2-135M-Instruct": "builtin:smollm2"}
+        )
+        assert served.base_model == "SmolLM2-135M-Instruct"
+        assert served.adapter is not None and served.adapter.version_id == version.id
     assert client.models.retrieve("ft-spam-bot:1").id == "ft-spam-bot:1"
     hub = client.models.retrieve("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert hub.id == "HuggingFaceTB/SmolLM2-135M-Instruct" and hub.owned_by == "tunepool"
