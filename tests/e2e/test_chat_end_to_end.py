@@ -12,10 +12,12 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Iterator
 
 import openai
 import pytest
 
+from commands.redis_server import RedisServer, start_redis
 from scheduler.ticks import run_reaper
 from storage.db import transaction
 from storage.teams import create_team
@@ -26,6 +28,15 @@ from tests.training.causal_lm_fixtures import colour_chats
 pytestmark = pytest.mark.chaos
 
 QUESTION = [{"role": "user", "content": "Colour of der ?"}]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: the session's serving worker (tests/conftest.py), on
+    the session's Redis, reads another object store and must not take these requests."""
+    server = start_redis(tmp_path_factory.mktemp("redis-e2e-chat"), persist=False)
+    yield server
+    server.stop()
 
 
 def sdk(live_api: LiveApi, key: str) -> openai.OpenAI:  # noqa: F811
