@@ -181,7 +181,8 @@ def test_metrics_name_no_job_and_no_label_outside_a_short_known_set(
         for sample in family.samples
         for name in sample.labels
     }
-    assert labels <= {"team", "state", "le", "worker", "gpu", "model", "kind"}
+    # base_model: the chat bases a serving worker holds, from the operator's allow-list.
+    assert labels <= {"team", "state", "le", "worker", "gpu", "model", "kind", "base_model"}
 
 
 def test_metrics_require_the_operators_bearer_token_once_one_is_set(
