@@ -152,6 +152,7 @@ def test_report_counts_every_problem_by_line(tmp_path):
     }
 
 
+@pytest.mark.skipif(not (SHARED / "sms_spam_test.jsonl").exists(), reason="shared data absent")
 def test_shared_chat_files_are_valid():
     report = chat_file_report(SHARED / "sms_spam_test.jsonl")
     assert report["valid"] and report["format"] == "openai"
