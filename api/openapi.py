@@ -109,7 +109,7 @@ spec = SpecTree(
 
 
 def documented(
-    ok: Mapping[int, type[BaseModel] | str | None],
+    ok: Mapping[int, type[BaseModel] | str],
     errors: Iterable[int] = (),
     *,
     tag: str,
@@ -123,14 +123,14 @@ def documented(
     """Describe a view: its answers (``ok``: status -> model, or a description for an
     answer without JSON), the error statuses it can answer in tunepool's shape, and those
     in OpenAI's shape (``openai_errors``); /v1 views add 401, 429 and 503 and the key."""
-    v1 = not public
+    v1, openai = not public, set(openai_errors)
     statuses: dict[str, Any] = {
         f"HTTP_{code}": (None, answer) if isinstance(answer, str) else answer
         for code, answer in ok.items()
     }
-    for code in sorted({*errors, *(V1 if v1 else ())} - set(openai_errors)):
+    for code in sorted({*errors, *(V1 if v1 else ())} - openai):
         statuses[f"HTTP_{code}"] = ErrorResponse
-    for code in openai_errors:
+    for code in sorted(openai):
         statuses[f"HTTP_{code}"] = OpenAIErrorResponse
     decorate: Callable[[F], F] = spec.validate(
         json=json,
