@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
+from pydantic import Field
 from sqlalchemy import or_, select
 
 from api.auth import requires
 from api.context import caller, db, team_id
 from api.errors import invalid
-from api.paging import MAX_ROW_ID, page_params, query_int
+from api.openapi import documented
+from api.paging import MAX_ROW_ID, Query, page_params, query_int
+from api.team_responses import IncidentPage
 from api.times import rfc3339
 from storage.alerts import Incident
 
 bp = Blueprint("alerts", __name__, url_prefix="/v1/alerts")
+
+
+class AlertQuery(Query):
+    limit: int = Field(50, ge=1, le=500, description="page size")
+    cursor: int | None = Field(
+        None, ge=0, le=MAX_ROW_ID, description="the last incident id of the previous page"
+    )
+    state: Literal["open", "resolved", "all"] = "all"
 
 
 def incident_json(i: Incident) -> dict[str, Any]:
@@ -35,8 +46,10 @@ def incident_json(i: Incident) -> dict[str, Any]:
 
 
 @bp.get("")
+@documented({200: IncidentPage}, (422,), tag="alerts", query=AlertQuery)
 @requires("viewer")
 def list_alerts() -> tuple[Response, int]:
+    """Open and recent incidents of the team; admins also see the pool-wide ones."""
     limit, cursor = page_params()
     state = request.args.get("state", "all")
     if state not in ("open", "resolved", "all"):

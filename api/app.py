@@ -8,6 +8,7 @@ from flask import Flask, Response, jsonify, request
 
 from api import after_writes, errors, guards, idempotency
 from api.alerts import bp as alerts_bp
+from api.api_docs import bp as api_docs_bp
 from api.auth import load_caller
 from api.chat_completions import bp as chat_completions_bp
 from api.context import close_db
@@ -22,8 +23,9 @@ from api.models import bp as models_bp
 from api.openai_compat import bp as openai_compat_bp
 from api.openai_files import bp as openai_files_bp
 from api.openai_models import bp as openai_models_bp
-from api.openapi import bp as openapi_bp
+from api.openapi import documented
 from api.pool import bp as pool_bp
+from api.responses import Health, Readiness
 from api.schedules import bp as schedules_bp
 from api.teams import bp as teams_bp
 from api.ui import bp as ui_bp
@@ -49,7 +51,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         close_db()
 
     @app.get("/healthz")
+    @documented({200: Health, 503: Health}, tag="platform", public=True)
     def healthz() -> tuple[Response, int]:
+        """Liveness: the API answers and reaches its database."""
         from sqlalchemy import text
 
         status: dict[str, Any] = {"status": "ok"}
@@ -62,6 +66,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         return jsonify(status), 200
 
     @app.get("/readyz")
+    @documented({200: Readiness, 503: Readiness}, tag="platform", public=True)
     def readyz() -> tuple[Response, int]:
         """Readiness (storage.readiness): 503 naming what is down; /healthz stays liveness."""
         from storage.readiness import check_readiness
@@ -105,7 +110,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.register_blueprint(pool_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(events_stream_bp)
-    app.register_blueprint(openapi_bp)
+    app.register_blueprint(api_docs_bp)
     app.register_blueprint(ui_bp)
     app.register_blueprint(openai_compat_bp)
     app.register_blueprint(openai_files_bp)

@@ -28,10 +28,15 @@ from pydantic import ValidationError
 from api.auth import requires
 from api.chat_limits import ChatLimits, Place
 from api.chat_metrics import record_answer
-from api.chat_schemas import ChatCompletionRequest, CompletionRequest
+from api.chat_schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    CompletionRequest,
+    TextCompletion,
+)
 from api.context import db, platform, team_id
 from api.errors import ApiError, from_validation
-from api.openapi import register_request_body
+from api.openapi import documented
 from api.serving import serving_client
 from storage.chat_models import ChatModelNotFound, NotAChatModel, resolve_chat_model
 from tunepool.redis_client import redis_client
@@ -41,8 +46,9 @@ bp = Blueprint("chat_completions", __name__, url_prefix="/v1")
 LIMITS = "tunepool.chat_limits"
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
-register_request_body("chat_completions.chat", "api.chat_schemas:ChatCompletionRequest")
-register_request_body("chat_completions.complete", "api.chat_schemas:CompletionRequest")
+# Answered in OpenAI's shape (this blueprint's handlers). A 429 of the per-key limit and a
+# 503 of the database come from the app's handlers, in tunepool's (which OpenAI's extends).
+OPENAI_ERRORS = (400, 401, 403, 404, 500, 504)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -179,6 +185,13 @@ def _finish(call: _Call, answer: dict[str, Any]) -> dict[str, int]:
 
 
 @bp.post("/chat/completions")
+@documented(
+    {200: ChatCompletion},
+    tag="OpenAI: chat",
+    json=ChatCompletionRequest,
+    media={200: ["text/event-stream"]},
+    openai_errors=OPENAI_ERRORS,
+)
 @requires("member")
 def chat() -> Response:
     """A chat completion (OpenAI API) from a base model or the team's fine-tuned adapter."""
@@ -189,6 +202,13 @@ def chat() -> Response:
 
 
 @bp.post("/completions")
+@documented(
+    {200: TextCompletion},
+    tag="OpenAI: chat",
+    json=CompletionRequest,
+    media={200: ["text/event-stream"]},
+    openai_errors=OPENAI_ERRORS,
+)
 @requires("member")
 def complete() -> Response:
     """A text completion (OpenAI's legacy completions API) of one prompt."""

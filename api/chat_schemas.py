@@ -1,4 +1,5 @@
-"""The bodies of POST /v1/chat/completions and /v1/completions, as OpenAI defines them.
+"""The bodies of POST /v1/chat/completions and /v1/completions and their answers, as
+OpenAI defines them.
 
 The fields tunepool honours are checked here; an OpenAI field it cannot honour with a
 value other than its default (``n`` above 1, ``logprobs``, tools) is refused naming the
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from api.errors import ErrorDetail
 
 MAX_STOPS = 4  # as OpenAI
 MAX_TOKENS = 1_000_000  # a sanity bound; the model's context is the real one
@@ -129,3 +132,73 @@ class CompletionRequest(_Sampling):
     @property
     def text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+# -- answers ------------------------------------------------------------------------
+
+
+class OpenAIErrorDetail(ErrorDetail):
+    """tunepool's error with OpenAI's fields added (the SDK reads ``message``)."""
+
+    type: str = Field(description="invalid_request_error, authentication_error, ...")
+    param: str | None = Field(description="the field at fault, as OpenAI names it")
+
+
+class OpenAIErrorResponse(BaseModel):
+    """The body of an error of the chat routes (``api.chat_completions.openai_error``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: OpenAIErrorDetail
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CompletionUsage(_Answer):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(_Answer):
+    role: Literal["assistant"]
+    content: str
+    refusal: None
+
+
+class ChatChoice(_Answer):
+    index: int
+    message: AssistantMessage
+    logprobs: None
+    finish_reason: str = Field(description="stop, or length when max_tokens was reached")
+
+
+class ChatCompletion(_Answer):
+    """A whole chat completion; with ``stream`` the answer is text/event-stream chunks
+    (``chat.completion.chunk``) ending in ``data: [DONE]``."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int = Field(description="unix seconds")
+    model: str
+    choices: list[ChatChoice]
+    usage: CompletionUsage
+
+
+class TextChoice(_Answer):
+    index: int
+    text: str
+    logprobs: None
+    finish_reason: str
+
+
+class TextCompletion(_Answer):
+    """A whole text completion; with ``stream`` text/event-stream chunks."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int = Field(description="unix seconds")
+    model: str
+    choices: list[TextChoice]
+    usage: CompletionUsage

@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, Field, JsonValue
 from sqlalchemy import bindparam, select
 
+from api import responses
 from api.auth import requires
 from api.commit_answer import commit_with_answer
 from api.context import db, platform, team_id
 from api.errors import ApiError, invalid, not_found
-from api.paging import page_params, paged
+from api.openapi import documented
+from api.paging import PageQuery, page_params, paged
 from api.times import rfc3339
 from storage.blobs import store_file
 from storage.dataset_status import DatasetStatus
@@ -47,6 +50,24 @@ FORMATS = {
 }
 
 
+TASKS: list[JsonValue] = list(FORMATS)
+ALL_FORMATS: list[JsonValue] = [*sorted({fmt for fmts in FORMATS.values() for fmt in fmts})]
+
+
+class DatasetUpload(BaseModel):
+    """The multipart form of an upload; the view checks each field (``upload``)."""
+
+    file: bytes = Field(description="the data file")
+    task: str = Field(json_schema_extra={"enum": TASKS})
+    format: str = Field(
+        description="; ".join(f"{task}: {', '.join(fmts)}" for task, fmts in FORMATS.items()),
+        json_schema_extra={"enum": ALL_FORMATS},
+    )
+    name: str | None = Field(
+        None, pattern=NAME.pattern, description="default: the file's name without extension"
+    )
+
+
 def dataset_json(ds: Dataset) -> dict[str, Any]:
     return {
         "id": ds.id,
@@ -65,8 +86,10 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
 
 
 @bp.post("")
+@documented({201: responses.Dataset}, (400, 403, 413, 422), tag="datasets", form=DatasetUpload)
 @requires("member")
 def upload() -> tuple[Response, int]:
+    """Upload a dataset: its format is checked line by line before it is stored."""
     task = (request.form.get("task") or "").strip()
     fmt = (request.form.get("format") or "").strip()
     if task not in FORMATS:
@@ -138,7 +161,9 @@ def add_dataset(task: str, fmt: str, name: str, stream: IO[bytes]) -> Dataset:
 
 
 @bp.get("")
+@documented({200: responses.DatasetPage}, (422,), tag="datasets", query=PageQuery)
 def list_datasets() -> Response:
+    """The team's datasets, newest first."""
     limit, cursor = page_params()
     query = select(Dataset).where(Dataset.team_id == team_id())
     if cursor:
@@ -148,7 +173,9 @@ def list_datasets() -> Response:
 
 
 @bp.get("/<dataset_id>")
+@documented({200: responses.Dataset}, (404,), tag="datasets")
 def show(dataset_id: str) -> Response:
+    """One dataset: its statistics, and its check's status."""
     return jsonify(dataset_json(owned_dataset(dataset_id)))
 
 

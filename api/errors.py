@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, jsonify
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -19,6 +19,28 @@ from tunepool.quoting import excerpt
 # (a 50 MB line, a 50 MB JSON key), and the error must stay an error, not an echo.
 MAX_MESSAGE = 1000
 MAX_FIELD = 200
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong. Some errors add what a client can act on: the limit reached, the
+    line of a file, the seconds to wait."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str = Field(description="invalid, not_found, conflict, forbidden, rate_limited, ...")
+    message: str = Field(description="what to change, naming the field when there is one")
+    field: str | None = Field(description="the body field, parameter or header at fault")
+    limit: str | int | None = Field(None, description="the team's or the pool's limit")
+    line: int | None = Field(None, description="the line of an uploaded file")
+    problems: dict[str, Any] | None = Field(None, description="a chat file's bad lines")
+    value: str | None = Field(None, description="a number JSON cannot hold (NaN, 1e400)")
+    retry_after: int | None = Field(None, description="seconds until a retry may pass")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every tunepool error (``ApiError.body``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: ErrorDetail
 
 
 class ApiError(Exception):

@@ -23,9 +23,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
+from api import responses
 from api.context import db, platform
 from api.jobs import event_json, owned_job
-from api.paging import MAX_ROW_ID, page_params, query_int
+from api.openapi import documented
+from api.paging import MAX_ROW_ID, FollowQuery, page_params, query_int
 from api.times import with_moment
 from storage.models import Job, JobEvent
 from storage.platform import Platform
@@ -122,6 +124,13 @@ def _log_json(e: JobEvent) -> dict[str, Any]:
 
 
 @bp.get("/<job_id>/logs")
+@documented(
+    {200: responses.LogPage},
+    (404, 422),
+    tag="jobs",
+    query=FollowQuery,
+    media={200: ["text/event-stream"]},
+)
 def logs(job_id: str) -> Response:
     """Log lines in batches as the runner wrote them; ``?follow=1`` streams them."""
     after = resume_point()

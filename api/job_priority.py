@@ -7,10 +7,12 @@ from typing import Literal
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict
 
+from api import responses
 from api.auth import requires
 from api.context import db, platform
 from api.errors import ApiError, invalid
 from api.jobs import job_json, owned_job
+from api.openapi import documented
 from scheduler.admission_requests import request_admission
 from storage.models import Team
 from storage.priorities import PRIORITIES
@@ -25,8 +27,10 @@ class JobEdit(BaseModel):
 
 
 @bp.patch("/<job_id>")
+@documented({200: responses.Job}, (400, 403, 404, 409, 422), tag="jobs", json=JobEdit)
 @requires("member")
 def edit(job_id: str) -> Response:
+    """Change a pending job's priority, within the team's highest."""
     job = owned_job(job_id)
     change = JobEdit.model_validate(request.get_json(silent=True) or {})
     if job.state != JobState.PENDING.value:

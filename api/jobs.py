@@ -6,9 +6,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api import responses
 from api.admission_checks import check_order
 from api.auth import requires
 from api.commit_answer import commit_with_answer
@@ -16,8 +18,9 @@ from api.context import db, platform, team_id
 from api.datasets import owned_dataset, owned_dataset_task
 from api.errors import ApiError, invalid, not_found
 from api.model_jobs import MODEL_JOB_TYPES, submit_model_job
-from api.paging import MAX_ROW_ID, page_params, paged, query_int
-from api.schemas import JobCreate
+from api.openapi import documented
+from api.paging import MAX_ROW_ID, FollowQuery, PageQuery, page_params, paged, query_int
+from api.schemas import JobCreate, JobSubmission
 from api.times import rfc3339, with_moment
 from api.training_checks import check_hyperparameters, check_validation_labels, training_report
 from scheduler.admission_requests import request_admission
@@ -30,6 +33,10 @@ from tunepool.redis_client import redis_client
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 S = JobState
+
+
+class JobListQuery(PageQuery):
+    state: JobState | None = Field(None, description="only jobs in this state")
 
 
 def waiting_places(jobs: Iterable[Job]) -> dict[str, Place]:
@@ -90,8 +97,20 @@ def owned_job(job_id: str) -> Job:
 
 
 @bp.post("")
+@documented(
+    {201: responses.Job, 200: responses.JobCheck},
+    (400, 403, 409, 422, 500, 504),
+    tag="jobs",
+    json=JobSubmission,
+)
 @requires("member")
 def submit() -> tuple[Response, int]:
+    """Submit a job, or check one without creating it (``validate_only``).
+
+    A fine-tune (``type: finetune``, the default), a batch inference or a compression of
+    a registered model. 201 with the job; 200 with the check's report for
+    ``validate_only``.
+    """
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "send a JSON object with Content-Type: application/json")
@@ -162,7 +181,9 @@ def accept(session: Session, checked: Checked) -> tuple[Response, int]:
 
 
 @bp.get("")
+@documented({200: responses.JobPage}, (422,), tag="jobs", query=JobListQuery)
 def list_jobs() -> Response:
+    """The team's jobs, newest first."""
     limit, cursor = page_params()
     query = select(Job).where(Job.team_id == team_id())
     state = request.args.get("state")
@@ -178,12 +199,22 @@ def list_jobs() -> Response:
 
 
 @bp.get("/<job_id>")
+@documented({200: responses.Job}, (404,), tag="jobs")
 def show(job_id: str) -> Response:
+    """One job: its state, why it waits, its place in the queue, progress and metrics."""
     return jsonify(job_json(owned_job(job_id)))
 
 
 @bp.get("/<job_id>/events")
+@documented(
+    {200: responses.EventPage},
+    (404, 422),
+    tag="jobs",
+    query=FollowQuery,
+    media={200: ["text/event-stream"]},
+)
 def events(job_id: str) -> Response:
+    """The job's history (states, progress, evaluations); ``follow=1`` streams it."""
     if request.args.get("follow") in ("1", "true"):
         from api.events_stream import resume_point, sse
 
@@ -207,8 +238,10 @@ def events(job_id: str) -> Response:
 
 
 @bp.post("/<job_id>/cancel")
+@documented({200: responses.Job}, (403, 404, 409), tag="jobs")
 @requires("member")
 def cancel(job_id: str) -> Response:
+    """Cancel a job: at once if it has not started, else after its runner checkpoints."""
     job = owned_job(job_id)
     session = db()
     state = S(job.state)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from api.chat_metrics import ChatCollector
 from api.context import platform
 from api.errors import ApiError
+from api.openapi import documented
 from storage.models import Job, Team, Worker
 from storage.platform import Platform
 from storage.states import HOLDING_SLOTS, LEASED, JobState
@@ -203,7 +204,19 @@ def _le(bound: float) -> str:
 
 
 @bp.get("/metrics")
+@documented(
+    {200: "Prometheus' text format"},
+    (401,),
+    tag="platform",
+    media={200: ["text/plain"]},
+    public=True,
+)
 def metrics() -> Response:
+    """The pool's metrics for Prometheus: jobs, waits, training, workers, GPUs, storage.
+
+    For the operators' network; with TUNEPOOL_METRICS_TOKEN set, scrapes send it as
+    ``Authorization: Bearer <token>``.
+    """
     _require_token(platform().settings.metrics_token)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PlatformCollector(platform()))

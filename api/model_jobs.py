@@ -19,6 +19,7 @@ from api.admission_checks import check_order
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid
+from api.openapi import documented
 from api.schemas import CompressJobCreate, InferenceJobCreate
 from storage.blobs import ChecksumMismatch
 from storage.job_factory import JobOrder
@@ -89,6 +90,15 @@ def submit_model_job(body: dict[str, Any]) -> tuple[Response, int]:
 
 
 @bp.get("/<job_id>/output")
+@documented(
+    {
+        200: "the predictions, one JSON object a line, streamed and verified",
+        302: "on S3: a presigned URL of the predictions",
+    },
+    (404, 409),
+    tag="jobs",
+    media={200: ["application/x-ndjson"]},
+)
 def output(job_id: str) -> Response:
     """The predictions of a finished inference job: JSONL, streamed and verified."""
     from api.jobs import owned_job

@@ -16,10 +16,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
+from api import model_responses as answers
 from api.auth import requires
 from api.context import caller, db, platform, team_id
 from api.errors import ApiError, invalid, not_found
 from api.openai_models import base_models, model_object, openai_fields
+from api.openai_objects import ModelList, ModelObject
+from api.openapi import documented
 from api.schemas import AliasRollback, AliasUpdate, PredictRequest
 from api.times import rfc3339
 from storage.blobs import ChecksumMismatch, recorded_under
@@ -112,7 +115,10 @@ def _model_json(name: str, versions: list[ModelVersion]) -> dict[str, Any]:
 
 
 @bp.get("")
+@documented({200: ModelList}, tag="models")
 def list_models() -> Response:
+    """The team's models and the base models a fine-tune may start from (also OpenAI's
+    ``models.list``)."""
     rows = db().scalars(
         select(ModelVersion)
         .where(ModelVersion.team_id == team_id())
@@ -127,7 +133,10 @@ def list_models() -> Response:
 
 
 @bp.get("/<name>")
+@documented({200: ModelObject}, (404,), tag="models")
 def show_model(name: str) -> Response:
+    """A model of the registry, a base model, or what an OpenAI id names (OpenAI's
+    ``models.retrieve``)."""
     versions = _versions(name)
     if not versions:
         # OpenAI's models.retrieve: a base model, an ft: name or a registry reference.
@@ -139,7 +148,9 @@ def show_model(name: str) -> Response:
 
 
 @bp.get("/<name>/versions")
+@documented({200: answers.ModelVersions}, (404,), tag="models")
 def list_versions(name: str) -> Response:
+    """A model's versions, newest first, with lineage and aliases."""
     versions = _versions(name)
     if not versions:
         raise not_found("model", name)
@@ -148,15 +159,19 @@ def list_versions(name: str) -> Response:
 
 
 @bp.get("/<name>/versions/<int:version>")
+@documented({200: answers.ModelVersion}, (404, 422), tag="models")
 def show_version(name: str, version: int) -> Response:
+    """One version of a model."""
     if version > 2**31 - 1:  # beyond any SQL INTEGER: no such version, not a 500
         raise not_found("model version", f"{name}:{version}")
     return jsonify(version_json(owned_version(f"{name}:{version}")))
 
 
 @bp.put("/<name>/aliases/<alias>")
+@documented({200: answers.AliasMove}, (400, 403, 404, 422), tag="models", json=AliasUpdate)
 @requires("member")
 def put_alias(name: str, alias: str) -> Response:
+    """Point an alias (e.g. production) at a version; the move is kept in its history."""
     body = AliasUpdate.model_validate(request.get_json(silent=True) or {})
     return _move(name, alias, lambda s: set_alias(
         s, team_id(), name, alias, body.version, reason=body.reason, actor=caller().id
@@ -164,8 +179,10 @@ def put_alias(name: str, alias: str) -> Response:
 
 
 @bp.post("/<name>/aliases/<alias>/rollback")
+@documented({200: answers.AliasMove}, (400, 403, 404, 422), tag="models", json=AliasRollback)
 @requires("member")
 def rollback_alias(name: str, alias: str) -> Response:
+    """Move an alias back to the version it pointed at before its last move."""
     body = AliasRollback.model_validate(request.get_json(silent=True) or {})
     return _move(name, alias, lambda s: rollback(
         s, team_id(), name, alias, reason=body.reason or "rollback", actor=caller().id
@@ -187,7 +204,9 @@ def _move(name: str, alias: str, move: Any) -> Response:
 
 
 @bp.get("/<name>/aliases/<alias>/history")
+@documented({200: answers.AliasHistory}, (404,), tag="models")
 def history(name: str, alias: str) -> Response:
+    """Every move of an alias: from, to, when, by whom and why."""
     events = alias_history(db(), team_id(), name, alias)
     if not events:
         raise not_found("alias", f"{name}@{alias}")
@@ -195,6 +214,12 @@ def history(name: str, alias: str) -> Response:
 
 
 @bp.get("/<ref>/download")
+@documented(
+    {200: answers.DownloadLinks},
+    (404, 422),
+    tag="models",
+    media={200: ["application/x-tar"]},
+)
 def download(ref: str) -> Response:
     """A tar of the version's files (Hugging Face layout), or presigned URLs on S3."""
     mv = owned_version(ref)
@@ -256,8 +281,12 @@ def _tar_stream(
 
 
 @bp.post("/<ref>/predict")
+@documented(
+    {200: answers.Predictions}, (400, 403, 404, 422, 500, 504), tag="models", json=PredictRequest
+)
 @requires("member")
 def predict(ref: str) -> Response:
+    """Predictions of a version for up to 256 texts or word lists (a serving worker)."""
     from api.serving import serving_client
 
     mv = owned_version(ref)

@@ -29,8 +29,21 @@ from api.context import db, platform, team_id
 from api.errors import ApiError, from_validation, invalid, not_found
 from api.openai_files import upload_kind
 from api.openai_jobs import estimated_finish
-from api.openai_schemas import FineTuningJobCreate, base_learning_rate
-from api.openapi import register_request_body
+from api.openai_objects import (
+    FineTuningCheckpointList,
+    FineTuningEventList,
+    FineTuningJob,
+    FineTuningJobList,
+    OpenAIFile,
+)
+from api.openai_schemas import (
+    FileUpload,
+    FineTuningEventQuery,
+    FineTuningJobCreate,
+    FineTuningJobListQuery,
+    base_learning_rate,
+)
+from api.openapi import documented
 from api.paging import MAX_ROW_ID, query_int
 from api.schemas import JobCreate
 from scheduler.admission_requests import request_admission
@@ -52,7 +65,6 @@ STATUS = {
     "failed": "failed",
     "cancelled": "cancelled",
 }
-register_request_body("openai_compat.create_job", "api.openai_schemas:FineTuningJobCreate")
 
 _FIELDS = {
     "train_dataset": "training_file",
@@ -108,6 +120,7 @@ def file_json(ds: Dataset) -> dict[str, Any]:
 
 
 @bp.post("/files")
+@documented({200: OpenAIFile}, (400, 403, 413, 422), tag="OpenAI: files", form=FileUpload)
 @requires("member")
 def upload_file() -> tuple[Response, int]:
     """Upload a fine-tuning file (OpenAI files API): chat JSONL, or CoNLL or JSONL
@@ -129,6 +142,7 @@ def upload_file() -> tuple[Response, int]:
 
 
 @bp.get("/files/<file_id>")
+@documented({200: OpenAIFile}, (404,), tag="OpenAI: files")
 def show_file(file_id: str) -> Response:
     """A fine-tuning file (a tunepool dataset)."""
     return jsonify(file_json(tp_datasets.owned_dataset(file_id)))
@@ -204,6 +218,9 @@ def _owned(job_id: str) -> Job:
 
 
 @bp.post("/fine_tuning/jobs")
+@documented(
+    {200: FineTuningJob}, (400, 403, 409, 422), tag="OpenAI: fine-tuning", json=FineTuningJobCreate
+)
 @requires("member")
 def create_job() -> Response:
     """Create a fine-tuning job (OpenAI API), run as a tunepool fine-tune of the training
@@ -244,6 +261,9 @@ def create_job() -> Response:
 
 
 @bp.get("/fine_tuning/jobs")
+@documented(
+    {200: FineTuningJobList}, (422,), tag="OpenAI: fine-tuning", query=FineTuningJobListQuery
+)
 def list_jobs() -> Response:
     """The team's fine-tuning jobs, newest first (``after`` = the last id seen)."""
     limit = query_int("limit", 20, 1, 100)
@@ -261,12 +281,14 @@ def list_jobs() -> Response:
 
 
 @bp.get("/fine_tuning/jobs/<job_id>")
+@documented({200: FineTuningJob}, (404,), tag="OpenAI: fine-tuning")
 def retrieve_job(job_id: str) -> Response:
     """One fine-tuning job."""
     return jsonify(job_object(_owned(job_id)))
 
 
 @bp.post("/fine_tuning/jobs/<job_id>/cancel")
+@documented({200: FineTuningJob}, (403, 404, 409), tag="OpenAI: fine-tuning")
 @requires("member")
 def cancel_job(job_id: str) -> Response:
     """Cancel a fine-tuning job (tunepool's cancel: at once, or after a checkpoint)."""
@@ -303,6 +325,9 @@ def event_object(e: JobEvent) -> dict[str, Any]:
 
 
 @bp.get("/fine_tuning/jobs/<job_id>/events")
+@documented(
+    {200: FineTuningEventList}, (404, 422), tag="OpenAI: fine-tuning", query=FineTuningEventQuery
+)
 def list_events(job_id: str) -> Response:
     """The job's events, newest first, as OpenAI lists them (``after`` = an event id seen)."""
     _owned(job_id)
@@ -326,6 +351,7 @@ def list_events(job_id: str) -> Response:
 
 
 @bp.get("/fine_tuning/jobs/<job_id>/checkpoints")
+@documented({200: FineTuningCheckpointList}, (404,), tag="OpenAI: fine-tuning")
 def list_checkpoints(job_id: str) -> Response:
     """The job's kept checkpoints, newest first."""
     job = _owned(job_id)

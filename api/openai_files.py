@@ -19,21 +19,14 @@ from sqlalchemy import select
 
 from api.context import db, team_id
 from api.errors import invalid
-from api.openapi import QUERY
+from api.openai_objects import FileList
+from api.openai_schemas import FileListQuery
+from api.openapi import documented
 from api.paging import query_int
 from storage.models import Dataset
 from tunepool.data.chat import detect_chat_format
 
 bp = Blueprint("openai_files", __name__, url_prefix="/v1")
-QUERY["openai_files.list_files"] = {
-    "limit": {
-        "description": "page size",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 10_000},
-    },
-    "after": "the last file id seen",
-    "order": "desc (newest first, the default) or asc",
-    "purpose": "fine-tune (the only purpose kept)",
-}
 
 # How far the first line is read to tell a chat file from token data.
 _FIRST_LINE = 1024 * 1024
@@ -65,6 +58,7 @@ def upload_kind(stream: IO[bytes]) -> tuple[str, str]:
 
 
 @bp.get("/files")
+@documented({200: FileList}, (422,), tag="OpenAI: files", query=FileListQuery)
 def list_files() -> Response:
     """The team's files (datasets), newest first unless ``order=asc``; ``after`` pages."""
     from api.openai_compat import file_json

@@ -18,6 +18,8 @@ from flask import Blueprint, Response, jsonify
 
 from api.context import db, platform, team_id
 from api.errors import not_found
+from api.openai_objects import ModelObject
+from api.openapi import documented
 from storage.models import Job, ModelVersion
 from storage.openai_names import name_of_job, resolve_fine_tuned
 from storage.registry import parse_ref, resolve
@@ -100,6 +102,7 @@ def model_object(asked: str) -> dict[str, Any] | None:
 
 
 @bp.get("/<path:model_id>")
+@documented({200: ModelObject}, (404,), tag="models")
 def retrieve_path(model_id: str) -> Response:
     """A model whose id holds a ``/`` (a hub-style base name such as
     ``HuggingFaceTB/SmolLM2-135M-Instruct``); other ids have their own routes."""

@@ -93,3 +93,34 @@ class FineTuningJobCreate(BaseModel):
         if self.method is not None and self.method.supervised is not None:
             return self.method.supervised.hyperparameters
         return self.hyperparameters
+
+
+# -- the other requests of the OpenAI-compatible routes, for the OpenAPI document ---------
+# The views read these fields themselves (query_int, request.form), within these bounds.
+
+
+class FileUpload(BaseModel):
+    """The multipart form of ``client.files.create``."""
+
+    file: bytes = Field(description="chat JSONL, or CoNLL or JSONL token-classification data")
+    purpose: Literal["fine-tune"]
+
+
+class FineTuningJobListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(20, ge=1, le=100, description="page size")
+    after: str | None = Field(None, description="the last job id seen")
+
+
+class FineTuningEventQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(20, ge=1, le=1000, description="page size")
+    after: str | None = Field(None, description="the last event id seen (ftevent-<n>)")
+
+
+class FileListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(100, ge=1, le=10_000, description="page size")
+    after: str | None = Field(None, description="the last file id seen")
+    order: Literal["asc", "desc"] = Field("desc", description="desc: newest first")
+    purpose: str | None = Field(None, description="fine-tune, the only purpose kept")

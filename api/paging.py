@@ -8,9 +8,10 @@ ValueError or an integer too large for the database (a 500 before issue 20).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from flask import request
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.errors import invalid
 
@@ -41,3 +42,27 @@ def paged(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     more = len(items) > limit
     items = items[:limit]
     return {"data": items, "next_cursor": items[-1]["id"] if more and items else None}
+
+
+# The query parameters as the OpenAPI document describes them; the views read them with
+# query_int and page_params above, within these same bounds (tests/observability/
+# test_openapi.py asks each list route for the largest documented page and one more).
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PageQuery(Query):
+    limit: int = Field(50, ge=1, le=500, description="page size")
+    cursor: str | None = Field(None, description="the last id of the previous page")
+
+
+class FollowQuery(Query):
+    after: int = Field(
+        0, ge=0, le=MAX_ROW_ID, description="the last event id seen (Last-Event-ID wins)"
+    )
+    follow: Literal["1", "true"] | None = Field(
+        None, description="stream text/event-stream until the job is terminal"
+    )
+    limit: int = Field(200, ge=1, le=1000, description="page size (without follow)")

@@ -12,6 +12,8 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from api.context import db, team_id
+from api.openapi import documented
+from api.team_responses import Pool
 from storage.models import Job, Team, Worker
 from storage.states import HOLDING_SLOTS
 from storage.worker_state import WorkerState
@@ -20,7 +22,9 @@ bp = Blueprint("pool", __name__, url_prefix="/v1/pool")
 
 
 @bp.get("")
+@documented({200: Pool}, tag="pool")
 def show() -> Response:
+    """Workers, their GPUs, what runs where (others' jobs by team only), free slots."""
     session = db()
     names = dict(session.execute(select(Team.id, Team.name)).all())
     holding = session.scalars(

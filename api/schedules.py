@@ -18,13 +18,14 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 
+from api import schedule_responses as answers
 from api.admission_checks import check_order
 from api.auth import requires
 from api.context import caller, db, platform, team_id
 from api.datasets import owned_dataset
 from api.errors import ApiError, invalid, not_found
-from api.openapi import register_request_body
-from api.paging import page_params, paged
+from api.openapi import documented
+from api.paging import PageQuery, page_params, paged
 from api.schemas import Resources
 from api.times import rfc3339
 from api.training_checks import check_hyperparameters
@@ -82,10 +83,6 @@ class ScheduleUpdate(BaseModel):
     priority: Literal["high", "normal", "low"] | None = None
     resources: Resources | None = None
     enabled: bool | None = None
-
-
-register_request_body("schedules.create", "api.schedules:ScheduleCreate")
-register_request_body("schedules.update", "api.schedules:ScheduleUpdate")
 
 
 def schedule_json(s: Schedule) -> dict[str, Any]:
@@ -220,8 +217,10 @@ def _name_taken(name: str, except_id: str | None = None) -> bool:
 
 
 @bp.post("")
+@documented({201: answers.Schedule}, (400, 403, 409, 422), tag="schedules", json=ScheduleCreate)
 @requires("member")
 def create() -> tuple[Response, int]:
+    """Define a periodic retrain with champion/challenger promotion."""
     values = _checked(ScheduleCreate.model_validate(_body()))
     if _name_taken(values["name"]):
         raise ApiError(409, "conflict", f"schedule {values['name']} already exists", "name")
@@ -236,7 +235,9 @@ def create() -> tuple[Response, int]:
 
 
 @bp.get("")
+@documented({200: answers.SchedulePage}, (422,), tag="schedules", query=PageQuery)
 def list_schedules() -> Response:
+    """The team's schedules, newest first."""
     limit, cursor = page_params()
     query = select(Schedule).where(Schedule.team_id == team_id())
     if cursor:
@@ -246,13 +247,19 @@ def list_schedules() -> Response:
 
 
 @bp.get("/<schedule_id>")
+@documented({200: answers.Schedule}, (404,), tag="schedules")
 def show(schedule_id: str) -> Response:
+    """One schedule, with its next due time."""
     return jsonify(schedule_json(owned_schedule(schedule_id)))
 
 
 @bp.patch("/<schedule_id>")
+@documented(
+    {200: answers.Schedule}, (400, 403, 404, 409, 422), tag="schedules", json=ScheduleUpdate
+)
 @requires("member")
 def update(schedule_id: str) -> Response:
+    """Change any of a schedule's fields; the result is checked as a whole."""
     row = owned_schedule(schedule_id)
     patch = ScheduleUpdate.model_validate(_body()).model_dump(exclude_unset=True)
     current: dict[str, Any] = {
@@ -288,8 +295,10 @@ def update(schedule_id: str) -> Response:
 
 
 @bp.delete("/<schedule_id>")
+@documented({200: answers.Removed}, (403, 404), tag="schedules")
 @requires("member")
 def remove(schedule_id: str) -> tuple[Response, int]:
+    """Delete a schedule and its runs; jobs already submitted finish on their own."""
     row = owned_schedule(schedule_id)
     session = db()
     # Jobs already submitted finish on their own; their runs go with the schedule.
@@ -300,7 +309,9 @@ def remove(schedule_id: str) -> tuple[Response, int]:
 
 
 @bp.get("/<schedule_id>/runs")
+@documented({200: answers.RunPage}, (404, 422), tag="schedules", query=PageQuery)
 def runs(schedule_id: str) -> Response:
+    """A schedule's runs, newest first: what each trained, scored and decided."""
     owned_schedule(schedule_id)
     limit, cursor = page_params()
     query = select(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id)
@@ -311,6 +322,7 @@ def runs(schedule_id: str) -> Response:
 
 
 @bp.post("/<schedule_id>/run")
+@documented({201: answers.ScheduleRun}, (403, 404, 409), tag="schedules")
 @requires("member")
 def run_now(schedule_id: str) -> tuple[Response, int]:
     """Fire once now, outside the timetable (the same path as a due time)."""

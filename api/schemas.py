@@ -1,10 +1,10 @@
-"""Request schemas. The same models validate requests and (later) generate OpenAPI."""
+"""Request schemas. The same models validate requests and make the OpenAPI document."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, model_validator
 
 
 class Resources(BaseModel):
@@ -126,3 +126,11 @@ class CompressJobCreate(BaseModel):
     priority: Literal["high", "normal", "low"] = "normal"
     max_attempts: int | None = Field(None, ge=1, le=20)
     estimated_runtime_s: EstimatedRuntime = None
+
+
+class JobSubmission(RootModel[JobCreate | InferenceJobCreate | CompressJobCreate]):
+    """What POST /v1/jobs takes: a fine-tune, a batch inference or a compression job.
+    The view validates with the one its ``type`` names, so an error names that one's
+    field (``api.jobs.submit``)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)

@@ -9,10 +9,12 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
+from api import team_responses as answers
 from api.auth import requires
 from api.commit_answer import commit_with_answer
 from api.context import caller, db, platform, team_id
 from api.errors import ApiError, invalid, not_found
+from api.openapi import documented
 from api.times import rfc3339
 from scheduler.usage import gpu_hours_by_team, period_start
 from storage.models import ApiKey, Job, Team
@@ -115,20 +117,25 @@ def _apply(team: Team, limits: TeamLimits, fields: set[str]) -> None:
 
 
 @bp.get("/teams/me")
+@documented({200: answers.TeamOfCaller}, tag="teams")
 def me() -> Response:
+    """The caller's team: quota, usage, jobs, and the key's role."""
     # The key's role too: the dashboard offers Cancel only where the API would allow it.
     return jsonify({**team_json(_visible_team(team_id())), "role": caller().role})
 
 
 @bp.get("/usage")
+@documented({200: answers.Usage}, tag="teams")
 def usage() -> Response:
     """The caller's team's usage: GPU-hours this period, GPUs held, bytes stored."""
     return jsonify(team_json(_visible_team(team_id()))["usage"])
 
 
 @bp.get("/teams")
+@documented({200: answers.Teams}, (403,), tag="teams")
 @requires("admin")
 def list_teams() -> Response:
+    """Every team (operators' admins), else the caller's own."""
     query = select(Team).order_by(Team.name)
     if not _is_operator():
         query = query.where(Team.id == team_id())
@@ -136,8 +143,10 @@ def list_teams() -> Response:
 
 
 @bp.post("/teams")
+@documented({201: answers.NewTeam}, (400, 403, 422), tag="teams", json=TeamCreate)
 @requires("admin")
 def create() -> tuple[Response, int]:
+    """Create a team and its first admin key (operators' admins)."""
     if not _is_operator():
         raise ApiError(403, "forbidden", "only the operators' admins create teams")
     spec = TeamCreate.model_validate(request.get_json(silent=True) or {})
@@ -156,8 +165,10 @@ def create() -> tuple[Response, int]:
 
 
 @bp.patch("/teams/<ident>")
+@documented({200: answers.Team}, (400, 403, 404, 422), tag="teams", json=TeamLimits)
 @requires("admin")
 def update(ident: str) -> Response:
+    """Change a team's quota and weight (operators' admins) or its queue state."""
     team = _visible_team(ident)
     limits = TeamLimits.model_validate(request.get_json(silent=True) or {})
     fields = set(limits.model_fields_set)
@@ -172,8 +183,10 @@ def update(ident: str) -> Response:
 
 
 @bp.get("/teams/<ident>/keys")
+@documented({200: answers.Keys}, (403, 404), tag="teams")
 @requires("admin")
 def list_keys(ident: str) -> Response:
+    """A team's keys: prefixes and roles, never the keys."""
     team = _visible_team(ident)
     keys = db().scalars(select(ApiKey).where(ApiKey.team_id == team.id).order_by(ApiKey.id))
     return jsonify(
@@ -193,8 +206,10 @@ def list_keys(ident: str) -> Response:
 
 
 @bp.post("/teams/<ident>/keys")
+@documented({201: answers.NewKey}, (400, 403, 404, 422), tag="teams", json=KeyCreate)
 @requires("admin")
 def new_key(ident: str) -> tuple[Response, int]:
+    """Issue a key; it is in this answer only."""
     team = _visible_team(ident)
     spec = KeyCreate.model_validate(request.get_json(silent=True) or {})
     key = issue_key(db(), team, spec.role)
@@ -217,8 +232,10 @@ def _shown_once(key: str) -> dict[str, Any]:
 
 
 @bp.post("/keys/<key_id>/revoke")
+@documented({200: answers.Revoked}, (403, 404), tag="teams")
 @requires("admin")
 def revoke_key(key_id: str) -> Response:
+    """Revoke a key: it is refused from the next call on."""
     key = db().get(ApiKey, key_id)
     # Another team's key answers exactly like a missing one (its team's id is no hint).
     if key is None or (key.team_id != team_id() and not _is_operator()):
