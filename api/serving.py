@@ -35,6 +35,7 @@ from tunepool.serving_protocol import (
     ReplyEntry,
     ReplyType,
     Request,
+    abandoned_key,
     advert_key,
     live_workers,
 )
@@ -45,6 +46,8 @@ EXTENSION = "tunepool.serving"
 RETRY_AFTER_S = 1
 # How long one read of the reply stream blocks before the worker's advert is checked.
 CHECK_EVERY_S = 0.5
+# How long an abandoned mark outlives the relay: longer than any request waits to start.
+ABANDONED_TTL_S = 600
 
 # Add to a worker's stream only while it exists (a worker that vanished left none) and
 # holds fewer than its capacity: -1 gone, 0 full, else the new entry's id.
@@ -122,6 +125,7 @@ class ServingClient:
         ApiError, and so do a lost worker (503) and a missed deadline (504)."""
         key, last, worker = sent.request.reply, "0-0", sent.worker
         checked = time.monotonic()
+        ended = False
         try:
             while True:
                 left = sent.request.deadline - time.time()
@@ -136,9 +140,11 @@ class ServingClient:
                         last = entry_id
                         entry = ReplyEntry.from_fields(fields)
                         if entry.type is ReplyType.ERROR:
+                            ended = True
                             raise _from_failure(entry.data)
+                        ended = entry.type is ReplyType.END
                         yield entry
-                        if entry.type is ReplyType.END:
+                        if ended:
                             return
                 # Twice a second at most, however fast a streamed reply's chunks come.
                 if time.monotonic() - checked < CHECK_EVERY_S:
@@ -153,9 +159,15 @@ class ServingClient:
             raise _unavailable("unavailable", f"the serving transport is down: {exc}") from None
         finally:
             try:
-                self.client.delete(key)
+                pipe = self.client.pipeline(transaction=False)
+                if not ended:
+                    # Nobody reads on (the client disconnected, or the deadline passed):
+                    # the worker stops generating when it next writes.
+                    pipe.set(abandoned_key(sent.request.id), 1, ex=ABANDONED_TTL_S)
+                pipe.delete(key)
+                pipe.execute()
             except redis.RedisError:
-                pass  # it expires on its own
+                pass  # the reply expires on its own
 
     def _alive(self, worker: Advert) -> bool:
         raw = self.client.get(advert_key(worker.name))

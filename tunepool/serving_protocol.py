@@ -9,6 +9,9 @@ and the shape of every message, defined once for both sides (DESIGN §7).
 - The worker answers into the request's own reply stream (``reply_stream(id)``, with a
   TTL): zero or more ``chunk`` entries (a chat reply's tokens, later), then one ``end``
   (the answer) or one ``error`` (a ``Failure``). A one-shot answer is a single ``end``.
+- A client that stops reading (it disconnected, or its relay was closed) marks the
+  request abandoned (``abandoned_key(id)``, with a TTL); the worker sees the mark when
+  it writes the next chunk and stops generating (``Abandoned``).
 - Each worker advertises itself (``Advert``) under ``advert_key(name)`` with an expiry,
   refreshed by its heartbeat, and in the ``WORKERS`` sorted set (score: last beat). An
   advert that expired is a worker that died: the API stops waiting for it.
@@ -64,6 +67,10 @@ def reply_stream(request_id: str) -> str:
     return f"{PREFIX}:reply:{request_id}"
 
 
+def abandoned_key(request_id: str) -> str:
+    return f"{PREFIX}:abandoned:{request_id}"
+
+
 @dataclass(frozen=True)
 class Request:
     kind: str
@@ -112,6 +119,10 @@ class Refused(Exception):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
+
+
+class Abandoned(Exception):
+    """Raised on a worker when the request's client is gone: stop, answer nothing."""
 
 
 @dataclass(frozen=True)

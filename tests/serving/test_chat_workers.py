@@ -16,7 +16,7 @@ from api.errors import ApiError
 from api.serving import ServingClient
 from tests.conftest import TINY_CHAT_BASE
 from tests.serving_process import ServingProcess, serving_env
-from tunepool.serving_protocol import Kind, ReplyType, base_key
+from tunepool.serving_protocol import Kind, ReplyEntry, ReplyType, base_key
 
 BASE = base_key(TINY_CHAT_BASE)
 
@@ -83,3 +83,35 @@ def test_affinity_then_a_worker_killed_mid_stream_ends_the_relay(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_a_client_that_stops_reading_stops_the_generation(
+    transport_url: str, tmp_path: Path, tiny_base_models: dict[str, str]
+) -> None:
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    worker = ServingProcess(
+        "chat-gone",
+        serving_env(tmp_path / "chat-gone", transport_url, objects, tiny_base_models),
+        tmp_path / "chat-gone.log",
+    ).launch()
+    try:
+        worker.wait_ready(60)
+        client = redis.Redis.from_url(transport_url)
+        router = ServingClient(client, timeout_s=60)
+        # Near the tiny model's whole context: far longer than the checks below take.
+        sent = router.send(Kind.CHAT, body(1000), model=BASE, base=BASE)
+        relay = router.relay(sent)
+        assert next(relay).type is ReplyType.CHUNK
+        relay.close()  # what the WSGI server does when the client disconnects
+
+        deadline = time.monotonic() + 10
+        while client.xlen(sent.worker.stream) > 0:  # the request left the worker's queue
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        left = [ReplyEntry.from_fields(f).type for _, f in client.xrange(sent.request.reply)]
+        assert not left, f"the worker went on writing for a client that had gone: {left}"
+        assert "its client went away" in worker.output()
+    finally:
+        worker.stop()

@@ -21,11 +21,13 @@ import redis
 
 from tunepool.serving_protocol import (
     GROUP,
+    Abandoned,
     Failure,
     Refused,
     ReplyEntry,
     ReplyType,
     Request,
+    abandoned_key,
     reply_stream,
 )
 from worker.serving.handlers import Handler
@@ -37,10 +39,18 @@ READ_BLOCK_MS = 500
 
 
 class ReplyWriter:
-    """Writes one request's reply stream; it expires ``ttl_s`` after the last write."""
+    """Writes one request's reply stream; it expires ``ttl_s`` after the last write.
+
+    Each write also reads the request's abandoned mark (same round trip): a chunk for a
+    client that has gone raises ``Abandoned``, so the handler stops generating for nobody.
+    """
 
     def __init__(self, client: redis.Redis, request_id: str, ttl_s: float) -> None:
         self.client, self.key, self.ttl_ms = client, reply_stream(request_id), int(ttl_s * 1000)
+        self.abandoned = abandoned_key(request_id)
+
+    def gone(self) -> bool:
+        return bool(self.client.exists(self.abandoned))
 
     def chunk(self, data: Any) -> None:
         self._add(ReplyEntry(ReplyType.CHUNK, data))
@@ -53,9 +63,14 @@ class ReplyWriter:
 
     def _add(self, entry: ReplyEntry) -> None:
         pipe = self.client.pipeline(transaction=False)
+        pipe.exists(self.abandoned)
         pipe.xadd(self.key, entry.to_fields())  # type: ignore[arg-type]
         pipe.pexpire(self.key, self.ttl_ms)
-        pipe.execute()
+        gone = pipe.execute()[0]
+        if gone:
+            # The relay deleted the reply stream; what this write re-created goes too.
+            self.client.delete(self.key)
+            raise Abandoned
 
 
 class RequestConsumer:
@@ -165,6 +180,9 @@ class RequestConsumer:
                 log.info("dropping request %s: its client stopped waiting", request.id)
                 return
             reply = ReplyWriter(self.client, request.id, self.reply_ttl_s)
+            if reply.gone():
+                log.info("dropping request %s: its client went away", request.id)
+                return
             handler = self.handlers.get(request.kind)
             try:
                 if handler is None:
@@ -172,11 +190,15 @@ class RequestConsumer:
                         Failure(400, "unknown_kind", f"this worker cannot answer {request.kind!r}")
                     )
                 reply.end(handler(request.body, reply))
+            except Abandoned:
+                log.info("stopped request %s: its client went away", request.id)
             except Refused as exc:
                 reply.error(exc.failure)
             except Exception as exc:
                 log.exception("%s request %s failed", request.kind, request.id)
                 reply.error(Failure(500, "serving_failed", f"{type(exc).__name__}: {exc}"))
+        except Abandoned:  # the client left while its error was being written
+            log.info("stopped request %s: its client went away", request.id)
         except Exception:
             log.exception("could not answer request %s", request.id)
         finally:
