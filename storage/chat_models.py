@@ -9,8 +9,9 @@ A caller may name
   it names, so an alias moved by promotion changes what the name serves at once.
 
 Another team's model, a malformed name and a missing one all raise ``ChatModelNotFound``
-with the same wording: nothing tells one from the other. A version of another task is
-a ``NotAChatModel`` (the caller's own: it may know it exists).
+with the same wording: nothing tells one from the other. A version of another task, or
+a full fine-tune (a whole model, not an adapter), is a ``NotAChatModel`` (the caller's
+own: it may know it exists).
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ def resolve_chat_model(
         raise NotAChatModel(
             f"{version.name}:{version.version} adapts {version.base_model!r}, which is not a "
             "base model this platform serves"
+        )
+    if version.artifact != "adapter":
+        # A full fine-tune is a whole model: serving workers hold bases and adapters.
+        raise NotAChatModel(
+            f"{version.name}:{version.version} is a full fine-tune (method 'full'); chat "
+            "serves base models and LoRA adapters: download it, or fine-tune with 'lora'"
         )
     objects = tuple(recorded_under(session, version.prefix))
     return ChatModel(version.base_model, ChatAdapter(version.id, version.prefix, objects))

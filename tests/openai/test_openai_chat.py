@@ -114,7 +114,7 @@ def test_the_fine_tuned_model_has_openais_name_and_only_its_team_sees_it(
         version = ModelVersion(
             team_id=row.team_id, name="ft-spam-bot", version=1, job_id=row.id,
             task="causal-lm", prefix=f"teams/{row.team_id}/models/ft-spam-bot/1/",
-            base_model="SmolLM2-135M-Instruct",
+            base_model="SmolLM2-135M-Instruct", artifact="adapter",
         )  # fmt: skip
         session.add(version)
         session.flush()
@@ -133,7 +133,7 @@ def test_the_fine_tuned_model_has_openais_name_and_only_its_team_sees_it(
     assert None not in listed
     assert client.models.retrieve(name).id == name
     # The chat routes serve the fine-tune under the same name (storage.chat_models).
-    from storage.chat_models import resolve_chat_model
+    from storage.chat_models import NotAChatModel, resolve_chat_model
 
     with platform.sessions() as session:
         served = resolve_chat_model(
@@ -141,6 +141,17 @@ def test_the_fine_tuned_model_has_openais_name_and_only_its_team_sees_it(
         )
         assert served.base_model == "SmolLM2-135M-Instruct"
         assert served.adapter is not None and served.adapter.version_id == version.id
+        whole = ModelVersion(
+            team_id=row.team_id, name="ft-spam-full", version=1, task="causal-lm",
+            prefix=f"teams/{row.team_id}/models/ft-spam-full/1/",
+            base_model="SmolLM2-135M-Instruct", artifact="model",
+        )  # fmt: skip
+        session.add(whole)
+        session.flush()
+        with pytest.raises(NotAChatModel, match="full fine-tune"):
+            resolve_chat_model(
+                session, row.team_id, "ft-spam-full", {"SmolLM2-135M-Instruct": "builtin:smollm2"}
+            )
     assert client.models.retrieve("ft-spam-bot:1").id == "ft-spam-bot:1"
     hub = client.models.retrieve("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert hub.id == "HuggingFaceTB/SmolLM2-135M-Instruct" and hub.owned_by == "tunepool"
