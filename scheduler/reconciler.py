@@ -8,6 +8,10 @@ worker's queue and the broker's unacked hash) and publishes it again when it is
 not there. Publishing twice is safe: the claim is a compare-and-set, so a
 duplicate delivery finds nothing to claim and exits.
 
+A dataset's check (``tunepool.check_dataset``) is a message too: a dataset still
+``validating`` long after its upload whose message is in neither place is sent again,
+as safely (``storage.dataset_status.finish_check`` is a compare-and-set).
+
 Jobs whose worker vanished (``running`` with an expired lease, or placed on a lost
 worker) are the reaper's (``scheduler.ticks.run_reaper``), not this module's.
 """
@@ -18,7 +22,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import redis
@@ -27,26 +31,30 @@ from sqlalchemy.orm import Session, load_only
 
 from scheduler.admission import Publish
 from scheduler.dispatch import TASK_FOR_TYPE, celery_publisher
+from storage.dataset_status import DatasetStatus
 from storage.db import transaction
-from storage.models import Job
+from storage.models import Dataset, Job
 from storage.platform import Platform
 from storage.states import JobState, record_event
-from tunepool.messages import worker_queue
+from tunepool.messages import CHECK_DATASET_TASK, DATASET_QUEUE, worker_queue
 
 log = logging.getLogger(__name__)
 
 # kombu's Redis transport keeps fetched-but-unacknowledged messages in this hash.
 UNACKED_KEY = "unacked"
 
-# job ids with a message in Redis, given the queues to look in.
+JOB_TASKS = frozenset(TASK_FOR_TYPE.values())
+
+# The ids (jobs, datasets) with a message in Redis, given the queues to look in.
 FindMessages = Callable[[Iterable[str]], set[str]]
 
 
-def job_id_of(raw: bytes | str) -> str | None:
-    """The job id a kombu message on Redis carries, if it is one of our job tasks."""
+def job_id_of(raw: bytes | str, tasks: Collection[str] = JOB_TASKS) -> str | None:
+    """The id a kombu message on Redis carries as its first argument (a job's, or a
+    dataset's for its check), if it is a message of one of ``tasks``."""
     try:
         message: dict[str, Any] = json.loads(raw)
-        if message.get("headers", {}).get("task") not in TASK_FOR_TYPE.values():
+        if message.get("headers", {}).get("task") not in tasks:
             return None
         body = message["body"]
         if message.get("properties", {}).get("body_encoding") == "base64":
@@ -57,19 +65,19 @@ def job_id_of(raw: bytes | str) -> str | None:
         return None
 
 
-def redis_messages(client: redis.Redis) -> FindMessages:
+def redis_messages(client: redis.Redis, tasks: Collection[str] = JOB_TASKS) -> FindMessages:
     def find(queues: Iterable[str]) -> set[str]:
         found: set[str] = set()
         for queue in set(queues):
             for raw in client.lrange(queue, 0, -1):
-                if (job_id := job_id_of(raw)) is not None:
+                if (job_id := job_id_of(raw, tasks)) is not None:
                     found.add(job_id)
         for value in client.hvals(UNACKED_KEY):
             try:
                 message = json.dumps(json.loads(value)[0])  # [message, exchange, routing key]
             except (ValueError, IndexError, TypeError):
                 continue
-            if (job_id := job_id_of(message)) is not None:
+            if (job_id := job_id_of(message, tasks)) is not None:
                 found.add(job_id)
         return found
 
@@ -119,6 +127,37 @@ def republish_lost(
     return republished
 
 
+def resend_dataset_checks(
+    session: Session,
+    find_messages: FindMessages,
+    send: Callable[[str], None],
+    grace_s: float,
+    now: float | None = None,
+) -> list[str]:
+    """Ask again for the check of every dataset ``validating`` for at least ``grace_s``
+    whose message is not in Redis (lost with Redis, or never sent: the API only logs a
+    send that failed). A check that is running has its message in neither place either:
+    the grace is longer than a check takes, and a duplicate changes nothing."""
+    now = now or time.time()
+    stale = list(
+        session.scalars(
+            select(Dataset.id)
+            .where(
+                Dataset.status == DatasetStatus.VALIDATING.value,
+                Dataset.created_at < now - grace_s,
+            )
+            .order_by(Dataset.created_at, Dataset.id)
+        )
+    )
+    if not stale:
+        return []
+    present = find_messages([DATASET_QUEUE])
+    missing = [dataset_id for dataset_id in stale if dataset_id not in present]
+    for dataset_id in missing:
+        send(dataset_id)
+    return missing
+
+
 def run_reconciler(platform: Platform) -> list[str]:
     settings = platform.settings
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
@@ -130,8 +169,18 @@ def run_reconciler(platform: Platform) -> list[str]:
                 celery_publisher(platform.celery),
                 settings.reconcile_grace_s,
             )
+            checks = resend_dataset_checks(
+                session,
+                redis_messages(client, {CHECK_DATASET_TASK}),
+                lambda dataset_id: platform.celery.send_task(
+                    CHECK_DATASET_TASK, args=[dataset_id], queue=DATASET_QUEUE
+                ),
+                settings.dataset_check_grace_s,
+            )
     finally:
         client.close()
+    if checks:
+        log.warning("reconciler: asked again for the check of dataset(s) %s", checks)
     if republished:
         log.warning(
             "reconciler: published again %d job(s) whose message was lost: %s",

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     # Reconciler: a job queued this long whose message is not in Redis is published again.
     reconcile_interval_s: float = 15.0
     reconcile_grace_s: float = 10.0
+    # ... and a dataset still validating this long after its upload has its check sent again.
+    dataset_check_grace_s: float = 300.0
     # Backups: how often, and retention (the newest of each of the last N days / M weeks).
     backup_interval_s: float = 24 * 3600.0
     backup_keep_daily: int = 7

@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commands.redis_server import RedisServer
 from scheduler.dispatch import celery_publisher
-from scheduler.reconciler import job_id_of, redis_messages, republish_lost
-from storage.models import Job, JobEvent
+from scheduler.reconciler import job_id_of, redis_messages, republish_lost, resend_dataset_checks
+from storage.models import Dataset, Job, JobEvent
 from storage.teams import create_team
 from tunepool.celery_factory import make_celery
-from tunepool.messages import worker_queue
+from tunepool.messages import CHECK_DATASET_TASK, DATASET_QUEUE, worker_queue
 from tunepool.settings import Settings
 
 
@@ -67,3 +67,43 @@ def test_only_stale_queued_jobs_without_a_message_are_published_again(
         events = session.scalars(select(JobEvent).where(JobEvent.kind == "republished")).all()
         assert [e.job_id for e in events] == [lost]
         assert fresh not in {e.job_id for e in events}
+
+
+def _dataset(session: Session, team_id: str, status: str, age_s: float) -> str:
+    dataset = Dataset(
+        team_id=team_id, name=f"d{age_s}{status}", task="token-classification", format="conll",
+        object_key="k", size=1, sha256="0" * 64, status=status, created_at=time.time() - age_s,
+    )  # fmt: skip
+    session.add(dataset)
+    session.flush()
+    return dataset.id
+
+
+def test_a_dataset_check_whose_message_is_lost_is_sent_again(
+    sessions: sessionmaker[Session], redis_server: RedisServer, broker: redis.Redis
+) -> None:
+    celery = make_celery(Settings(redis_url=redis_server.url))
+
+    def send(dataset_id: str) -> None:
+        celery.send_task(CHECK_DATASET_TASK, args=[dataset_id], queue=DATASET_QUEUE)
+
+    def queued_checks() -> set[str | None]:
+        raw = broker.lrange(DATASET_QUEUE, 0, -1)
+        return {job_id_of(m, {CHECK_DATASET_TASK}) for m in raw}
+
+    with sessions() as session:
+        team, _ = create_team(session, "checks")
+        lost = _dataset(session, team.id, "validating", 900)
+        waiting = _dataset(session, team.id, "validating", 900)
+        fresh = _dataset(session, team.id, "validating", 5)
+        _dataset(session, team.id, "ready", 900)
+        _dataset(session, team.id, "failed", 900)
+        session.commit()
+        send(waiting)
+        find = redis_messages(broker, {CHECK_DATASET_TASK})
+
+        assert resend_dataset_checks(session, find, send, grace_s=300) == [lost]
+        assert queued_checks() == {waiting, lost}
+        # Every stale check has its message now; the fresh upload is still in its grace.
+        assert resend_dataset_checks(session, find, send, grace_s=300) == []
+        assert fresh not in queued_checks()
