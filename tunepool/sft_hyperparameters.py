@@ -58,6 +58,13 @@ class SFTHyperparameters:
         "many as needed, which bounds memory without changing the step; 0 chooses it",
         0,
     )
+    label_balance: float = _help(
+        "when every answer is a short label (classification as chat): 0 keeps the data's "
+        "mix; 1 draws each label equally often; between, a label's share of an epoch is "
+        "proportional to count ** (1 - label_balance). An epoch keeps its size: rarer "
+        "labels repeat, commoner ones are subsampled (different ones each epoch)",
+        0.0,
+    )
     warmup_ratio: float = _help("share of the steps with a linear learning-rate warmup", 0.03)
     weight_decay: float = _help("AdamW weight decay", 0.0)
     max_grad_norm: float = _help("gradient clipping norm; 0 turns clipping off", 1.0)
@@ -95,6 +102,8 @@ class SFTHyperparameters:
         for name in ("lora_dropout", "warmup_ratio", "validation_split"):
             if not 0 <= getattr(self, name) < 1:
                 raise SFTSettingsError("bad_value", f"{name} must be in [0, 1)", name)
+        if not 0 <= self.label_balance <= 1:
+            raise SFTSettingsError("bad_value", "label_balance must be in [0, 1]", "label_balance")
         negative = ("micro_batch_tokens", "checkpoint_every_steps", "generation_eval_limit")
         for name in (*negative, "sample_generations", "weight_decay", "max_grad_norm"):
             if getattr(self, name) < 0:
@@ -137,7 +146,7 @@ _WHOLE = {
 }  # fmt: skip
 _NUMBER = {
     "lora_dropout", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm",
-    "validation_split",
+    "validation_split", "label_balance",
 }  # fmt: skip
 _FLAG = {"merge_adapter", "gradient_checkpointing"}
 

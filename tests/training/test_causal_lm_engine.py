@@ -67,7 +67,7 @@ def test_lora_run_writes_a_plain_peft_adapter(tiny_llama, chat_files, tmp_path):
     [
         (3, {"packing": True}),
         # Micro-batches of ~2 examples: a step spans several forward passes.
-        (5, {"packing": False, "micro_batch_tokens": 128}),
+        (5, {"packing": False, "micro_batch_tokens": 128, "label_balance": 1.0}),
         (7, {"lora_dropout": 0.2, "packing": True, "micro_batch_tokens": 96}),
     ],
 )
@@ -89,6 +89,11 @@ def test_resumed_run_matches_uninterrupted_run(
     assert resumed.global_step == full.global_step
     assert step_losses(tmp_path / "resumed") == pytest.approx(expected, abs=1e-5, rel=0)
     assert resumed.metrics["loss"] == pytest.approx(full.metrics["loss"], abs=1e-5)
+    shares = resumed.report["data"]["label_shares"]
+    if overrides.get("label_balance"):  # every colour drawn equally often
+        assert shares and len(set(map(round, (v * 1000 for v in shares.values())))) == 1
+    else:
+        assert shares is None
 
 
 def test_full_fine_tuning_and_merged_export(tiny_llama, chat_files, tmp_path):

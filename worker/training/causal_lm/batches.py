@@ -36,16 +36,18 @@ def shifted_targets(labels: Sequence[int]) -> list[int]:
 
 
 def step_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, grouped: bool
+    epoch: Sequence[int], lengths: Sequence[int], batch_size: int, seed: int, grouped: bool
 ) -> list[list[int]]:
-    """The examples of each optimizer step, `batch_size` per step, in a seeded order.
+    """The examples of each optimizer step, `batch_size` per step, in a seeded order:
+    the indices of `epoch` (each example once, or a label-balanced draw).
 
     Without packing, steps are length-grouped so their padded micro-batches waste
     little; with packing, steps are plain random draws (packing leaves no padding).
     """
     if grouped:
-        return length_grouped_batches(lengths, batch_size, seed)
-    order = list(range(len(lengths)))
+        steps = length_grouped_batches([lengths[i] for i in epoch], batch_size, seed)
+        return [[epoch[position] for position in step] for step in steps]
+    order = list(epoch)
     random.Random(seed).shuffle(order)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ from tunepool.data.errors import DataError
 from worker.training.batching import epoch_seed
 from worker.training.callbacks import TrainCallbacks
 from worker.training.causal_lm import batches as packing
+from worker.training.causal_lm.balance import balanced_epoch, label_shares
 from worker.training.causal_lm.base_models import resolve_causal_base
 from worker.training.causal_lm.checkpoint import load_sft_checkpoint
 from worker.training.causal_lm.estimate import token_statistics
-from worker.training.causal_lm.evaluation import answer_report, heldout_loss
+from worker.training.causal_lm.evaluation import answer_kind, answer_report, heldout_loss
 from worker.training.causal_lm.model_setup import load_trainable_model, parameter_counts
 from worker.training.causal_lm.rendering import EncodedChat, encode_chat
 from worker.training.causal_lm.sft_loop import SFTLoop
@@ -69,6 +71,8 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     train_items, dropped = encode_all(tokenizer, train, hp.max_length)
+    lost = set(dropped)
+    kept = [example for example in train if example.line not in lost]  # one per item
     valid_items, _ = encode_all(tokenizer, validation, hp.max_length)
     if not train_items:
         raise DataError("no training example keeps an assistant token within max_length")
@@ -76,8 +80,19 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
     budget = auto_micro_batch_tokens(hp, device.type)
     lengths = [len(item.input_ids) for item in train_items]
 
+    labels = (
+        [example.messages[-1].content.strip() for example in kept]
+        if hp.label_balance and answer_kind(kept) == "label"
+        else None
+    )
+
     def order(seed: int) -> list[list[int]]:
-        return packing.step_batches(lengths, hp.batch_size, seed, grouped=not packed)
+        epoch = (
+            balanced_epoch(labels, hp.label_balance, seed)
+            if labels is not None
+            else list(range(len(lengths)))
+        )
+        return packing.step_batches(epoch, lengths, hp.batch_size, seed, grouped=not packed)
 
     def split(step: list[int]) -> list[list[int]]:
         return packing.micro_batches(step, lengths, budget, packed)
@@ -146,6 +161,8 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
             "validation": token_statistics(valid_items, hp.max_length),
             "dropped_without_trained_tokens": dropped,
             "packed": packed,
+            # Each label's share of an epoch when label_balance drew them (else the data's).
+            "label_shares": label_shares(Counter(labels), hp.label_balance) if labels else None,
             "micro_batch_tokens": budget,
         },
         "throughput": {
