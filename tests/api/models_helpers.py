@@ -24,6 +24,7 @@ def publish_version(
     lineage: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     base_model: str = "tiny",
+    artifact: str = "model",
 ) -> ModelVersion:
     with transaction(platform.sessions) as session:
         team_id = session.scalar(select(Team.id).where(Team.name == team))
@@ -38,6 +39,7 @@ def publish_version(
             task=task,
             prefix=prefix,
             base_model=base_model,
+            artifact=artifact,
             metrics=metrics or {},
             lineage=lineage or {},
         )

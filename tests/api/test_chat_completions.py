@@ -59,8 +59,9 @@ def test_chat_and_completions_through_the_openai_sdk(
 ) -> None:
     a = make_key("chat-a")
     mv = publish_version(
-        platform, "chat-a", "support-bot", adapter_dir, task="causal-lm", base_model=TINY_CHAT_BASE
-    )
+        platform, "chat-a", "support-bot", adapter_dir, task="causal-lm",
+        base_model=TINY_CHAT_BASE, artifact="adapter",
+    )  # fmt: skip
     assert (
         client.put(
             "/v1/models/support-bot/aliases/production", headers=a, json={"version": 1}
