@@ -62,6 +62,10 @@ function heldOutLoss(job, progress, evals) {
     .filter(p => Number.isFinite(p[1]));
 }
 
+// A finished chat fine-tune that stored its model: the playground can ask it.
+const hasChatModel = job => job.task === "causal-lm" && job.state === "succeeded" &&
+  Boolean(job.model_name) && (job.metrics || {}).model_version != null;
+
 function renderJob(job, events, logLines) {
   clearCharts();
   const progress = events.filter(e => e.kind === "progress").map(e => e.data).filter(p => p.step !== undefined);
@@ -78,6 +82,7 @@ function renderJob(job, events, logLines) {
     ${progressHtml(job)}${detailsHtml(job)}</div>
     <div class="charts" id="charts"></div>
     <div class="card" id="report"><h2>Evaluation report</h2>${reportHtml(job)}</div>
+    ${hasChatModel(job) ? '<div class="card" id="playground"></div>' : ""}
     <div class="card"><h2>Log</h2><pre id="log">${logLines.map(l =>
       `${esc(new Date(l.at).toLocaleTimeString())} ${esc(l.level.padEnd(7))} ${esc(l.message)}`).join("\n")}</pre></div>
     <div class="card"><h2>History</h2><table>${states.map(e => `<tr><td>${when(e.at)}</td>
@@ -119,6 +124,7 @@ async function jobPage(id) {
   const events = await allEvents(id);
   const [lines, logAfter] = await newLogLines(id, 0);
   renderJob(job, events, lines);
+  await mountPlayground(job);
   // Live while it runs, in the background: the page is ready now.
   let stopped = false;
   live = {stop: () => { stopped = true; }};
@@ -140,6 +146,8 @@ async function follow(id, job, events, lines, logAfter, stopped) {
     events = events.concat(page.data);
     lines = lines.concat(more).slice(-2000);
     logAfter = next;
-    if (!stopped()) renderJob(job, events, lines);
+    if (stopped()) return;
+    renderJob(job, events, lines);
+    await mountPlayground(job);
   }
 }
