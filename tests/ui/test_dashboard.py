@@ -1,15 +1,18 @@
 """The dashboard in a real browser (Playwright driving Debian's chromium) against a live
-instance with a finished job: uPlot draws its curves and the evaluation report is on the
-page (issue 24, item 3)."""
+instance with a finished job: uPlot draws its curves, the evaluation report is on the page,
+and the README's screenshot tool photographs it (issue 24, items 3 and 5)."""
 
 from __future__ import annotations
 
 import io
+import struct
 import time
+from pathlib import Path
 
 import requests
 from playwright.sync_api import Page
 
+from commands.screenshot import shoot_job_page
 from tests.cli.conftest import LiveApi
 from tests.ui.conftest import chart
 from tunepool.synthetic import conll_text
@@ -51,8 +54,14 @@ def finished_job(live_api: LiveApi, model: str) -> str:
     raise AssertionError("the job did not finish")
 
 
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
 def test_dashboard_draws_the_curves_and_report_of_a_finished_job(
-    live_api: LiveApi, tiny_model: str, page: Page
+    live_api: LiveApi, tiny_model: str, page: Page, tmp_path: Path
 ) -> None:
     live_api.workers.start("wA")
     job_id = finished_job(live_api, tiny_model)
@@ -78,6 +87,14 @@ def test_dashboard_draws_the_curves_and_report_of_a_finished_job(
     assert "Entity level (seqeval)" in report and "Token level" in report
     assert "micro avg" in report and "best epoch" in report
     assert page.inner_text("#job-state") == "succeeded"
+
+    # The README's screenshot tool (commands/screenshot.py) on this page: the job page down
+    # to its report, drawn.
+    shot = tmp_path / "dashboard.png"
+    shoot_job_page(page, live_api.url, live_api.key, job_id, shot)
+    data = shot.read_bytes()
+    width, height = png_size(data)
+    assert width == 1280 and height > 800 and len(data) > 20_000
 
     # (A new fragment is not a new document: each page is awaited by what it shows.)
     page.goto(f"{live_api.url}/ui/#/jobs?key={live_api.key}")
