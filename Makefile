@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo demo-llm test lint typecheck unit soak clean
+.PHONY: setup demo demo-llm screenshot test lint typecheck unit soak clean
 
 # Re-install whenever pyproject.toml changes. torch is pinned to the CPU wheel in pyproject.
 $(STAMP): pyproject.toml
@@ -27,6 +27,11 @@ demo: setup
 # converts the packaged GGUF into ~/.cache/tunepool/models (about 40 s, 540 MB).
 demo-llm: setup
 	$(PY) -m commands.demo_llm
+
+# The README's dashboard picture (docs/dashboard.png and .json), from a real fine-tune
+# of the demo's NER model on a scratch platform; needs chromium (apt-get install chromium).
+screenshot: setup
+	$(PY) -m commands.screenshot
 
 lint: setup
 	$(VENV)/bin/ruff check .

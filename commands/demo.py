@@ -49,8 +49,8 @@ def run_demo(sentences: int = 480, epochs: int = 3) -> int:
             platform = start_platform(settings)
             click.echo(f"   API {platform.api_url}   Flower {platform.flower_url}")
         with phases.phase("create a demo team and its API key"):
-            key = _demo_key(platform)
-            api = _Client(platform.api_url, key)
+            key = demo_key(platform)
+            api = ApiClient(platform.api_url, key)
         with phases.phase(
             f"upload a generated NER data set ({sentences} + {sentences // 4} sentences)"
         ):
@@ -74,7 +74,7 @@ def run_demo(sentences: int = 480, epochs: int = 3) -> int:
                 },
             )
             click.echo(f"   job {job['id']} {job['state']}")
-            job = _follow(api, job["id"])
+            job = follow_job(api, job["id"])
         if job["state"] != "succeeded":
             click.secho(f"job ended {job['state']}: {job.get('error')}", fg="red")
             return 1
@@ -89,7 +89,7 @@ def run_demo(sentences: int = 480, epochs: int = 3) -> int:
             click.echo(f"   {elapsed:7.1f}s  {name}")
 
 
-def _demo_key(platform: Embedded) -> str:
+def demo_key(platform: Embedded) -> str:
     from sqlalchemy import select
 
     from storage.db import make_engine, make_session_factory, transaction
@@ -108,7 +108,7 @@ def _demo_key(platform: Embedded) -> str:
     return key
 
 
-class _Client:
+class ApiClient:
     def __init__(self, base: str, key: str) -> None:
         self.base = base
         self.http = requests.Session()
@@ -140,7 +140,7 @@ def _describe(stats: dict[str, Any]) -> str:
     return ", ".join(f"{k} {stats[k]}" for k in keys if k in stats)
 
 
-def _follow(api: _Client, job_id: str, timeout_s: float = 1800) -> Any:
+def follow_job(api: ApiClient, job_id: str, timeout_s: float = 1800) -> Any:
     after = 0
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -5,16 +5,12 @@ log, and Cancel for members (issue 24, items 1, 2 and 7)."""
 from __future__ import annotations
 
 import io
-import os
 import random
 import re
-import shutil
 import time
-from collections.abc import Iterator
 
-import pytest
 import requests
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 from sqlalchemy import select
 
 from storage.db import transaction
@@ -22,25 +18,7 @@ from storage.models import Team
 from storage.teams import issue_key
 from tests.cli.conftest import LiveApi
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-@pytest.fixture
-def page() -> Iterator[Page]:
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium must be installed on CI (.ci/run installs it)")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(30_000)
-        yield page
-        browser.close()
 
 
 def session_for(live_api: LiveApi, key: str | None = None) -> requests.Session:

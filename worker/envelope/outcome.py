@@ -114,6 +114,9 @@ def succeed(
             session.add(model)
             session.flush()
             values["model_version_id"] = model.id
+            # The name it was stored under, also when the job named none: the job names
+            # the model it made (the dashboard finds the version by it).
+            values["model_name"] = name
         if result.decision is not None:
             decision = result.decision
             outcome = record_decision(

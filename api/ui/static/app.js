@@ -42,6 +42,7 @@ async function route() {
   takeKeyFromFragment();
   delete document.body.dataset.ready;
   if (live) { live.stop(); live = null; }
+  clearCharts();
   if (!localStorage.getItem(KEY)) { document.getElementById("logout").hidden = true; return login(); }
   document.getElementById("logout").hidden = false;
   const [_, page, id] = (location.hash || "#/jobs").slice(1).split("/");

@@ -48,12 +48,32 @@ function detailsHtml(job) {
     </table>${hyper ? `<details open><summary>Hyperparameters</summary><table class="details" id="hyperparameters">${hyper}</table></details>` : ""}`;
 }
 
+// Held-out loss after each epoch (of a job with validation data), on the step axis of
+// the training loss: the report's history has each evaluation's step; while the job
+// runs, an epoch ends after its share of the steps.
+function heldOutLoss(job, progress, evals) {
+  const history = ((job.metrics || {}).report || {}).history;
+  if (Array.isArray(history) && history.some(h => typeof h.step === "number")) {
+    return history.map(h => [h.step, h.loss]).filter(p => Number.isFinite(p[1]));
+  }
+  const last = progress[progress.length - 1];
+  if (!last || !last.total_steps || !last.epochs) return [];
+  return evals.map(e => [Math.round(e.epoch * last.total_steps / last.epochs), e.loss])
+    .filter(p => Number.isFinite(p[1]));
+}
+
+// A finished chat fine-tune that stored its model: the playground can ask it.
+const hasChatModel = job => job.task === "causal-lm" && job.state === "succeeded" &&
+  Boolean(job.model_name) && (job.metrics || {}).model_version != null;
+
 function renderJob(job, events, logLines) {
+  clearCharts();
   const progress = events.filter(e => e.kind === "progress").map(e => e.data).filter(p => p.step !== undefined);
   const evals = events.filter(e => e.kind === "evaluation").map(e => e.data);
   const states = events.filter(e => e.kind === "state");
   const metricNames = [...new Set(evals.flatMap(e => Object.keys(e)))]
     .filter(k => k !== "epoch" && evals.some(e => typeof e[k] === "number") && !/loss|runtime|per_s/.test(k));
+  const heldOut = heldOutLoss(job, progress, evals);
   const canCancel = ["member", "admin"].includes(TEAM.role) && !TERMINAL.includes(job.state);
   main.innerHTML = `<div class="card"><h2>${esc(job.id)} <span class="state ${esc(job.state)}" id="job-state">${esc(job.state)}</span>
     ${canCancel ? '<button id="cancel">Cancel job</button>' : ""}</h2>
@@ -62,6 +82,7 @@ function renderJob(job, events, logLines) {
     ${progressHtml(job)}${detailsHtml(job)}</div>
     <div class="charts" id="charts"></div>
     <div class="card" id="report"><h2>Evaluation report</h2>${reportHtml(job)}</div>
+    ${hasChatModel(job) ? '<div class="card" id="playground"></div>' : ""}
     <div class="card"><h2>Log</h2><pre id="log">${logLines.map(l =>
       `${esc(new Date(l.at).toLocaleTimeString())} ${esc(l.level.padEnd(7))} ${esc(l.message)}`).join("\n")}</pre></div>
     <div class="card"><h2>History</h2><table>${states.map(e => `<tr><td>${when(e.at)}</td>
@@ -73,8 +94,9 @@ function renderJob(job, events, logLines) {
   if (download) download.onclick = ev => { ev.preventDefault(); downloadOutput(job.id); };
   if (job.type !== "finetune") return;
   const charts = document.getElementById("charts");
-  charts.appendChild(lineChart("loss-chart", "Training loss by step", "step",
-    [{name: "loss", color: COLORS[0], points: progress.map(p => [p.step, p.loss])}]));
+  charts.appendChild(lineChart("loss-chart", heldOut.length ? "Loss by step" : "Training loss by step", "step",
+    [{name: "training loss", color: COLORS[0], points: progress.map(p => [p.step, p.loss])},
+     {name: "held-out loss", color: COLORS[1], points: heldOut}]));
   charts.appendChild(lineChart("throughput-chart", "Tokens per second by step", "step",
     [{name: "tokens/s", color: COLORS[2], points: progress.map(p => [p.step, p.tokens_per_s])}]));
   charts.appendChild(lineChart("metrics-chart", "Evaluation metrics by epoch", "epoch",
@@ -102,6 +124,7 @@ async function jobPage(id) {
   const events = await allEvents(id);
   const [lines, logAfter] = await newLogLines(id, 0);
   renderJob(job, events, lines);
+  await mountPlayground(job);
   // Live while it runs, in the background: the page is ready now.
   let stopped = false;
   live = {stop: () => { stopped = true; }};
@@ -123,6 +146,8 @@ async function follow(id, job, events, lines, logAfter, stopped) {
     events = events.concat(page.data);
     lines = lines.concat(more).slice(-2000);
     logAfter = next;
-    if (!stopped()) renderJob(job, events, lines);
+    if (stopped()) return;
+    renderJob(job, events, lines);
+    await mountPlayground(job);
   }
 }
