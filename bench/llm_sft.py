@@ -234,6 +234,9 @@ def main() -> None:
     )
     parser.add_argument("--quality-epochs", type=int, default=1)
     parser.add_argument(
+        "--quality-only", action="store_true", help="only the --sms/--wnut runs, no throughput"
+    )
+    parser.add_argument(
         "--label-balance", type=float, default=0.0, help="the --sms run's label_balance"
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/tunepool/models")
@@ -252,32 +255,33 @@ def main() -> None:
         tmp = Path(folder)
         train = head(DATA / "gsm8k_train.jsonl", args.examples, tmp / "train.jsonl")
         held = head(DATA / "gsm8k_test.jsonl", args.eval_examples, tmp / "eval.jsonl")
-        ours = spawn(args, "lora", train, held)
-        trl = spawn(args, "trl", train, held)
-        rate = ours["real_tokens"] / ours["train_seconds"]
-        trl_rate = trl["real_tokens"] / trl["train_seconds"]
-        summary |= {
-            "tunepool_real_tokens_per_s": round(rate, 1),
-            "trl_real_tokens_per_s": round(trl_rate, 1),
-            "sft_real_tokens_per_s_ratio_vs_trl": round(rate / trl_rate, 3),
-            "tunepool_heldout_loss": round(ours["heldout_loss"], 4),
-            "trl_heldout_loss": round(trl["heldout_loss"], 4),
-            "heldout_loss_rel_diff": round(ours["heldout_loss"] / trl["heldout_loss"] - 1, 4),
-            "steps": {"tunepool": ours["steps"], "trl": trl["steps"]},
-            "tunepool_peak_rss_mb": round(ours["peak_rss_mb"]),
-            "trl_peak_rss_mb": round(trl["peak_rss_mb"]),
-        }
-        if args.packing_trl:
-            packed = spawn(args, "trl-packing", train, held)
-            packed_rate = packed["real_tokens"] / packed["train_seconds"]
-            summary["sft_real_tokens_per_s_ratio_vs_trl_packing"] = round(rate / packed_rate, 3)
-            summary["trl_packing_peak_rss_mb"] = round(packed["peak_rss_mb"])
-        if args.full:
-            full = spawn(args, "full", train, held)
-            summary["full_ft_real_tokens_per_s"] = round(
-                full["real_tokens"] / full["train_seconds"], 1
-            )
-            summary["full_ft_peak_rss_mb"] = round(full["peak_rss_mb"])
+        if not args.quality_only:
+            ours = spawn(args, "lora", train, held)
+            trl = spawn(args, "trl", train, held)
+            rate = ours["real_tokens"] / ours["train_seconds"]
+            trl_rate = trl["real_tokens"] / trl["train_seconds"]
+            summary |= {
+                "tunepool_real_tokens_per_s": round(rate, 1),
+                "trl_real_tokens_per_s": round(trl_rate, 1),
+                "sft_real_tokens_per_s_ratio_vs_trl": round(rate / trl_rate, 3),
+                "tunepool_heldout_loss": round(ours["heldout_loss"], 4),
+                "trl_heldout_loss": round(trl["heldout_loss"], 4),
+                "heldout_loss_rel_diff": round(ours["heldout_loss"] / trl["heldout_loss"] - 1, 4),
+                "steps": {"tunepool": ours["steps"], "trl": trl["steps"]},
+                "tunepool_peak_rss_mb": round(ours["peak_rss_mb"]),
+                "trl_peak_rss_mb": round(trl["peak_rss_mb"]),
+            }
+            if args.packing_trl:
+                packed = spawn(args, "trl-packing", train, held)
+                packed_rate = packed["real_tokens"] / packed["train_seconds"]
+                summary["sft_real_tokens_per_s_ratio_vs_trl_packing"] = round(rate / packed_rate, 3)
+                summary["trl_packing_peak_rss_mb"] = round(packed["peak_rss_mb"])
+            if args.full:
+                full = spawn(args, "full", train, held)
+                summary["full_ft_real_tokens_per_s"] = round(
+                    full["real_tokens"] / full["train_seconds"], 1
+                )
+                summary["full_ft_peak_rss_mb"] = round(full["peak_rss_mb"])
         for flag, name, size in (
             ("sms", "sms_spam", args.sms_train),
             ("wnut", "wnut17", args.wnut_train),
