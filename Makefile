@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo demo-llm screenshot test lint typecheck unit soak clean
+.PHONY: setup demo demo-llm screenshot test lint typecheck unit soak readme clean
 
 # Re-install whenever pyproject.toml changes. torch is pinned to the CPU wheel in pyproject.
 $(STAMP): pyproject.toml
@@ -50,6 +50,12 @@ test: lint typecheck unit
 # The long chaos run (tests/e2e/test_chaos.py): 20 SIGKILL trials, a 30 s S3 outage, ...
 soak: setup
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m chaos --soak tests/e2e/test_chaos.py
+
+# Every README snippet in order against a fresh `tunepool up`, the slow ones too: real
+# fine-tunes of MiniLM and SmolLM2-135M-Instruct (about 15 minutes on 2 CPU cores).
+# `make test` runs only the quick ones (tests/readme).
+readme: setup
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m readme --readme tests/readme
 
 clean:
 	rm -rf $(VENV) .tunepool .mypy_cache .ruff_cache .pytest_cache

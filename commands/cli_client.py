@@ -104,13 +104,22 @@ def jobs() -> None:
     """Submit, watch and cancel jobs."""
 
 
+def _load(text: str) -> Any:
+    """JSON as JSON, anything else as YAML. Not YAML alone: PyYAML (YAML 1.1) reads the
+    JSON number ``1e-4`` as the string "1e-4"."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.safe_load(text)
+
+
 def _spec_from(
     spec_file: Path | None, flags: dict[str, Any], settings: tuple[str, ...]
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if spec_file is not None:
         try:
-            loaded = yaml.safe_load(spec_file.read_text())  # JSON is YAML too
+            loaded = _load(spec_file.read_text())
         except yaml.YAMLError as exc:
             raise click.BadParameter(f"not YAML or JSON: {exc}", param_hint="SPEC") from None
         if not isinstance(loaded, dict):
@@ -135,7 +144,7 @@ def _spec_from(
         key, sep, raw = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r}: use name=value", param_hint="--set")
-        hyper[key] = yaml.safe_load(raw)
+        hyper[key] = _load(raw)
     if hyper:
         spec["hyperparameters"] = hyper
     if flags.get("gpus"):

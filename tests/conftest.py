@@ -43,6 +43,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="chaos tests run their long version: more trials, longer outages (make soak)",
     )
+    parser.addoption(
+        "--readme",
+        action="store_true",
+        default=False,
+        help="run every README snippet, the slow real fine-tunes too (make readme)",
+    )
 
 
 @pytest.fixture(scope="session")
