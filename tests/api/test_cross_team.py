@@ -136,8 +136,8 @@ def team_a(
 
 # -- every route with an id ---------------------------------------------------------------
 
-# Not team data: Flask's static files and the dashboard's assets.
-NO_TEAM_DATA = {"static", "ui.asset"}
+# Static files (the dashboard, the API docs page): the same for every caller.
+NO_TEAM_DATA = {"static", "ui.asset", "api_docs.asset"}
 
 # endpoint -> method -> request variants (JSON body, query string). The bodies are valid,
 # so that only ownership can refuse them.
