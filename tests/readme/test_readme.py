@@ -89,13 +89,12 @@ def test_the_quick_snippets_run_as_written(tunepool_up: Up, reader_dir: Path) ->
 
 
 @pytest.mark.readme
-def test_every_snippet_runs_as_written(
-    request: pytest.FixtureRequest, tunepool_up: Up, reader_dir: Path
-) -> None:
+def test_every_snippet_runs_as_written(request: pytest.FixtureRequest, reader_dir: Path) -> None:
     if not request.config.getoption("--readme"):
         pytest.skip("the slow snippets wait for real fine-tunes: `make readme` runs them")
+    up: Up = request.getfixturevalue("tunepool_up")  # only now: `make test` starts none
     runnable = [s for s in read_snippets(README.read_text()) if s.mark != NOT_RUN]
-    run_in_order(runnable, tunepool_up, reader_dir, FULL_TIMEOUT_S)
+    run_in_order(runnable, up, reader_dir, FULL_TIMEOUT_S)
 
 
 def test_the_readme_parses_and_every_mark_says_why() -> None:
