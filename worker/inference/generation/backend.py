@@ -1,6 +1,6 @@
 """What an inference worker needs from a generation backend, whichever runs the batches.
 
-`GenerationEngine` (PEFT mixed-adapter batches, CPU or one GPU) satisfies it. A
+`GenerationEngine` (stacked LoRA adapters over one base, CPU or one GPU) satisfies it. A
 vLLM backend fits the same shape where vLLM is installed: an `AsyncLLMEngine`
 built with `enable_lora=True, max_loras=..., max_lora_rank=...`, each request
 carrying `LoRARequest(name, int_id, path)` for its adapter; vLLM then keeps its

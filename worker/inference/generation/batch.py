@@ -32,9 +32,7 @@ class RunningBatch:
     def size(self) -> int:
         return int(self.lengths.numel())
 
-    def prefill(
-        self, forward: Forward, prompts: list[tuple[int, ...]], extra: dict[str, Any]
-    ) -> torch.Tensor:
+    def prefill(self, forward: Forward, prompts: list[tuple[int, ...]]) -> torch.Tensor:
         """Run the prompts of new rows, append the rows; logits of their last tokens."""
         lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long)
         width = int(lengths.max())
@@ -49,12 +47,11 @@ class RunningBatch:
             position_ids=positions,
             use_cache=True,
             logits_to_keep=1,  # only the last position's logits are sampled from
-            **extra,
         )
         self._append(out.cache, lengths)
         return out.logits[:, -1, :]
 
-    def decode(self, forward: Forward, tokens: list[int], extra: dict[str, Any]) -> torch.Tensor:
+    def decode(self, forward: Forward, tokens: list[int]) -> torch.Tensor:
         """Feed one token per row; the logits for each row's next token."""
         assert self.cache is not None
         width = self.cache.get_seq_length() + 1
@@ -64,7 +61,6 @@ class RunningBatch:
             position_ids=self.lengths[:, None],
             cache=self.cache,
             use_cache=True,
-            **extra,
         )
         self.cache = out.cache
         self.lengths = self.lengths + 1
@@ -113,10 +109,6 @@ def check_full_attention(config: Any) -> None:
 
 def _kv(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(keys, values) for keys, values, _ in cache]
-
-
-def _stack(old: torch.Tensor, new: torch.Tensor, width: int) -> torch.Tensor:
-    return torch.cat([_pad_left(old, width), _pad_left(new, width)])
 
 
 def _pad_left(states: torch.Tensor, width: int) -> torch.Tensor:

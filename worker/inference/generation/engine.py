@@ -142,20 +142,18 @@ class GenerationEngine:
         if admitted:
             start = len(self._running)
             self._running.extend(admitted)
-            logits = self._batch.prefill(
-                self._keeper.model,
-                [s.request.prompt_ids for s in admitted],
-                self._keeper.batch_names([s.slot for s in admitted]),
-            )
+            with self._keeper.routed([s.slot for s in admitted]):
+                logits = self._batch.prefill(
+                    self._keeper.model, [s.request.prompt_ids for s in admitted]
+                )
             self.prompt_tokens += sum(len(s.request.prompt_ids) for s in admitted)
             self._advance(range(start, len(self._running)), logits)
             self._retire()
         if self._running:
-            logits = self._batch.decode(
-                self._keeper.model,
-                [s.token_ids[-1] for s in self._running],
-                self._keeper.batch_names([s.slot for s in self._running]),
-            )
+            with self._keeper.routed([s.slot for s in self._running]):
+                logits = self._batch.decode(
+                    self._keeper.model, [s.token_ids[-1] for s in self._running]
+                )
             self.decode_steps += 1
             self._advance(range(len(self._running)), logits)
             self._retire()

@@ -18,7 +18,7 @@ class Sequence:
     sampler: Sampler
     text: TextAssembler
     submitted_at: float
-    slot: str = ""  # the adapter's name in mixed batches, once admitted
+    slot: str = ""  # what the keeper routes its row by, once admitted
     token_ids: list[int] = field(default_factory=list)
     time_to_first_token_s: float | None = None
     finish_reason: FinishReason | None = None
