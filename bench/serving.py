@@ -91,11 +91,11 @@ def run_engine(base: Any, tokenizer: Any, dirs: list[Path], jobs: Jobs, n: int) 
     from worker.inference.generation.engine import GenerationEngine
     from worker.inference.generation.requests import Completion, EngineLimits, GenerationRequest
     from worker.inference.generation.stream import RequestHandle
+    from worker.inference.generation.threads import on_own_thread
 
     names = {f"ft:bench-{i}": d for i, d in enumerate(dirs)}
-    keeper = AdapterKeeper(
-        copy.deepcopy(base), locate=names.get, max_adapters=len(dirs) + 1, max_bytes=2**34
-    )
+    model = on_own_thread(copy.deepcopy, base)  # the engine's thread keeps the one pool
+    keeper = AdapterKeeper(model, locate=names.get, max_adapters=len(dirs) + 1, max_bytes=2**34)
     limits = EngineLimits(
         max_batch_size=len(jobs), max_waiting=len(jobs), stop_token_ids=frozenset()
     )
@@ -202,9 +202,10 @@ def main() -> None:
     import torch
 
     from worker.inference.generation.prompts import chat_prompt_ids
+    from worker.inference.generation.threads import on_own_thread
 
     t0 = time.perf_counter()
-    base, tokenizer = load_smollm2()
+    base, tokenizer = on_own_thread(load_smollm2)
     print(f"loaded SmolLM2-135M-Instruct in {time.perf_counter() - t0:.1f} s", flush=True)
     prompts = [
         chat_prompt_ids(tokenizer, [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}])
@@ -219,17 +220,18 @@ def main() -> None:
         "naive": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = make_adapters(base, Path(tmp), args.adapters, args.rank, args.targets)
+        dirs = on_own_thread(make_adapters, base, Path(tmp), args.adapters, args.rank, args.targets)
         jobs: Jobs = [(p, f"ft:bench-{a}") for p, a in zip(prompts, adapter_of, strict=True)]
         base_jobs: Jobs = [(p, None) for p in prompts]
         # Paths interleaved per repeat, best of each kept: a shared machine's load spikes
         # then hit every path alike instead of whichever ran during one.
         for repeat in range(args.repeats):
-            runs["engine"].append(run_engine(base, tokenizer, dirs, jobs, n))
-            runs["engine_base"].append(run_engine(base, tokenizer, [], base_jobs, n))
-            runs["ceiling"].append(run_base_batched(base, prompts, n, tokenizer.pad_token_id or 0))
+            runs["engine"].append(on_own_thread(run_engine, base, tokenizer, dirs, jobs, n))
+            runs["engine_base"].append(on_own_thread(run_engine, base, tokenizer, [], base_jobs, n))
+            pad = tokenizer.pad_token_id or 0
+            runs["ceiling"].append(on_own_thread(run_base_batched, base, prompts, n, pad))
             naive_jobs = list(zip(prompts, adapter_of, strict=True))
-            runs["naive"].append(run_naive(base, dirs, naive_jobs, n))
+            runs["naive"].append(on_own_thread(run_naive, base, dirs, naive_jobs, n))
             summary = ", ".join(f"{k} {rate(v[-1]):.1f}" for k, v in runs.items())
             print(f"repeat {repeat + 1}: tokens/s {summary}", flush=True)
     engine, engine_base, ceiling, naive = (max(v, key=rate) for v in runs.values())

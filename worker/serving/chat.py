@@ -23,6 +23,7 @@ from storage.blobs import ChecksumMismatch, Recorded, fetch_recorded_dir
 from storage.objects.base import ObjectNotFound, ObjectStore
 from tunepool.serving_protocol import Failure, Refused, base_key
 from tunepool.settings import Settings
+from worker.inference.generation.threads import on_own_thread
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ class ChatHost:
         with self._base_lock:
             loaded = self._bases.get(name)
             if loaded is None:
-                loaded = self._load_base(name)
+                # Off this handler thread, so the engine's loop thread keeps the only
+                # OpenMP pool of the chat model's work (generation/threads.py says why).
+                loaded = on_own_thread(self._load_base, name)
                 with self._lock:
                     self._bases[name] = loaded
         return loaded

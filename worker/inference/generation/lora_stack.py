@@ -138,7 +138,7 @@ class _Route:
 
     pick: torch.Tensor | None  # which stacked adapters the batch uses (None: all)
     gather: torch.Tensor  # [used * per] batch rows, grouped by adapter (repeats pad groups)
-    valid: torch.Tensor  # positions of real rows in `gather`
+    valid: torch.Tensor | None  # positions of real rows in `gather` (None: no padding)
     rows: torch.Tensor  # the batch row of each real position
     per: int  # rows per adapter group
 
@@ -220,9 +220,11 @@ class LoraStack:
             b = stack.b if route.pick is None else stack.b.index_select(0, route.pick)
             used, tokens = a.shape[0], x.shape[1:-1].numel()
             grouped = x.index_select(0, route.gather).reshape(used, route.per * tokens, -1)
-            delta = torch.bmm(torch.bmm(grouped, a), b)
-            delta = delta.reshape(used * route.per, *out.shape[1:]).index_select(0, route.valid)
-            return out.index_add(0, route.rows, delta)
+            delta = torch.bmm(torch.bmm(grouped, a), b).reshape(used * route.per, *out.shape[1:])
+            if route.valid is not None:
+                delta = delta.index_select(0, route.valid)
+            # In place: the layer's output is a fresh tensor, and a prefill's is large.
+            return out.index_add_(0, route.rows, delta)
 
         return add_lora
 
@@ -252,7 +254,7 @@ class LoraStack:
             route = _Route(
                 pick=None if order == list(range(len(keys))) else _long(order, device),
                 gather=_long(gather, device),
-                valid=_long(valid, device),
+                valid=None if len(valid) == len(gather) else _long(valid, device),
                 rows=_long(rows, device),
                 per=per,
             )
