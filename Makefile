@@ -42,8 +42,13 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
+# Two pytest-xdist processes, whole files each: the suite waits on real worker
+# subprocesses much of the time, so two cores run it in about 2/3 of the serial time.
+# Every process starts its own Redis, PostgreSQL database and serving worker.
+# PYTEST_WORKERS=0 runs it serially.
+PYTEST_WORKERS ?= 2
 unit: setup
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit
 
