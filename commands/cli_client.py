@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -104,13 +105,25 @@ def jobs() -> None:
     """Submit, watch and cancel jobs."""
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML that reads ``1e-4`` as a number, as YAML 1.2 and JSON do: PyYAML follows
+    YAML 1.1, where a float needs a dot and a signed exponent, so ``learning_rate: 1e-4``
+    would reach the API as the string "1e-4"."""
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def _load(text: str) -> Any:
-    """JSON as JSON, anything else as YAML. Not YAML alone: PyYAML (YAML 1.1) reads the
-    JSON number ``1e-4`` as the string "1e-4"."""
+    """JSON as JSON, anything else as YAML (with YAML 1.2's floats)."""
     try:
         return json.loads(text)
     except ValueError:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SpecLoader)  # a SafeLoader: no arbitrary objects
 
 
 def _spec_from(

@@ -26,3 +26,10 @@ def test_a_yaml_spec_reads_as_yaml(tmp_path: Path) -> None:
         "learning_rate": 0.0001,
         "lora_target_modules": ["q_proj", "v_proj"],
     }
+
+
+def test_a_yaml_spec_reads_exponents_as_numbers(tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text("hyperparameters:\n  learning_rate: 1e-4\n  weight_decay: 5E2\n  tag: 1e4x\n")
+    hyper = _spec_from(spec, {}, ())["hyperparameters"]
+    assert hyper == {"learning_rate": 1e-4, "weight_decay": 500.0, "tag": "1e4x"}
