@@ -15,7 +15,7 @@ outlives releases: a change here must keep existing keys readable.
 - ``base-models/<name>/<source>/<build>/``: a builtin base model converted once for every
   worker (SmolLM2's GGUF as safetensors); ``<source>`` names what it was converted from,
   ``<build>`` one conversion, so two first conversions at once never write the same key.
-  A build counts once its ``published.json`` is recorded (``worker.base_model_copies``).
+  A build counts once its ``published.json`` is recorded (``worker.converted_models``).
 
 Prefixes end in ``/`` so that ``teams/t1/`` never matches ``teams/t10/``.
 """
