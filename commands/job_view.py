@@ -167,7 +167,8 @@ def summary_lines(job: dict[str, Any], version: int | None = None) -> list[str]:
         lines.append(best)
     elif "inputs" in metrics:
         lines.append(f"{metrics['inputs']:,} inputs predicted, {metrics.get('inputs_per_s')}/s")
-    if job.get("model_name") and job["state"] == "succeeded":
+    # Only a job that made a version names one: an inference job's model_name is its input.
+    if job.get("model_name") and job.get("model_version_id") and job["state"] == "succeeded":
         ref = f"{job['model_name']}:{version}" if version is not None else job["model_name"]
         lines.append(f"model {ref} ({job.get('model_version_id')})")
     if job.get("error"):

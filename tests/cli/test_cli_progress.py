@@ -76,3 +76,14 @@ def test_the_summary_says_how_long_the_best_score_and_the_model() -> None:
         "best f1 0.8125 (epoch 2)",
         "model cli-ner:1 (mv_1)",
     ]
+
+
+def test_an_inference_summary_names_no_model_it_did_not_make() -> None:
+    job = {
+        "id": "job_2",
+        "state": "succeeded",
+        "model_name": "cli-ner",  # the model it predicted with
+        "model_version_id": None,
+        "metrics": {"inputs": 1200, "inputs_per_s": 85.3},
+    }
+    assert summary_lines(job) == ["job job_2 succeeded", "1,200 inputs predicted, 85.3/s"]
