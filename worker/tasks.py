@@ -5,7 +5,6 @@ Tasks take ids, never rows: load, call a plain function, record the outcome.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -151,11 +150,6 @@ def _on_init(**_: Any) -> None:
 
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
-    # The prefork pool collects garbage in the parent before forking each child (one
-    # child per job): a full walk of everything the parent holds, per job. What is alive
-    # now (modules, the app, the ORM) lives as long as the process; gc.freeze, the
-    # standard library's tool for pre-fork servers, leaves it out of those walks.
-    gc.freeze()
     platform = current_platform()
     if not platform.settings.worker_name:
         # Only `tunepool worker` names its process; the control worker (scheduler ticks)
