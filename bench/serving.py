@@ -223,12 +223,12 @@ def main() -> None:
         dirs = on_own_thread(make_adapters, base, Path(tmp), args.adapters, args.rank, args.targets)
         jobs: Jobs = [(p, f"ft:bench-{a}") for p, a in zip(prompts, adapter_of, strict=True)]
         base_jobs: Jobs = [(p, None) for p in prompts]
+        pad = tokenizer.pad_token_id or 0
         # Paths interleaved per repeat, best of each kept: a shared machine's load spikes
         # then hit every path alike instead of whichever ran during one.
         for repeat in range(args.repeats):
             runs["engine"].append(on_own_thread(run_engine, base, tokenizer, dirs, jobs, n))
             runs["engine_base"].append(on_own_thread(run_engine, base, tokenizer, [], base_jobs, n))
-            pad = tokenizer.pad_token_id or 0
             runs["ceiling"].append(on_own_thread(run_base_batched, base, prompts, n, pad))
             naive_jobs = list(zip(prompts, adapter_of, strict=True))
             runs["naive"].append(on_own_thread(run_naive, base, dirs, naive_jobs, n))
