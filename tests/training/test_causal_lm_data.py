@@ -11,6 +11,7 @@ from worker.training.causal_lm.batches import (
     collate_packed,
     collate_padded,
     micro_batches,
+    shared_prefix,
     summed_loss,
     target_count,
 )
@@ -91,6 +92,70 @@ def test_packed_loss_equals_unpacked_loss(tiny_llama, tokenizer):
     with torch.no_grad():
         leaked = summed_loss(model, crosstalk, device) / count
     assert abs(leaked.item() - packed.item()) > 1e-3
+
+
+def sms_like(count):
+    """Classification as chat: one fixed instruction, then a message of its own."""
+    words = ["free prize", "see you at 5", "call now to win", "ok", "lunch?", "txt STOP"]
+    return [
+        ChatExample(
+            (
+                ChatMessage("user", "Is this message spam or ham? Answer with one word.\n\n"
+                            + words[index % len(words)] + "!" * index),
+                ChatMessage("assistant", "spam" if index % 3 == 0 else "ham"),
+            ),
+            index + 1,
+            "openai",
+        )
+        for index in range(count)
+    ]  # fmt: skip
+
+
+def test_shared_prefix_changes_neither_loss_nor_gradients(tiny_llama, tokenizer):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    items = [encode_chat(tokenizer, chat, 1024) for chat in sms_like(5)]
+    device = torch.device("cpu")
+    shared = collate_padded(items, tokenizer.pad_token_id)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Is this message spam or ham?"}], tokenize=True
+    )["input_ids"]
+    # The whole common opening is shared: at least the template and the instruction.
+    assert shared["prefix_ids"].shape[1] >= len(prompt) - 1
+    assert (
+        shared["attention_mask"].shape[1]
+        == shared["prefix_ids"].shape[1] + shared["input_ids"].shape[1]
+    )
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss = summed_loss(model, batch, device)
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain_loss, plain_grads = loss_and_grads(
+        collate_padded(items, tokenizer.pad_token_id, share_prefix=False)
+    )
+    shared_loss, shared_grads = loss_and_grads(shared)
+    assert shared_loss == pytest.approx(plain_loss, abs=1e-4)
+    assert len(shared_grads) == len(plain_grads) > 0
+    for ours, theirs in zip(shared_grads, plain_grads, strict=True):
+        assert torch.allclose(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_prefix_stops_before_any_target(tokenizer):
+    # Rows that differ only in their answers share everything up to the position
+    # that predicts the answer's first token, which each row must compute itself.
+    same_question = [
+        ChatExample((ChatMessage("user", "Spam?"), ChatMessage("assistant", answer)), 1, "openai")
+        for answer in ("spam", "ham")
+    ]
+    items = [encode_chat(tokenizer, chat, 1024) for chat in same_question]
+    first_target = min(
+        next(t for t, label in enumerate(item.labels) if label != IGNORE_INDEX) for item in items
+    )
+    assert shared_prefix(items) == first_target - 1
+    assert shared_prefix(items[:1]) == 0  # one row has nothing to share with
 
 
 def test_micro_batches_respect_the_budget_and_keep_every_example():

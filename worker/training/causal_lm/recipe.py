@@ -100,7 +100,10 @@ def finetune_causal_lm(spec: SFTSpec, callbacks: TrainCallbacks) -> TrainResult:
     def collate(items: Any) -> packing.Batch:
         if packed:
             return packing.collate_packed(items)
-        return packing.collate_padded(items, tokenizer.pad_token_id)
+        # A checkpointed layer drops the shared prefix's cache (see `collate_padded`).
+        return packing.collate_padded(
+            items, tokenizer.pad_token_id, share_prefix=not hp.gradient_checkpointing
+        )
 
     # 3. Model, optimizer and schedule; a resumed run restores all of them.
     model = load_trainable_model(base, hp, device)
