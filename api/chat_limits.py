@@ -4,8 +4,8 @@
   their deadline. Taking a place and checking the count is one Lua script (no two API
   processes can both take the last place); a place is given back when the answer ends,
   and one an API process lost by dying expires at its request's deadline.
-- Tokens per minute: the ``limits`` library's sliding-window counter (the one
-  Flask-Limiter uses for per-key request rates), charged with each answer's prompt and
+- Tokens per minute: the ``limits`` library's sliding-window counter (the one of the
+  per-key request rates, api/guards.py), charged with each answer's prompt and
   completion tokens once they are known. A request starts while the window has room;
   the answer that crosses the limit is served, and the next ones wait (429).
 

@@ -151,7 +151,8 @@ class Settings(BaseSettings):
     serve_timeout_s: float = Field(120.0, gt=0)
 
     max_upload_bytes: int = 512 * 1024 * 1024
-    # Per API key, per API process (api/guards.py): a token bucket; 0 turns it off.
+    # Per API key and route, shared by every API process through Redis (api/guards.py):
+    # a sliding window of rate_limit_burst calls over burst / per_s seconds; 0: off.
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 200
     # How long an Idempotency-Key answers retries; older keys are swept (hourly) and may

@@ -227,6 +227,31 @@ def test_rate_limit_is_shared_by_every_api_process(
     assert codes == [200, 200, 200, 429]
 
 
+def test_rate_limit_counts_each_route_apart(small_app: Flask, make_key: KeyFactory) -> None:
+    # As Flask-Limiter's default limits did: one window per key and route.
+    client = small_app.test_client()
+    one = make_key("alpha")
+    codes = [client.get("/v1/jobs", headers=one).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert client.get("/v1/datasets", headers=one).status_code == 200
+
+
+def test_rate_limit_with_redis_unreachable_serves_the_call(
+    platform: Platform, make_key: KeyFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    from commands.netutil import free_port
+
+    platform.settings.rate_limit_per_s = 1.0
+    platform.settings.rate_limit_burst = 1
+    platform.settings.redis_url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
+    client = create_app(platform=platform).test_client()
+    one = make_key("alpha")
+    with caplog.at_level(logging.ERROR, logger="api.guards"):
+        codes = [client.get("/v1/jobs", headers=one).status_code for _ in range(3)]
+    assert codes == [200, 200, 200]
+    assert "rate limit" in caplog.text
+
+
 HOSTILE = [
     "../x",
     "..",
