@@ -30,7 +30,7 @@ from storage.blobs import store_file
 from storage.dataset_status import DatasetStatus
 from storage.ids import new_id
 from storage.layout import dataset_key
-from storage.models import Dataset
+from storage.models import Dataset, table_of
 from tunepool.data.chat_upload import CHAT_DATASET_FORMATS
 from tunepool.messages import CHECK_DATASET_TASK, DATASET_QUEUE
 
@@ -191,9 +191,12 @@ def owned_dataset(dataset_id: str, field: str | None = None) -> Dataset:
 
 
 # A job submission needs only the dataset's task and status: the whole row (its stats
-# are a JSON document) as an ORM object cost twice the statement on every submit.
-_TASK_OF_OWNED = select(Dataset.task, Dataset.status, Dataset.status_details).where(
-    Dataset.id == bindparam("id"), Dataset.team_id == bindparam("team_id")
+# are a JSON document) as an ORM object cost twice the statement on every submit. On the
+# table's columns, not the mapped attributes: a plain row needs none of the ORM's result
+# handling, which cost a third of the statement's client CPU.
+_DATASETS = table_of(Dataset).c
+_TASK_OF_OWNED = select(_DATASETS.task, _DATASETS.status, _DATASETS.status_details).where(
+    _DATASETS.id == bindparam("id"), _DATASETS.team_id == bindparam("team_id")
 )
 
 
