@@ -44,7 +44,9 @@ _INSERT = insert(table_of(AuditEvent)).inline()
 
 def record(session: Session, **who_what: Any) -> None:
     """Write one audit row; ``who_what`` are :func:`row`'s arguments."""
-    session.execute(_INSERT, row(**who_what))
+    # On the session's connection, in its transaction: Session.execute's dispatch (ORM
+    # plugin lookup, bind resolution) is for ORM statements and cost a fifth of this one.
+    session.connection().execute(_INSERT, row(**who_what))
 
 
 def row(

@@ -83,7 +83,9 @@ def record_event(
         # The INSERT below runs now, not at the next flush: a job added in this session
         # must be written first, for the event's foreign key.
         session.flush()
-    session.execute(_INSERT_EVENT, event_row(job_id, kind, old, new, reason, data))
+    # On the session's connection, in its transaction: Session.execute's dispatch (ORM
+    # plugin lookup, bind resolution) is for ORM statements and cost a fifth of this one.
+    session.connection().execute(_INSERT_EVENT, event_row(job_id, kind, old, new, reason, data))
 
 
 def event_row(
