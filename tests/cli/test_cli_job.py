@@ -7,12 +7,25 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
+from commands.redis_server import RedisServer, start_redis
 from tests.cli.conftest import LiveApi
 from tunepool.synthetic import conll_text
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this module's own: the session's serving worker (tests/conftest.py), on
+    the session's Redis, reads another object store and must not take `predict`'s request
+    (it answered 503, object not found, when it did)."""
+    server = start_redis(tmp_path_factory.mktemp("redis-cli-job"), persist=False)
+    yield server
+    server.stop()
 
 
 def cli(
