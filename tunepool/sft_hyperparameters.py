@@ -50,7 +50,8 @@ class SFTHyperparameters:
     max_length: int = _help("tokens per example after chat rendering; longer ones are cut", 1024)
     packing: bool | None = _help(
         "concatenate examples into rows (no padding; attention stays inside each example); "
-        "off: length-grouped padded batches; None: packed on CUDA only (see auto_packing)",
+        "off: length-grouped padded batches, whose common opening (system prompt, fixed "
+        "instruction) runs once per batch; None: packed on CUDA only (see auto_packing)",
         None,
     )
     micro_batch_tokens: int = _help(
@@ -82,7 +83,9 @@ class SFTHyperparameters:
     sample_generations: int = _help("validation answers quoted in the report", 3)
     merge_adapter: bool = _help("also export the base with the adapter merged in", False)
     gradient_checkpointing: bool = _help(
-        "recompute activations in the backward pass: less memory, ~30% slower", False
+        "recompute activations in the backward pass: less memory, ~30% slower; padded "
+        "batches then run their common opening in every row",
+        False,
     )
 
     def __post_init__(self) -> None:
