@@ -16,6 +16,7 @@ from storage.platform import Platform
 from storage.retention import retain_finished, unretained_jobs
 from storage.scratch import sweep_scratch
 from storage.states import TERMINAL
+from tunepool.admission_ask import record_pass
 from tunepool.observations import observe_admission_pass
 from tunepool.redis_client import redis_client
 from tunepool.startup_times import startup_times
@@ -25,9 +26,9 @@ log = logging.getLogger(__name__)
 
 def run_admission(platform: Platform) -> list[Placement]:
     session = platform.sessions()
+    board = redis_client(platform.settings.redis_url)
     started = time.perf_counter()
     try:
-        board = redis_client(platform.settings.redis_url)
         return admit(
             session,
             celery_publisher(platform.celery),
@@ -37,8 +38,10 @@ def run_admission(platform: Platform) -> list[Placement]:
         )
     finally:
         session.close()
+        took = time.perf_counter() - started
+        record_pass(board, platform.settings, took)
         # Passes run in the API, workers and the control worker; /metrics reads them all.
-        observe_admission_pass(platform.settings.redis_url, time.perf_counter() - started)
+        observe_admission_pass(platform.settings.redis_url, took)
 
 
 def run_key_expiry(platform: Platform, now: float | None = None) -> int:

@@ -12,6 +12,13 @@ the key and send nothing. The beat's admission tick
 (``admission_interval_s``) covers a lost message or an unreachable Redis, so an ask can
 fail without losing a job.
 
+A pass reads the whole queue, so at a deep queue it is slow, and back-to-back passes
+would take a core from the submits that fill the queue. Each pass therefore sets the
+next window (``record_pass``): at least ``admission_coalesce_s``, and long enough that
+passes take at most ``admission_duty`` of the time (Slurm's main scheduler spaces its
+runs the same way). A 5 ms pass leaves the window as configured; a 300 ms pass over
+10,000 pending jobs stretches it to 1.2 s at a duty of 0.2.
+
 ``admission_coalesce_s = 0`` runs the pass inline instead (single-process setups and
 tests without a control worker): the caller says how (``run_inline``), so that this
 ask lives in the core and both the API/scheduler (``scheduler.admission_requests``) and
@@ -25,6 +32,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 from weakref import WeakKeyDictionary
+
+import redis
 
 from tunepool.messages import ADMIT_TASK, CONTROL_QUEUE
 from tunepool.redis_client import redis_client
@@ -48,6 +57,18 @@ class Publisher(Protocol):
 
 
 ASK_KEY = "tunepool:admission:asked"
+# The window the last pass asked for, in milliseconds (record_pass).
+PACE_KEY = "tunepool:admission:pace_ms"
+
+# SET NX for the longer of the configured window and the paced one, then the key's time
+# left: one round trip, as the pipeline it replaces. (KEYS: ask, pace; ARGV: window ms.)
+_ASK_SCRIPT = """
+local window = tonumber(ARGV[1])
+local paced = tonumber(redis.call('GET', KEYS[2]) or 0)
+if paced > window then window = paced end
+local first = redis.call('SET', KEYS[1], '1', 'NX', 'PX', window)
+return {first and 1 or 0, redis.call('PTTL', KEYS[1])}
+"""
 
 # Per platform (so per process), until when a pass already sent will still see a new
 # commit: asks before then skip Redis, one round trip less on nearly every submit.
@@ -65,17 +86,18 @@ def ask_for_admission(platform: Publisher, run_inline: Callable[[], object]) -> 
     if _covered_until.get(platform, 0.0) > asked:
         return False
     try:
-        ask = redis_client(settings.redis_url).pipeline(transaction=False)
-        ask.set(ASK_KEY, "1", nx=True, px=int(window * 1000))
-        ask.pttl(ASK_KEY)
-        first, left_ms = ask.execute()
+        client = redis_client(settings.redis_url)
+        first, left_ms = client.register_script(_ASK_SCRIPT)(
+            keys=[ASK_KEY, PACE_KEY], args=[int(window * 1000)]
+        )
         if first:
+            due = left_ms / 1000
             # `expires`: a pass that could not run for a whole tick is superseded by the tick.
             platform.celery.send_task(
                 ADMIT_TASK,
                 queue=CONTROL_QUEUE,
-                countdown=window,
-                expires=window + settings.admission_interval_s,
+                countdown=due,
+                expires=due + settings.admission_interval_s,
             )
         # The window's pass runs when the key expires, and Redis counted `left_ms` from a
         # moment after `asked`: until asked + left_ms the key is still there, so an ask
@@ -86,3 +108,26 @@ def ask_for_admission(platform: Publisher, run_inline: Callable[[], object]) -> 
     except Exception as exc:  # Redis or the broker unreachable: the beat tick admits
         log.warning("could not ask for an admission pass (the next tick will admit): %s", exc)
     return False
+
+
+def paced_window(settings: Settings, pass_s: float) -> float:
+    """The window after a pass of ``pass_s`` seconds: passes take at most ``admission_duty``
+    of the time, and no window is shorter than ``admission_coalesce_s``."""
+    gap = pass_s * (1 / settings.admission_duty - 1)
+    return max(settings.admission_coalesce_s, gap)
+
+
+def record_pass(client: redis.Redis, settings: Settings, pass_s: float) -> None:
+    """Set the window of the asks after a pass (a no-op when passes run inline).
+
+    The pace outlives two beat ticks: a deep queue keeps it fresh through the ticks'
+    passes, and once passes stop it lapses back to ``admission_coalesce_s``.
+    """
+    if settings.admission_coalesce_s <= 0:
+        return
+    window_ms = int(paced_window(settings, pass_s) * 1000)
+    keep_ms = window_ms + int(2 * settings.admission_interval_s * 1000)
+    try:
+        client.set(PACE_KEY, window_ms, px=keep_ms)
+    except redis.RedisError as exc:
+        log.warning("admission pace not recorded (asks keep the configured window): %s", exc)

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Submits and finished jobs ask for a pass due this many seconds later; asks within
     # the window share that one pass (tunepool.admission_ask). 0: pass inline.
     admission_coalesce_s: float = 0.5
+    # At a deep queue a pass is slow; the window after it grows so that passes take at
+    # most this share of the time (tunepool.admission_ask.record_pass).
+    admission_duty: float = Field(0.2, gt=0, le=1)
     # Fair share: past usage decays with this half-life; budgets run over fixed periods.
     fair_share_half_life_s: float = 24 * 3600.0
     budget_period_days: float = 30.0

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
+import pytest
 import redis
 
 from commands.redis_server import RedisServer
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import BOARD_KEY, Place, post_board, read_board
 from storage.platform import Platform
-from tunepool.admission_ask import ASK_KEY
+from tunepool.admission_ask import ASK_KEY, PACE_KEY, paced_window, record_pass
 from tunepool.messages import ADMIT_TASK, CONTROL_QUEUE
 from tunepool.settings import Settings
 
@@ -118,3 +120,36 @@ def test_an_unreachable_board_reads_as_unknown_positions() -> None:
     client = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
     post_board(client, {"a": Place(1, None)})
     assert read_board(client, ["a"]) == {}
+
+
+def test_a_slow_pass_spaces_the_next_window_and_a_fast_one_keeps_the_configured(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = _empty_redis(redis_server)
+    platform = _platform(tmp_path, redis_server.url, window=0.5)
+    settings = platform.settings.model_copy(update={"admission_duty": 0.2})
+    assert paced_window(settings, 0.01) == 0.5
+    assert paced_window(settings, 1.0) == pytest.approx(4.0)
+    # A pass over a deep queue took 1 s: the next asks share one pass due 4 s later, so
+    # passes take at most a fifth of the time.
+    record_pass(client, settings, 1.0)
+    before = time.time()
+    request_admission(platform)
+    (message,) = _admit_messages(client)
+    due = datetime.fromisoformat(str(message["eta"])).timestamp()
+    assert 3.5 <= due - before <= 4.5
+    assert 3000 < client.pttl(ASK_KEY) <= 4000
+    # A quick pass brings the configured window back for the asks after it.
+    client.delete(ASK_KEY, CONTROL_QUEUE)
+    record_pass(client, settings, 0.005)
+    other = _platform(tmp_path, redis_server.url, window=0.5)
+    request_admission(other)
+    assert 0 < client.pttl(ASK_KEY) <= 500
+    platform.close()
+    other.close()
+
+
+def test_inline_passes_record_no_pace(tmp_path: Path, redis_server: RedisServer) -> None:
+    client = _empty_redis(redis_server)
+    record_pass(client, _platform(tmp_path, redis_server.url, window=0).settings, 5.0)
+    assert not client.exists(PACE_KEY)
