@@ -125,21 +125,14 @@ def worker(slots: int | None, name: str | None, loglevel: str) -> None:
             raise click.ClickException(refused)
     # Before the exec: Celery and every job process it forks inherit the priority.
     yield_cpu(settings.worker_nice)
-    _exec_celery(
-        "worker",
-        "-Q",
+    _exec_worker(
+        "--queues",
         worker_queue(name),
-        "-c",
+        "--concurrency",
         str(info.slots),
-        "-n",
+        "--hostname",
         f"{name}@%h",
-        "--prefetch-multiplier",
-        "1",
-        "--disable-prefetch",
-        "--max-tasks-per-child",
-        "1",
-        "-E",
-        "-l",
+        "--loglevel",
         loglevel,
     )
 
@@ -161,7 +154,9 @@ def control(loglevel: str) -> None:
     from tunepool.messages import CONTROL_QUEUE, DATASET_QUEUE, HOUSEKEEPING_QUEUE
 
     queues = f"{CONTROL_QUEUE},{HOUSEKEEPING_QUEUE},{DATASET_QUEUE}"
-    _exec_celery("worker", "-Q", queues, "--pool", "solo", "-n", "control@%h", "-E", "-l", loglevel)
+    _exec_worker(
+        "--queues", queues, "--pool", "solo", "--hostname", "control@%h", "--loglevel", loglevel
+    )
 
 
 @main.command()
@@ -188,6 +183,11 @@ def flower(address: str, port: int) -> None:
 
 def _exec_celery(*args: str) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", CELERY_APP, *args])
+
+
+def _exec_worker(*args: str) -> None:
+    """A Celery worker without the ``celery`` command line (commands.celery_worker)."""
+    os.execv(sys.executable, [sys.executable, "-m", "commands.celery_worker", *args])
 
 
 @main.group()
