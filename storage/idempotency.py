@@ -35,10 +35,11 @@ def _now() -> float:
 
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
+    # The unique constraint's index leads with team_id: it serves lookups by team too.
     __table_args__ = (UniqueConstraint("team_id", "key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    team_id: Mapped[str] = mapped_column(String(40), index=True)
+    team_id: Mapped[str] = mapped_column(String(40))
     key: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(64))
     # None while the first call is still being answered.
