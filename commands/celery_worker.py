@@ -4,7 +4,7 @@
 documented program class, ``celery.apps.worker``); this module starts that class
 directly. The ``celery`` command line would first import every CLI plugin installed
 beside it (Flower with Tornado, the REPL with prompt_toolkit and Pygments): some 480
-modules and a third of the parent's objects, none of which a worker uses. They cost
+modules and a sixth of the parent's objects, none of which a worker uses. They cost
 once per job: the prefork pool collects garbage in the parent before it forks each
 job's process, walking every object the parent holds, and the child then copies the
 pages it touches. ``tunepool worker`` and ``tunepool control`` exec this module; beat
