@@ -42,6 +42,7 @@ class Platform:
             self.settings.resolved_database_url,
             lock_timeout_s=self.settings.api_sql_lock_timeout_s,
             idle_in_transaction_timeout_s=self.settings.api_sql_idle_in_transaction_timeout_s,
+            pool_size=self.settings.api_sql_pool_size,
         )
 
     @cached_property

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     # that long, its client gone, is ended by the server and its locks freed.
     api_sql_lock_timeout_s: float = 10.0
     api_sql_idle_in_transaction_timeout_s: float = 30.0
+    # Connections an API process keeps open: at least gunicorn's --threads (8 in compose),
+    # one per request in flight. A request that finds them all taken opens an overflow
+    # connection that is closed when it comes back: a new server process, its catalog
+    # caches and prepared statements built again for one request.
+    api_sql_pool_size: int = Field(10, ge=1)
     # Online serving (worker/serving, api/serving.py): a serving worker batches up to
     # serve_max_batch inputs per forward pass, the first waiting serve_max_wait_ms for
     # company; it keeps serve_cache_bytes of models; serve_threads requests run at once
