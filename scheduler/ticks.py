@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def run_admission(platform: Platform) -> list[Placement]:
-    session = platform.sessions()
+    # Before the session: nothing between opening it and the try that closes it.
     board = redis_client(platform.settings.redis_url)
+    session = platform.sessions()
     started = time.perf_counter()
     try:
         return admit(
