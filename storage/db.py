@@ -7,7 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, create_engine, event, func, text, true
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Executable,
+    create_engine,
+    event,
+    func,
+    text,
+    true,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,6 +104,19 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def execute_core(
+    session: Session, statement: Executable, params: dict[str, Any]
+) -> CursorResult[Any]:
+    """Run a table-level (Core) statement on the session's connection, in its transaction.
+
+    ``Session.execute`` resolves a bind and looks for ORM plugins on every call, work
+    that is for ORM statements; the rows written this way (events, audit, idempotency
+    keys) are never held as objects, so they skip it and still commit or roll back with
+    everything else the session writes.
+    """
+    return session.connection().execute(statement, params)
 
 
 def lock_scheduler(session: Session) -> None:

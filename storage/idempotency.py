@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from storage.db import execute_core
 from storage.models import Base, table_of
 
 
@@ -52,9 +53,8 @@ class IdempotencyKey(Base):
 # Every write here goes to the table, not through the ORM, as a statement built once with
 # bound parameters: no caller holds these rows as objects, an ORM-enabled UPDATE evaluates
 # its WHERE against the identity map after running it, and building a statement's values
-# and criteria anew cost more than executing it, on every submit. The two of every submit
-# run on the session's connection, in its transaction: Session.execute's dispatch (ORM
-# plugin lookup, bind resolution) is for ORM statements and cost a fifth of each.
+# and criteria anew cost more than executing it, on every submit (``execute_core`` says
+# why they skip Session.execute).
 _TABLE = table_of(IdempotencyKey)
 _C = _TABLE.c
 _THIS_KEY = (_C.team_id == bindparam("w_team_id"), _C.key == bindparam("w_key"))
@@ -96,8 +96,7 @@ def reserve(session: Session, team_id: str, key: str, fingerprint: str) -> bool:
     makes this wait for that call's transaction (the unique index), then see it.
     """
     row = {"team_id": team_id, "key": key, "fingerprint": fingerprint, "created_at": time.time()}
-    conn = session.connection()
-    return conn.execute(_statements(conn.dialect.name)[0], row).first() is not None
+    return execute_core(session, _statements(_dialect(session))[0], row).first() is not None
 
 
 def answered_row(
@@ -125,8 +124,10 @@ def keep_answer(
 ) -> None:
     """Keep (status, body, content type) for retries: an update of the reservation, or a
     new row where the request ended without committing it (an answer of 4xx)."""
-    session.execute(
-        _statements(_dialect(session))[1], answered_row(team_id, key, fingerprint, answer)
+    execute_core(
+        session,
+        _statements(_dialect(session))[1],
+        answered_row(team_id, key, fingerprint, answer),
     )
 
 
@@ -135,7 +136,8 @@ def answer_reservation(
 ) -> None:
     """Write the answer into this transaction's own reservation (one UPDATE)."""
     status, body, content_type = answer
-    session.connection().execute(
+    execute_core(
+        session,
         _ANSWER_RESERVATION,
         {
             "w_team_id": team_id,
