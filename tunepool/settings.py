@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     # bytes of adapter weights), and the longest prompt plus completion, in tokens.
     serve_chat_max_adapters: int = Field(16, ge=1)
     serve_chat_adapter_bytes: int = Field(1024**3, ge=1)
+    # Fetched adapter files a serving worker keeps on its disk for re-loading, least
+    # recently used out first (never those of a request in flight).
+    serve_chat_adapter_disk_bytes: int = Field(8 * 1024**3, ge=1)
     serve_chat_max_context: int = Field(2048, ge=16)
     serve_chat_max_batch: int = Field(32, ge=1)
     # Per team, across every API process: chat requests running at once, and tokens

@@ -4,10 +4,11 @@ with many LoRA adapters (DESIGN §7; the engine is ``worker.inference.generation
 A request names its base model (an allow-list name, resolved with this worker's own
 settings) and, for a fine-tuned model, its adapter: the registry version's id and the
 list of its recorded files, fetched verified from the object store on first use and
-kept on local disk. The engine's adapter keeper loads it onto the base when a request
-needs it (LRU by slots and bytes); requests of every adapter of a base share its
-continuously batched forward passes. The worker's advert lists each resident base
-(``base:<name>``) and adapter (its version id), so the API routes by affinity.
+kept on local disk within a byte budget (``worker.serving.adapter_files``). The engine's
+adapter keeper loads it onto the base when a request needs it (LRU by slots and bytes);
+requests of every adapter of a base share its continuously batched forward passes. The
+worker's advert lists each resident base (``base:<name>``) and adapter (its version
+id), so the API routes by affinity.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import uuid
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from storage.blobs import ChecksumMismatch, Recorded, fetch_recorded_dir
-from storage.objects.base import ObjectNotFound, ObjectStore
+from storage.blobs import Recorded
+from storage.objects.base import ObjectStore
 from tunepool.serving_protocol import Failure, Refused, base_key
 from tunepool.settings import Settings
 from worker.inference.generation.threads import on_own_thread
+from worker.serving.adapter_files import AdapterFiles
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,11 @@ class ChatHost:
         self.store, self.settings, self.directory = store, settings, directory
         shutil.rmtree(directory, ignore_errors=True)  # a killed predecessor's files
         self._bases: dict[str, _Base] = {}
-        self._adapters: dict[str, Path] = {}  # version id -> its fetched directory
+        self.adapter_files = AdapterFiles(
+            store, directory / "adapters", settings.serve_chat_adapter_disk_bytes
+        )
         self._lock = threading.Lock()
         self._base_lock = threading.Lock()  # one base load at a time
-        self._fetching: dict[str, threading.Lock] = {}
 
     # -- bases ---------------------------------------------------------------------------
 
@@ -82,7 +85,7 @@ class ChatHost:
         tokenizer = AutoTokenizer.from_pretrained(path)
         keeper = AdapterKeeper(
             model,
-            locate=self._adapters.get,
+            locate=self.adapter_files.locate,
             max_adapters=self.settings.serve_chat_max_adapters,
             max_bytes=self.settings.serve_chat_adapter_bytes,
         )
@@ -101,25 +104,12 @@ class ChatHost:
 
     # -- adapters ------------------------------------------------------------------------
 
-    def fetch_adapter(self, version_id: str, prefix: str, objects: list[Recorded]) -> None:
-        """The adapter's files on local disk (once; concurrent requests wait for the one)."""
-        if version_id in self._adapters:
-            return
-        with self._lock:
-            lock = self._fetching.setdefault(version_id, threading.Lock())
-        with lock:
-            if version_id in self._adapters:
-                return
-            target = self.directory / "adapters" / version_id
-            partial = target.with_name(f".{version_id}.{uuid.uuid4().hex[:8]}")
-            try:
-                fetch_recorded_dir(self.store, prefix, objects, partial)
-            except (ObjectNotFound, ChecksumMismatch) as exc:
-                shutil.rmtree(partial, ignore_errors=True)
-                raise Refused(Failure(503, "model_unavailable", f"adapter files: {exc}")) from None
-            shutil.rmtree(target, ignore_errors=True)
-            partial.rename(target)
-            self._adapters[version_id] = target
+    def using_adapter(
+        self, version_id: str, prefix: str, objects: list[Recorded]
+    ) -> AbstractContextManager[Path]:
+        """The adapter's files on local disk while within: fetched once (concurrent requests
+        wait for the one download), kept until the disk budget needs their room."""
+        return self.adapter_files.using(version_id, prefix, objects)
 
     # -- what the advert shows -----------------------------------------------------------
 

@@ -9,6 +9,8 @@ request the engine refuses (context too long, queue full) is answered before it 
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from storage.blobs import Recorded
@@ -32,66 +34,77 @@ _REJECTED = {
 
 def chat_handler(host: ChatHost) -> Handler:
     def chat(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-        from worker.inference.generation.prompts import chat_prompt_ids, text_prompt_ids
-        from worker.inference.generation.requests import (
-            Completion,
-            FinishReason,
-            GenerationRequest,
-            Rejection,
-        )
-
         base = host.base(str(body["base"]))
-        adapter = body.get("adapter")
-        if adapter is not None:
-            objects = [Recorded(key, int(size), sha) for key, size, sha in adapter["objects"]]
-            host.fetch_adapter(adapter["id"], adapter["prefix"], objects)
-        field = "messages" if body.get("messages") is not None else "prompt"
-        try:
-            if field == "messages":
-                prompt = chat_prompt_ids(base.tokenizer, body["messages"])
-            else:
-                prompt = text_prompt_ids(base.tokenizer, str(body["prompt"]))
-        except ValueError as exc:
-            raise Refused(Failure(400, "invalid_request", str(exc), field)) from None
-        max_tokens = body.get("max_tokens")
-        if max_tokens is None:
-            room = base.engine.max_context - len(prompt)
-            max_tokens = max(1, min(DEFAULT_MAX_TOKENS, room))
-        request = GenerationRequest(
-            prompt_ids=prompt,
-            adapter=adapter["id"] if adapter is not None else None,
-            max_new_tokens=int(max_tokens),
-            temperature=float(body.get("temperature", 1.0)),
-            top_p=float(body.get("top_p", 1.0)),
-            stop=tuple(body.get("stop") or ()),
-            seed=body.get("seed"),
-        )
-        handle = base.engine.submit(request)
-        if isinstance(handle, Rejection):
-            status = _REJECTED.get(handle.code, 400)
-            at = field if handle.code == "context_length_exceeded" else None
-            raise Refused(Failure(status, handle.code, handle.message, at))
-        try:
-            for event in handle.events(timeout_s=EVENT_TIMEOUT_S):
-                if not isinstance(event, Completion):
-                    if event.text:
-                        reply.chunk({"text": event.text})
-                    continue
-                if event.finish_reason is FinishReason.ERROR:
-                    raise Refused(Failure(500, "generation_failed", event.error or "failed"))
-                return {
-                    "text": event.text,
-                    "finish_reason": "length"
-                    if event.finish_reason is FinishReason.LENGTH
-                    else "stop",
-                    "usage": {
-                        "prompt_tokens": event.usage.prompt_tokens,
-                        "completion_tokens": event.usage.completion_tokens,
-                    },
-                    "ttft_s": event.time_to_first_token_s,
-                }
-        finally:
-            handle.cancel()  # a failed reply write must not leave the row generating
-        raise AssertionError("events() ends with a Completion")  # pragma: no cover
+        # The adapter's files stay on disk until the request ends: the engine's keeper
+        # reads them when the request first needs the adapter on the base.
+        with _adapter_files(host, body.get("adapter")):
+            return _generate(base, body, reply)
 
     return chat
+
+
+def _adapter_files(
+    host: ChatHost, adapter: dict[str, Any] | None
+) -> AbstractContextManager[Path | None]:
+    if adapter is None:
+        return nullcontext()
+    objects = [Recorded(key, int(size), sha) for key, size, sha in adapter["objects"]]
+    return host.using_adapter(adapter["id"], adapter["prefix"], objects)
+
+
+def _generate(base: Any, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    from worker.inference.generation.prompts import chat_prompt_ids, text_prompt_ids
+    from worker.inference.generation.requests import (
+        Completion,
+        FinishReason,
+        GenerationRequest,
+        Rejection,
+    )
+
+    adapter = body.get("adapter")
+    field = "messages" if body.get("messages") is not None else "prompt"
+    try:
+        if field == "messages":
+            prompt = chat_prompt_ids(base.tokenizer, body["messages"])
+        else:
+            prompt = text_prompt_ids(base.tokenizer, str(body["prompt"]))
+    except ValueError as exc:
+        raise Refused(Failure(400, "invalid_request", str(exc), field)) from None
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        room = base.engine.max_context - len(prompt)
+        max_tokens = max(1, min(DEFAULT_MAX_TOKENS, room))
+    request = GenerationRequest(
+        prompt_ids=prompt,
+        adapter=adapter["id"] if adapter is not None else None,
+        max_new_tokens=int(max_tokens),
+        temperature=float(body.get("temperature", 1.0)),
+        top_p=float(body.get("top_p", 1.0)),
+        stop=tuple(body.get("stop") or ()),
+        seed=body.get("seed"),
+    )
+    handle = base.engine.submit(request)
+    if isinstance(handle, Rejection):
+        status = _REJECTED.get(handle.code, 400)
+        at = field if handle.code == "context_length_exceeded" else None
+        raise Refused(Failure(status, handle.code, handle.message, at))
+    try:
+        for event in handle.events(timeout_s=EVENT_TIMEOUT_S):
+            if not isinstance(event, Completion):
+                if event.text:
+                    reply.chunk({"text": event.text})
+                continue
+            if event.finish_reason is FinishReason.ERROR:
+                raise Refused(Failure(500, "generation_failed", event.error or "failed"))
+            return {
+                "text": event.text,
+                "finish_reason": "length" if event.finish_reason is FinishReason.LENGTH else "stop",
+                "usage": {
+                    "prompt_tokens": event.usage.prompt_tokens,
+                    "completion_tokens": event.usage.completion_tokens,
+                },
+                "ttft_s": event.time_to_first_token_s,
+            }
+    finally:
+        handle.cancel()  # a failed reply write must not leave the row generating
+    raise AssertionError("events() ends with a Completion")  # pragma: no cover
