@@ -3,11 +3,16 @@
 The API runs under gunicorn with the command line of docker-compose.yml's ``api``
 service (read from the file, only the bind address changed) and ``--api-workers``
 gunicorn workers (WEB_CONCURRENCY, as compose sets it); ``--api-workers 1,2`` runs the
-whole benchmark once per count so the scaling is visible. On PostgreSQL when one
-answers on 127.0.0.1:5432 (as in compose) or SQLite (``--db``). Workers run the no-op
-engine (``base_model: noop:succeed``, allowed only by TUNEPOOL_ALLOW_NOOP_ENGINE=1),
-so what is measured is the platform: authentication, validation, idempotency, SQL,
-admission, Celery, claims and leases. A control worker and beat run as in production.
+whole benchmark once per count so the scaling is visible. ``--api-replicas N`` runs N
+such gunicorns instead, each on its own port and in its own session, as
+``docker compose up --scale api=N`` runs containers; client n talks to replica n mod N, as
+a round-robin balancer would spread them (the balancer's own cost is not measured).
+
+On PostgreSQL when one answers on 127.0.0.1:5432 (as in compose) or SQLite (``--db``).
+Workers run the no-op engine (``base_model: noop:succeed``, allowed only by
+TUNEPOOL_ALLOW_NOOP_ENGINE=1), so what is measured is the platform: authentication,
+validation, idempotency, SQL, admission, Celery, claims and leases. A control worker and
+beat run as in production.
 
 Every client sends each submission with its own ``Idempotency-Key``; a share of them
 (``--retry-rate``) are sent again as if the first answer had been lost, and any
@@ -165,7 +170,7 @@ def _client_thread(
 
 
 def _client_process(
-    port: int,
+    ports: list[int],
     work: list[tuple[int, str, str]],
     threads: int,
     retry_rate: float,
@@ -179,7 +184,17 @@ def _client_process(
     pool = [
         threading.Thread(
             target=_client_thread,
-            args=(port, share, retry_rate, seed * 1000 + i, out, latencies, replays),
+            # Client n talks to replica n mod replicas, as a round-robin balancer would
+            # spread them.
+            args=(
+                ports[(seed * threads + i) % len(ports)],
+                share,
+                retry_rate,
+                seed * 1000 + i,
+                out,
+                latencies,
+                replays,
+            ),
         )
         for i, share in enumerate(shares)
     ]
@@ -191,7 +206,7 @@ def _client_process(
 
 
 def run_clients(
-    port: int, work: list[tuple[int, str, str]], clients: int, procs: int, retry_rate: float
+    ports: list[int], work: list[tuple[int, str, str]], clients: int, procs: int, retry_rate: float
 ) -> tuple[float, list[tuple[int, str, float, int]], list[Latency], list[int]]:
     # Several processes, so that 50 client threads are not all behind one GIL.
     ctx = mp.get_context("fork")
@@ -200,7 +215,7 @@ def run_clients(
     threads = max(1, clients // procs)
     started = time.perf_counter()
     children = [
-        ctx.Process(target=_client_process, args=(port, share, threads, retry_rate, i, queue))
+        ctx.Process(target=_client_process, args=(ports, share, threads, retry_rate, i, queue))
         for i, share in enumerate(per_proc)
     ]
     for c in children:
@@ -281,7 +296,11 @@ def _tree_cpu(pid: int) -> float:
 def cpu_snapshot(platform: Embedded, redis_pid: int) -> dict[str, float]:
     import psutil
 
-    snap = {name: _tree_cpu(proc.pid) for name, proc in platform.processes.items()}
+    snap: dict[str, float] = {}
+    for name, proc in platform.processes.items():
+        # API replicas (api, api-2, ...) are counted as one service.
+        service = "api" if name.startswith("api") else name
+        snap[service] = snap.get(service, 0.0) + _tree_cpu(proc.pid)
     snap["redis"] = _tree_cpu(redis_pid)
     # The postmaster's tree holds every backend, and exited ones in its children's times:
     # counting each postgres process's own tree as well counted every live backend twice.
@@ -351,13 +370,15 @@ def drop_database(name: str | None) -> None:
 SUBMIT_LINE = re.compile(r'"POST /v1/jobs HTTP/[0-9.]+" \d+ .* (\d+)ms$')
 
 
-def server_times(log: Path) -> list[int]:
+def server_times(logs: Path) -> list[int]:
     """gunicorn's time in the app for each POST /v1/jobs (ms), from compose's access log
-    format: what a request costs once a thread has it, without the wait for one."""
-    if not log.exists():
-        return []
-    with log.open(errors="replace") as lines:
-        return sorted(int(m.group(1)) for line in lines if (m := SUBMIT_LINE.search(line)))
+    format (every replica's log): what a request costs once a thread has it, without the
+    wait for one."""
+    times: list[int] = []
+    for log in logs.glob("api*.log"):
+        with log.open(errors="replace") as lines:
+            times.extend(int(m.group(1)) for line in lines if (m := SUBMIT_LINE.search(line)))
+    return sorted(times)
 
 
 def upload_dataset(port: int, key: str) -> str:
@@ -463,6 +484,13 @@ def main() -> int:
         help="gunicorn workers of the API; a list (1,2) runs once per count and compares",
     )
     parser.add_argument(
+        "--api-replicas",
+        default="1",
+        help="API services, each its own gunicorn on its own port, as `docker compose up "
+        "--scale api=N` runs them; client n talks to replica n mod N, as a round-robin "
+        "balancer would spread them. A list (1,2) runs once per count and compares",
+    )
+    parser.add_argument(
         "--keep-home",
         action="store_true",
         help="keep the run's directory (services' logs, Redis data) instead of deleting it",
@@ -472,8 +500,13 @@ def main() -> int:
     # deletes its directory: the finally below runs on SystemExit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     counts = [int(n) for n in str(args.api_workers).split(",")]
+    replicas = [int(n) for n in str(args.api_replicas).split(",")]
+    if len(counts) > 1 and len(replicas) > 1:
+        parser.error("compare --api-workers or --api-replicas, not both")
     if len(counts) > 1:
-        return compare_api_workers(counts)
+        return compare_runs("api-workers", counts)
+    if len(replicas) > 1:
+        return compare_runs("api-replicas", replicas)
 
     home = Path(tempfile.mkdtemp(prefix="tunepool-load-"))
     url, pg_name = database(args.db, home)
@@ -504,9 +537,13 @@ def main() -> int:
     env = child_env(settings, TUNEPOOL_ALLOW_NOOP_ENGINE="1", WEB_CONCURRENCY=str(counts[0]))
     # Redis outlives the services: the raw baseline runs on it after they stop.
     platform = Embedded(settings, env, "", "", None)
-    port = free_port()
+    ports: list[int] = []
+    while len(ports) < replicas[0]:
+        if (port := free_port()) not in ports:
+            ports.append(port)
     try:
-        platform.start("api", compose_api_argv(port))
+        for n, port in enumerate(ports):
+            platform.start("api" if n == 0 else f"api-{n + 1}", compose_api_argv(port))
 
         def start_workers() -> None:
             for i in range(args.workers):
@@ -532,7 +569,8 @@ def main() -> int:
             "control", [sys.executable, "-m", "commands", "control", "--loglevel", "warning"]
         )
         platform.start("beat", [sys.executable, "-m", "commands", "beat", "--loglevel", "warning"])
-        wait_for_port(port, 60)
+        for port in ports:
+            wait_for_port(port, 60)
         if not args.workers_after_submit:
             # A running platform: the burst starts once the workers are up and taking
             # jobs, not while they still boot (a niced worker starting beside a saturated
@@ -540,7 +578,7 @@ def main() -> int:
             wait_for_workers(engine, args.workers, platform)
         datasets = {}
         for k in keys[:: args.clients // TEAMS]:
-            datasets[k] = upload_dataset(port, k)
+            datasets[k] = upload_dataset(ports[0], k)
         team_of_key = {}
         per_team = args.clients // TEAMS
         for i, k in enumerate(keys):
@@ -553,13 +591,14 @@ def main() -> int:
             f"load: {args.jobs} submissions, {args.clients} clients in {args.client_procs} "
             f"processes, retry rate {args.retry_rate}, database {url.split(':')[0]}, "
             f"{args.workers} no-op workers x {args.slots} slots; "
-            f"API: {' '.join(compose_api_argv(port)[3:])}",
+            f"{len(ports)} API replica(s) x {counts[0]} gunicorn worker(s): "
+            f"{' '.join(compose_api_argv(ports[0])[3:])}",
             flush=True,
         )
         submit_started = time.perf_counter()
         cpu_before = cpu_snapshot(platform, redis.process.pid)
         elapsed, out, latencies, replays = run_clients(
-            port, work, args.clients, args.client_procs, args.retry_rate
+            ports, work, args.clients, args.client_procs, args.retry_rate
         )
         cpu_after = cpu_snapshot(platform, redis.process.pid)
         spent = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
@@ -581,7 +620,7 @@ def main() -> int:
             flush=True,
         )
         print(spread_line(latencies), flush=True)
-        in_app = server_times(home / "logs" / "api.log")
+        in_app = server_times(home / "logs")
         server_p50 = percentile(in_app, 0.5) if in_app else None
         server_p99 = percentile(in_app, 0.99) if in_app else None
         if in_app:
@@ -670,25 +709,29 @@ def main() -> int:
         "clients": args.clients,
         "database": url.split(":")[0].split("+")[0],
         "api_workers": counts[0],
+        "api_replicas": len(ports),
     }
     print(json.dumps(result))
     ok = figures["lost"] == 0 and figures["duplicated"] == 0
     return 0 if ok else 1
 
 
-def compare_api_workers(counts: list[int]) -> int:
-    """The whole benchmark once per API worker count, each in a process of its own (a
-    fresh platform and database), then one JSON line with every run and the scaling."""
-    argv = [a for a in sys.argv[1:] if not a.startswith("--api-workers")]
-    if "--api-workers" in sys.argv:
-        at = sys.argv.index("--api-workers")
-        argv = sys.argv[1:at] + sys.argv[at + 2 :]
+def compare_runs(flag: str, counts: list[int]) -> int:
+    """The whole benchmark once per count of ``--<flag>`` (API workers or replicas), each
+    in a process of its own (a fresh platform and database), then one JSON line with
+    every run and the scaling."""
+    option = f"--{flag}"
+    argv = [a for a in sys.argv[1:] if not a.startswith(f"{option}=")]
+    if option in argv:
+        at = argv.index(option)
+        argv = argv[:at] + argv[at + 2 :]
+    what = flag.replace("-", " ")
     runs: dict[str, Any] = {}
     status = 0
     for n in counts:
-        print(f"== {n} API worker(s)", flush=True)
+        print(f"== {n} {what}", flush=True)
         done = subprocess.run(
-            [sys.executable, __file__, *argv, "--api-workers", str(n)],
+            [sys.executable, __file__, *argv, option, str(n)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -698,17 +741,10 @@ def compare_api_workers(counts: list[int]) -> int:
     first, last = runs[str(counts[0])], runs[str(counts[-1])]
     scaling = last["submits_per_s"] / first["submits_per_s"]
     print(
-        f"scaling: {counts[-1]} API workers give {scaling:.2f}x the submits/s of "
+        f"scaling: {counts[-1]} {what} give {scaling:.2f}x the submits/s of "
         f"{counts[0]} (p99 {first['p99_ms']} -> {last['p99_ms']} ms)"
     )
-    print(
-        json.dumps(
-            {
-                "by_api_workers": runs,
-                "scaling": round(scaling, 3),
-            }
-        )
-    )
+    print(json.dumps({f"by_{flag.replace('-', '_')}": runs, "scaling": round(scaling, 3)}))
     return status
 
 
