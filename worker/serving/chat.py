@@ -16,11 +16,9 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from storage.blobs import Recorded
 from storage.objects.base import ObjectStore
 from tunepool.serving_protocol import Failure, Refused, base_key
 from tunepool.settings import Settings
@@ -101,15 +99,6 @@ class ChatHost:
         nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
         log.info("chat base %s loaded from %s (%d bytes)", name, path, nbytes)
         return _Base(engine, tokenizer, nbytes)
-
-    # -- adapters ------------------------------------------------------------------------
-
-    def using_adapter(
-        self, version_id: str, prefix: str, objects: list[Recorded]
-    ) -> AbstractContextManager[Path]:
-        """The adapter's files on local disk while within: fetched once (concurrent requests
-        wait for the one download), kept until the disk budget needs their room."""
-        return self.adapter_files.using(version_id, prefix, objects)
 
     # -- what the advert shows -----------------------------------------------------------
 

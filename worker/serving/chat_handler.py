@@ -49,7 +49,7 @@ def _adapter_files(
     if adapter is None:
         return nullcontext()
     objects = [Recorded(key, int(size), sha) for key, size, sha in adapter["objects"]]
-    return host.using_adapter(adapter["id"], adapter["prefix"], objects)
+    return host.adapter_files.using(adapter["id"], adapter["prefix"], objects)
 
 
 def _generate(base: Any, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
