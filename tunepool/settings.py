@@ -64,9 +64,8 @@ class Settings(BaseSettings):
     worker_slots: int = Field(0, description="Slots this worker offers; 0 means GPU count or 1.")
     worker_heartbeat_s: float = 10.0
     # Job processes run this much nicer than the control plane (worker.priority), so a
-    # host shared with the API, the scheduler and the database stays responsive. At 19,
-    # the kernel's most, a job takes the CPU those leave idle; 10 let no-op jobs take a
-    # fifth of a 2-core host in a submit burst. 0 turns it off.
+    # host shared with the API, the scheduler and the database stays responsive: at 19,
+    # the kernel's most, a job takes only the CPU those leave idle. 0 turns it off.
     worker_nice: int = Field(19, ge=0, le=19)
     worker_lost_after_s: float = 60.0
     # A worker silent this long (three missed heartbeats) gets no new placements until it
