@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from api.guards import audit_before_commit
 from api.idempotency import answer_before_commit
+from storage.db import held_writes
 
 
 def commit_with_answer(
@@ -32,6 +33,20 @@ def commit_with_answer(
 ) -> tuple[Response, int]:
     """Flush, render the answer (ids and defaults are set by then), write the answer kept
     for retries (``kept``'s, where given) and the audit row, commit; the response."""
+    with held_writes(session):
+        answer = write_answer(session, render, status, kept)
+    session.commit()
+    return answer, status
+
+
+def write_answer(
+    session: Session,
+    render: Callable[[], Any],
+    status: int,
+    kept: Callable[[], Any] | None = None,
+) -> Response:
+    """:func:`commit_with_answer` without the commit, for a caller that holds writes of
+    its own to send with these (``storage.db.held_writes``); the response."""
     session.flush()
     answer = jsonify(render())
     answer.status_code = status
@@ -41,5 +56,4 @@ def commit_with_answer(
         replay.status_code = status
     answer_before_commit(session, replay)
     audit_before_commit(session, answer)
-    session.commit()
-    return answer, status
+    return answer

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api import responses
 from api.admission_checks import check_order
 from api.auth import requires
-from api.commit_answer import commit_with_answer
+from api.commit_answer import write_answer
 from api.context import db, platform, team_id
 from api.datasets import owned_dataset, owned_dataset_task
 from api.errors import ApiError, invalid, not_found
@@ -25,6 +25,7 @@ from api.times import rfc3339, with_moment
 from api.training_checks import check_hyperparameters, check_validation_labels, training_report
 from scheduler.admission_requests import request_admission
 from scheduler.wait_board import Place, read_board
+from storage.db import held_writes
 from storage.job_factory import Checked, JobOrder, write
 from storage.models import Job, JobEvent
 from storage.priorities import PRIORITIES
@@ -169,15 +170,19 @@ def checked_finetune(spec: JobCreate, openai: Mapping[str, Any] | None = None) -
 def accept(session: Session, checked: Checked) -> tuple[Response, int]:
     """Write a checked order's job (the job factory), commit it with its answer (the 201),
     then ask for its admission."""
-    job = write(session, platform().settings, checked)
-    # No pass has seen it yet, so it is not on the wait board: nothing to read there.
-    answer, status = commit_with_answer(session, lambda: job_json(job, places={}), 201)
+    # The job's row is flushed; its first event, the kept answer and the audit row go
+    # after it as one statement.
+    with held_writes(session):
+        job = write(session, platform().settings, checked)
+        # No pass has seen it yet, so it is not on the wait board: nothing to read there.
+        answer = write_answer(session, lambda: job_json(job, places={}), 201)
+    session.commit()
     if request_admission(platform()):
         # A pass ran here (single-process setups), in a session of its own: answer with
         # what it decided (this session's copy of the job is the one it wrote).
         session.refresh(job)
         return jsonify(job_json(job)), 201
-    return answer, status
+    return answer, 201
 
 
 @bp.get("")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, insert
+from sqlalchemy import Float, Integer, String
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from storage.db import execute_core
+from storage.db import insert_named, named, write_core
 from storage.models import Base, table_of
 
 
@@ -37,15 +37,16 @@ class AuditEvent(Base):
 
 
 # A plain INSERT on the table, built once: nothing reads the row back as an object, and
-# the ORM's unit of work cost more than the statement on every mutating call. inline():
-# no RETURNING of the new id, which nobody reads; on PostgreSQL, fetching it back cost
-# a third of the statement's client CPU.
-_INSERT = insert(table_of(AuditEvent)).inline()
+# the ORM's unit of work cost more than the statement on every mutating call. It has no
+# RETURNING of the new id, which nobody reads; on PostgreSQL, fetching it back cost a
+# third of the statement's client CPU.
+_INSERT = insert_named(table_of(AuditEvent), "audit")
 
 
 def record(session: Session, **who_what: Any) -> None:
-    """Write one audit row; ``who_what`` are :func:`row`'s arguments."""
-    execute_core(session, _INSERT, row(**who_what))
+    """Write one audit row (held with the call's other writes inside
+    ``storage.db.held_writes``); ``who_what`` are :func:`row`'s arguments."""
+    write_core(session, _INSERT, named("audit", row(**who_what)))
 
 
 def row(

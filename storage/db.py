@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Executable,
+    Insert,
+    Table,
+    bindparam,
     create_engine,
     event,
     func,
+    insert,
     text,
     true,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.selectable import HasCTE
 
 from storage import finite_json
 
@@ -117,6 +123,92 @@ def execute_core(
     everything else the session writes.
     """
     return session.connection().execute(statement, params)
+
+
+# Where a session keeps the writes held by held_writes (Session.info is the session's own).
+_HELD = "tunepool.held_writes"
+
+Write = tuple[Executable, dict[str, Any]]
+
+
+def insert_named(table: Table, prefix: str) -> Insert:
+    """An INSERT of ``table``'s columns but its autoincrement key, its parameters named
+    ``<prefix>_<column>`` (:func:`named` makes such a row), and no RETURNING: built
+    once, and held with other writes without their parameters meeting."""
+    columns = [c for c in table.columns if c is not table.autoincrement_column]
+    return insert(table).inline().values({c.name: bindparam(f"{prefix}_{c.name}") for c in columns})
+
+
+def named(prefix: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row``'s values under the parameter names of :func:`insert_named`'s INSERT."""
+    return {f"{prefix}_{column}": value for column, value in row.items()}
+
+
+def write_core(session: Session, statement: Executable, params: dict[str, Any]) -> None:
+    """A table-level write whose result nobody reads: run now on the session's connection
+    (as :func:`execute_core`), or, inside :func:`held_writes`, sent with the block's other
+    writes when the block ends."""
+    held: list[Write] | None = session.info.get(_HELD)
+    if held is None:
+        session.connection().execute(statement, params)
+    else:
+        held.append((statement, params))
+
+
+@contextmanager
+def held_writes(session: Session) -> Iterator[None]:
+    """Hold the table-level writes made inside (:func:`write_core`) and send them when the
+    block ends: on PostgreSQL as one statement (each but the last a data-modifying WITH of
+    the last), elsewhere one after another, in order. The caller still commits.
+
+    What costs a database write here is mostly the statement, not the row: each one is a
+    round trip and a pass through SQLAlchemy and the driver on the client, and parse,
+    plan and executor start-up on the server. A call that ends by writing several rows
+    (a job's first event, the answer kept for its Idempotency-Key, its audit row) sends
+    one statement instead of one per row.
+
+    Statements held together are built once, with parameters named apart
+    (:func:`insert_named`); the same statement twice in one block goes out statement by
+    statement. PostgreSQL runs the writes of one statement on one snapshot, so writes
+    held together must not depend on each other's rows (a job event's job is flushed
+    before its event is held, as ``storage.states.record_event`` does), and nothing inside
+    the block may read what they write. An exception out of the block drops them, as the
+    rollback that follows it would.
+    """
+    if _HELD in session.info:
+        raise RuntimeError("held_writes blocks do not nest")
+    held: list[Write] = []
+    session.info[_HELD] = held
+    try:
+        yield
+    finally:
+        del session.info[_HELD]
+    if not held:
+        return
+    connection = session.connection()
+    statements = tuple(statement for statement, _ in held)
+    if connection.dialect.name != "postgresql" or len(set(statements)) < len(statements):
+        for statement, params in held:
+            connection.execute(statement, params)
+        return
+    merged: dict[str, Any] = {}
+    for _, params in held:
+        merged.update(params)
+    if len(merged) != sum(len(params) for _, params in held):
+        # One value would silently stand for two: name them apart (insert_named).
+        raise ValueError("writes held together name a parameter alike")
+    connection.execute(_as_one(statements), merged)
+
+
+@lru_cache(maxsize=64)
+def _as_one(statements: tuple[Executable, ...]) -> Executable:
+    """Writes as one statement, each but the last a WITH of the last; built once for each
+    sequence of statements, so SQLAlchemy compiles it once."""
+    *first, last = statements
+    if not first:
+        return last
+    ctes = [cast(HasCTE, s).cte(f"held_{n}") for n, s in enumerate(first)]
+    return cast(Executable, cast(HasCTE, last).add_cte(*ctes))
 
 
 def lock_scheduler(session: Session) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from storage.db import execute_core
+from storage.db import execute_core, write_core
 from storage.models import Base, table_of
 
 
@@ -54,15 +54,20 @@ class IdempotencyKey(Base):
 # bound parameters: no caller holds these rows as objects, an ORM-enabled UPDATE evaluates
 # its WHERE against the identity map after running it, and building a statement's values
 # and criteria anew cost more than executing it, on every submit (``execute_core`` says
-# why they skip Session.execute).
+# why they skip Session.execute). The answer's parameters are named apart, for it is held
+# with the call's other writes (``storage.db.held_writes``).
 _TABLE = table_of(IdempotencyKey)
 _C = _TABLE.c
 _THIS_KEY = (_C.team_id == bindparam("w_team_id"), _C.key == bindparam("w_key"))
-_ANSWER: dict[str, Any] = {
-    "status": bindparam("status"),
-    "body": bindparam("body"),
-    "content_type": bindparam("content_type"),
-}
+_ANSWER_RESERVATION = (
+    update(_TABLE)
+    .where(_C.team_id == bindparam("answer_team_id"), _C.key == bindparam("answer_key"))
+    .values(
+        status=bindparam("answer_status"),
+        body=bindparam("answer_body"),
+        content_type=bindparam("answer_content_type"),
+    )
+)
 
 
 @cache
@@ -80,7 +85,6 @@ def _statements(dialect: str) -> tuple[Any, Any]:
     return reserve, keep
 
 
-_ANSWER_RESERVATION = update(_TABLE).where(*_THIS_KEY).values(_ANSWER)
 _FORGET = delete(_TABLE).where(*_THIS_KEY)
 
 
@@ -134,17 +138,18 @@ def keep_answer(
 def answer_reservation(
     session: Session, team_id: str, key: str, answer: tuple[int, str, str | None]
 ) -> None:
-    """Write the answer into this transaction's own reservation (one UPDATE)."""
+    """Write the answer into this transaction's own reservation (one UPDATE, held with
+    the call's other writes inside ``storage.db.held_writes``)."""
     status, body, content_type = answer
-    execute_core(
+    write_core(
         session,
         _ANSWER_RESERVATION,
         {
-            "w_team_id": team_id,
-            "w_key": key,
-            "status": status,
-            "body": body,
-            "content_type": content_type,
+            "answer_team_id": team_id,
+            "answer_key": key,
+            "answer_status": status,
+            "answer_body": body,
+            "answer_content_type": content_type,
         },
     )
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, defer
 
-from storage.db import execute_core
+from storage.db import insert_named, named, write_core
 from storage.models import Job, JobEvent, table_of
 
 
@@ -65,9 +65,9 @@ def can_move(old: JobState | str, new: JobState | str) -> bool:
 
 
 # Events are only ever appended and read back by queries, never held as objects: a plain
-# INSERT built once costs a fraction of the unit of work's flush of a JobEvent. inline():
+# INSERT built once costs a fraction of the unit of work's flush of a JobEvent, and it has
 # no RETURNING of the new id, which nobody reads (a third of the statement's client CPU).
-_INSERT_EVENT = insert(table_of(JobEvent)).inline()
+_INSERT_EVENT = insert_named(table_of(JobEvent), "event")
 
 
 def record_event(
@@ -81,10 +81,11 @@ def record_event(
     data: dict[str, Any] | None = None,
 ) -> None:
     if session.new:
-        # The INSERT below runs now, not at the next flush: a job added in this session
-        # must be written first, for the event's foreign key.
+        # A job added in this session is written now, before its event (the event's
+        # foreign key), also when the event is held (storage.db.held_writes).
         session.flush()
-    execute_core(session, _INSERT_EVENT, event_row(job_id, kind, old, new, reason, data))
+    row = event_row(job_id, kind, old, new, reason, data)
+    write_core(session, _INSERT_EVENT, named("event", row))
 
 
 def event_row(
