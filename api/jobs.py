@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -167,22 +167,28 @@ def checked_finetune(spec: JobCreate, openai: Mapping[str, Any] | None = None) -
     )
 
 
-def accept(session: Session, checked: Checked) -> tuple[Response, int]:
-    """Write a checked order's job (the job factory), commit it with its answer (the 201),
-    then ask for its admission."""
+def accept(
+    session: Session,
+    checked: Checked,
+    render: Callable[[Job], Any] | None = None,
+    status: int = 201,
+) -> tuple[Response, int]:
+    """Write a checked order's job (the job factory), commit it with its answer, then ask
+    for its admission. ``render``: the answer's body for the job (``job_json``)."""
+    # No pass has seen the job yet, so it is not on the wait board: nothing to read there.
+    first = render or (lambda job: job_json(job, places={}))
     # The job's row is flushed; its first event, the kept answer and the audit row go
     # after it as one statement.
     with held_writes(session):
         job = write(session, platform().settings, checked)
-        # No pass has seen it yet, so it is not on the wait board: nothing to read there.
-        answer = write_answer(session, lambda: job_json(job, places={}), 201)
+        answer = write_answer(session, lambda: first(job), status)
     session.commit()
     if request_admission(platform()):
         # A pass ran here (single-process setups), in a session of its own: answer with
         # what it decided (this session's copy of the job is the one it wrote).
         session.refresh(job)
-        return jsonify(job_json(job)), 201
-    return answer, 201
+        return jsonify((render or job_json)(job)), status
+    return answer, status
 
 
 @bp.get("")

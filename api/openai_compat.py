@@ -25,7 +25,7 @@ from api import datasets as tp_datasets
 from api import jobs as tp_jobs
 from api.auth import requires
 from api.commit_answer import commit_with_answer
-from api.context import db, platform, team_id
+from api.context import db, team_id
 from api.errors import ApiError, from_validation, invalid, not_found
 from api.openai_files import upload_kind
 from api.openai_jobs import estimated_finish
@@ -46,8 +46,6 @@ from api.openai_schemas import (
 from api.openapi import documented
 from api.paging import MAX_ROW_ID, query_int
 from api.schemas import JobCreate
-from scheduler.admission_requests import request_admission
-from storage.job_factory import write
 from storage.models import Checkpoint, Dataset, Job, JobEvent, ModelVersion
 from storage.openai_names import name_of_job
 from storage.retention import RETAINED
@@ -222,7 +220,7 @@ def _owned(job_id: str) -> Job:
     {200: FineTuningJob}, (400, 403, 409, 422), tag="OpenAI: fine-tuning", json=FineTuningJobCreate
 )
 @requires("member")
-def create_job() -> Response:
+def create_job() -> tuple[Response, int]:
     """Create a fine-tuning job (OpenAI API), run as a tunepool fine-tune of the training
     file's task: causal-lm for chat files, token-classification otherwise."""
     spec = FineTuningJobCreate.model_validate(request.get_json(silent=True) or {})
@@ -251,13 +249,7 @@ def create_job() -> Response:
     openai = {"suffix": spec.suffix, "metadata": spec.metadata, "seed": spec.seed}
     with _openai_fields():
         checked = tp_jobs.checked_finetune(JobCreate.model_validate(body), openai)
-    session = db()
-    job = write(session, platform().settings, checked)
-    session.commit()
-    if request_admission(platform()):
-        # A pass ran here (single-process setups): answer with what it decided.
-        session.refresh(job)
-    return jsonify(job_object(job))
+    return tp_jobs.accept(db(), checked, job_object, 200)
 
 
 @bp.get("/fine_tuning/jobs")

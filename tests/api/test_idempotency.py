@@ -234,6 +234,22 @@ def test_an_upload_commits_its_answer_and_audit_row_with_the_dataset(
     assert again["id"] == first["id"] and count(platform, Dataset) == 1
 
 
+def test_an_openai_fine_tuning_job_commits_its_answer_and_audit_row_with_the_job(
+    client: FlaskClient, make_key: KeyFactory, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = make_key()
+    ds = upload_ner(client, headers)
+    once = {**headers, "Idempotency-Key": "ft-died-1"}
+    body = {"model": "all-MiniLM-L6-v2", "training_file": ds["id"]}
+    with nothing_written_after_the_response(monkeypatch):
+        first = client.post("/v1/fine_tuning/jobs", headers=once, json=body)
+    assert first.status_code == 200, first.get_json()
+    assert audited(platform, "/v1/fine_tuning/jobs") == [("/v1/fine_tuning/jobs", 200)]
+    again = client.post("/v1/fine_tuning/jobs", headers=once, json=body)
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == first.get_json()["id"] and count(platform, Job) == 1
+
+
 def test_a_retried_key_issue_replays_its_prefix_and_never_stores_the_key(
     client: FlaskClient, make_key: KeyFactory, platform: Platform
 ) -> None:
