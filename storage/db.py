@@ -150,7 +150,7 @@ def write_core(session: Session, statement: Executable, params: dict[str, Any]) 
     writes when the block ends."""
     held: list[Write] | None = session.info.get(_HELD)
     if held is None:
-        session.connection().execute(statement, params)
+        execute_core(session, statement, params)
     else:
         held.append((statement, params))
 
